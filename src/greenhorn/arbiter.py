@@ -1,0 +1,548 @@
+"""The master process: open the sockets, fork the workers, watch them, obey signals.
+
+Why it reads as a list of verbs: the loop below is the whole job. Signals arrive as bytes on
+a pipe (``signals.py``) and are dispatched here, never in signal context. Decisions about
+how many workers to run and whom to kill are pure functions in ``policy.py``; this module
+only gathers the facts, applies the decisions and logs them.
+
+    run:  start → loop { dispatch signals → reap → murder late → manage count } → stop
+
+Graceful stop (TERM) is built so that new connections are refused at once while queued
+ones are still served: the master closes its listening sockets and asks each worker to
+drain (``heartbeat.DRAIN``); each worker's control thread accepts what the kernel already
+queued and closes its own copy, so the socket leaves LISTEN within milliseconds instead of
+when the slowest request ends.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+from greenhorn import __version__, policy, process, sockets, systemd
+from greenhorn.heartbeat import BOOTED, DRAIN, WorkerTmp, choose_tmp_dir
+from greenhorn.pidfile import Pidfile, PidfileError
+from greenhorn.signals import SignalPipe
+from greenhorn.signals import name as signame
+
+__all__ = ["Arbiter"]
+
+MASTER_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCHLD,
+)
+LOOP_SECONDS = 1.0
+MASTER_PID_ENV = "GREENHORN_PID"
+
+
+class Arbiter:
+    """The master process. Attributes read by hooks keep gunicorn's names."""
+
+    def __init__(self, cfg: Any, argv: list[str] | None = None) -> None:
+        self.cfg = cfg
+        self.argv = list(argv or [])
+        self.log: Any = None
+        self.pid = os.getpid()
+        self.app: Any = None
+        self.WORKERS: dict[int, Any] = {}
+        self.LISTENERS: list[sockets.Listener] = []
+        self.num_workers = 1
+        self.worker_class: Any = None
+        self.worker_age = 0
+        self.generation = 0
+        self.previous_cfg: Any = None
+        self.master_pid = int(os.environ.get(MASTER_PID_ENV, "0") or 0)
+        self.reexec_pid = 0
+        self.pidfile: Pidfile | None = None
+        self.signals = SignalPipe()
+        self.ready_sent = False
+        self.stopping = False
+        self.halt_code: int | None = None
+        self.halt_reason = ""
+        self.sent_kill: set[int] = set()
+        self.cwd = os.getcwd()
+
+    # -- entry -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; return the exit code."""
+        code = self.start()
+        if code is not None:
+            self.cleanup()
+            return code
+        try:
+            code = self.loop()
+        except KeyboardInterrupt:
+            self.stop(graceful=False)
+            code = process.EXIT_OK
+        except Exception:
+            self.log.exception("Unhandled exception in the main loop")
+            self.stop(graceful=False)
+            code = process.EXIT_FAILURE
+        self.cleanup()
+        return code
+
+    def start(self) -> int | None:
+        """Everything before the first fork. Returns an exit code when it cannot start."""
+        from greenhorn import logging as glog
+        from greenhorn.app import AppImportError, load_app
+        from greenhorn.workers import MissingExtra, load_worker_class
+
+        cfg = self.cfg
+        if cfg.daemon:
+            process.daemonize(cfg.enable_stdio_inheritance)
+            self.pid = os.getpid()
+        try:
+            self.log = glog.create(cfg)
+        except Exception as exc:
+            sys.stderr.write(f"greenhorn: error: cannot set up logging: {exc}\n")
+            return process.EXIT_FAILURE
+        process.set_title(process.master_title(self.proc_name))
+        try:
+            self.worker_class = load_worker_class(cfg.worker_class, cfg.threads)
+        except (MissingExtra, ImportError, AttributeError) as exc:
+            self.log.error("Cannot load worker class %r: %s", cfg.worker_class, exc)
+            return process.EXIT_USAGE
+        setup = getattr(self.worker_class, "setup", None)
+        if callable(setup):
+            setup()
+        self.num_workers = self.resolve_workers()
+        self.call_hook("on_starting", self)
+        if cfg.preload_app:
+            try:
+                self.app = load_app(cfg.wsgi_app)
+            except AppImportError as exc:
+                self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
+                return process.APP_LOAD_ERROR
+        try:
+            self.LISTENERS = self.open_listeners()
+        except (OSError, ValueError) as exc:
+            self.log.error("%s", exc)
+            return process.EXIT_FAILURE
+        if cfg.pidfile:
+            name = cfg.pidfile + (".2" if self.master_pid else "")
+            self.pidfile = Pidfile(name)
+            try:
+                self.pidfile.create(self.pid)
+            except (PidfileError, OSError) as exc:
+                self.pidfile = None
+                self.log.error("%s", exc)
+                return process.EXIT_FAILURE
+        self.signals.install(MASTER_SIGNALS)
+        self.log.info("Starting greenhorn %s", __version__)
+        for listener in self.LISTENERS:
+            self.log.info("Listening at: %s (%s)", listener.name, self.pid)
+        self.log.info("Using worker: %s", cfg.worker_class)
+        if self.app is not None:
+            gc.collect()
+            gc.freeze()  # keep the preloaded heap out of copy-on-write churn
+        self.call_hook("when_ready", self)
+        return None
+
+    @property
+    def proc_name(self) -> str:
+        return self.cfg.proc_name or self.cfg.default_proc_name
+
+    def resolve_workers(self) -> int:
+        workers = self.cfg.workers
+        if workers == "auto":
+            from greenhorn import sizing
+
+            count, why = sizing.plan_workers(worker_memory=self.cfg.worker_memory)
+            self.log.info("Auto-sizing workers: %s", why)
+            return count
+        return max(1, int(workers))
+
+    def open_listeners(self) -> list[sockets.Listener]:
+        inherited = sockets.inherited_listeners(os.environ, backlog=self.cfg.backlog)
+        if inherited:
+            return inherited
+        return sockets.bind_listeners(
+            self.cfg.bind,
+            backlog=self.cfg.backlog,
+            reuse_port=self.cfg.reuse_port,
+            umask=self.cfg.umask,
+            owner=self.owner(),
+            log=self.log.error,
+        )
+
+    def owner(self) -> tuple[int, int] | None:
+        uid, gid = self.cfg.user, self.cfg.group
+        if (uid, gid) == (os.geteuid(), os.getegid()):
+            return None
+        return uid, gid
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def loop(self) -> int:
+        self.manage_workers()
+        fd = self.signals.fileno()
+        while True:
+            self.maybe_promote_master()
+            try:
+                ready, _, _ = select.select([fd], [], [], LOOP_SECONDS)
+            except InterruptedError:
+                ready = []
+            for sig in self.signals.read() if ready else ():
+                code = self.dispatch(sig)
+                if code is not None:
+                    return code
+            self.reap_workers()
+            if self.halt_code is not None:
+                self.log.error("Shutting down: %s", self.halt_reason)
+                self.stop(graceful=False)
+                return self.halt_code
+            self.murder_workers()
+            self.manage_workers()
+            self.check_ready()
+
+    def dispatch(self, sig: int) -> int | None:
+        """Handle one queued signal; return an exit code to stop."""
+        if sig == signal.SIGCHLD:
+            self.reap_workers()
+            return None
+        self.log.info("Handling signal: %s", signame(sig).lower())
+        if sig == signal.SIGTERM:
+            self.stop(graceful=True)
+            return process.EXIT_OK
+        if sig in (signal.SIGINT, signal.SIGQUIT):
+            self.stop(graceful=False)
+            return process.EXIT_OK
+        if sig == signal.SIGHUP:
+            self.reload()
+        elif sig == signal.SIGTTIN:
+            self.set_num_workers(self.num_workers + 1)
+        elif sig == signal.SIGTTOU:
+            self.set_num_workers(max(1, self.num_workers - 1))
+        elif sig == signal.SIGUSR1:
+            self.log.reopen_files()
+            self.kill_workers(signal.SIGUSR1)
+        elif sig == signal.SIGUSR2:
+            self.reexec()
+        elif sig == signal.SIGWINCH:
+            if self.cfg.daemon:
+                self.log.info("graceful stop of workers")
+                self.set_num_workers(0)
+                self.kill_workers(signal.SIGTERM)
+            else:
+                self.log.debug("SIGWINCH ignored. Not daemonized")
+        return None
+
+    def set_num_workers(self, count: int) -> None:
+        old, self.num_workers = self.num_workers, count
+        if old != count:
+            self.call_hook("nworkers_changed", self, count, old)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def snapshot(self) -> list[policy.WorkerView]:
+        views = []
+        for pid, w in self.WORKERS.items():
+            board = w.tmp.board
+            oldest = board.oldest_request()
+            try:
+                last_beat = w.tmp.last_update()
+            except OSError:
+                last_beat = time.time()
+            views.append(
+                policy.WorkerView(
+                    pid=pid,
+                    age=w.age,
+                    generation=w.generation,
+                    booted=bool(board.counters[BOOTED]),
+                    retiring=w.retire_reason is not None,
+                    last_beat=last_beat,
+                    oldest_request=oldest[0] if oldest else None,
+                    aborted_at=w.aborted_at,
+                    killed=pid in self.sent_kill,
+                )
+            )
+        return views
+
+    def manage_workers(self) -> None:
+        """Spawn or retire workers so the current generation has ``num_workers``."""
+        if self.stopping:
+            return
+        decision = policy.plan(self.snapshot(), self.num_workers, self.generation)
+        for pid in decision.retire:
+            worker = self.WORKERS.get(pid)
+            if worker is not None:
+                worker.retire_reason = decision.reason
+                self.kill_worker(pid, signal.SIGTERM)
+        for _ in range(decision.spawn):
+            self.spawn_worker()
+
+    def spawn_worker(self) -> Any:
+        cfg = self.cfg
+        self.worker_age += 1
+        slots = max(1, int(getattr(self.worker_class, "slots_for", lambda c: 1)(cfg)))
+        tmp = WorkerTmp(choose_tmp_dir(cfg.worker_tmp_dir), slots=slots)
+        owner = self.owner()
+        if owner is not None:
+            os.fchown(tmp.fileno(), owner[0], owner[1])
+        worker = self.worker_class(
+            self.worker_age, self.pid, self.LISTENERS, self.app, cfg, self.log, tmp
+        )
+        worker.server = self
+        worker.generation = self.generation
+        self.call_hook("pre_fork", self, worker)
+        pid = os.fork()
+        if pid:
+            worker.pid = pid
+            self.WORKERS[pid] = worker
+            self.log.info("Booting worker with pid: %s", pid)
+            return worker
+        # -- in the child --
+        self.signals.close(restore=False)
+        try:
+            cfg.post_fork(self, worker)
+        except BaseException:
+            self.log.exception("post_fork hook failed")
+            os._exit(process.WORKER_BOOT_ERROR)
+        worker.init_process()
+
+    def kill_worker(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+            if sig == signal.SIGKILL:
+                self.sent_kill.add(pid)
+        except ProcessLookupError:
+            self.WORKERS.pop(pid, None)
+
+    def kill_workers(self, sig: int) -> None:
+        for pid in list(self.WORKERS):
+            self.kill_worker(pid, sig)
+
+    def murder_workers(self) -> None:
+        """Abort workers that missed their heartbeat or hold a request past ``timeout``."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        for kill in policy.kills(self.snapshot(), now_wall, now_mono, self.cfg.timeout):
+            worker = self.WORKERS.get(kill.pid)
+            if worker is None:
+                continue
+            if kill.signal == signal.SIGABRT:
+                stuck = worker.tmp.board.oldest_request()
+                what = f" while serving {stuck[1]} for {now_mono - stuck[0]:.1f}s" if stuck else ""
+                self.log.critical("WORKER TIMEOUT (pid:%s)%s", kill.pid, what)
+                worker.aborted_at = now_mono
+                worker.exit_reason = "timeout"
+            else:
+                self.log.error("Worker (pid:%s) ignored SIGABRT; sending SIGKILL", kill.pid)
+            self.kill_worker(kill.pid, kill.signal)
+
+    def reap_workers(self) -> None:
+        """Collect exited children (all of them: we may be PID 1) and say why they died."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            if pid == self.reexec_pid:
+                self.reexec_pid = 0
+                self.log.info("Re-executed master (pid:%s) exited", pid)
+                continue
+            worker = self.WORKERS.pop(pid, None)
+            if worker is None:
+                continue
+            self.report_exit(worker, os.waitstatus_to_exitcode(status))
+            self.sent_kill.discard(pid)
+            worker.tmp.close()
+            self.call_hook("child_exit", self, worker)
+
+    def report_exit(self, worker: Any, code: int) -> None:
+        pid = worker.pid
+        if code < 0:
+            sig = -code
+            if sig == signal.SIGKILL and pid not in self.sent_kill:
+                self.log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
+            elif worker.exit_reason == "timeout":
+                self.log.error(
+                    "Worker (pid:%s) was killed by SIG%s after timeout", pid, signame(sig)
+                )
+            else:
+                self.log.warning("Worker (pid:%s) was sent SIG%s!", pid, signame(sig))
+            return
+        if code == 0:
+            reason = worker.retire_reason or worker.exit_reason
+            self.log.info("Worker exited (pid: %s)%s", pid, f" [{reason}]" if reason else "")
+            return
+        if worker.exit_reason == "timeout":
+            self.log.error("Worker (pid:%s) aborted after timeout (exit code %s)", pid, code)
+            return
+        self.log.error("Worker (pid:%s) exited with code %s", pid, code)
+        if code in (process.WORKER_BOOT_ERROR, process.APP_LOAD_ERROR):
+            if self.generation and worker.generation == self.generation and self.previous_cfg:
+                self.rollback_reload(code)
+                return
+            self.halt_code = code
+            self.halt_reason = (
+                "Worker failed to boot."
+                if code == process.WORKER_BOOT_ERROR
+                else "App failed to load."
+            )
+
+    def check_ready(self) -> None:
+        """Tell systemd we are ready once the current generation has booted."""
+        if self.ready_sent or self.stopping:
+            return
+        current = [w for w in self.WORKERS.values() if w.generation == self.generation]
+        if len(current) >= self.num_workers and all(w.tmp.board.counters[BOOTED] for w in current):
+            self.ready_sent = True
+            self.previous_cfg = None
+            systemd.ready(f"greenhorn {__version__}: {len(current)} workers")
+
+    # -- reload, re-exec, stop -------------------------------------------------------------
+
+    def reload(self) -> None:
+        """HUP: reload the config, boot a new generation, retire the old one once ready."""
+        from greenhorn import config as gconfig
+        from greenhorn import logging as glog
+
+        systemd.reloading()
+        try:
+            cfg = gconfig.load(self.argv, os.environ)
+        except gconfig.ConfigError as exc:
+            self.log.error("Reload failed, keeping the current configuration: %s", exc)
+            systemd.ready()
+            return
+        self.previous_cfg, self.cfg = self.cfg, cfg
+        self.log.reopen_files()
+        try:
+            self.log = glog.create(cfg)
+        except Exception as exc:
+            self.log.error("Reload: cannot set up logging: %s", exc)
+        if list(cfg.bind) != list(self.previous_cfg.bind):
+            try:
+                new = sockets.bind_listeners(
+                    cfg.bind, backlog=cfg.backlog, reuse_port=cfg.reuse_port
+                )
+            except (OSError, ValueError) as exc:
+                self.log.error("Reload: %s; keeping the old listeners", exc)
+            else:
+                sockets.close_listeners(self.LISTENERS, unlink=True)
+                self.LISTENERS = new
+                for listener in new:
+                    self.log.info("Listening at: %s (%s)", listener.name, self.pid)
+        self.call_hook("on_reload", self)
+        process.set_title(process.master_title(self.proc_name))
+        self.num_workers = self.resolve_workers() if cfg.workers != "auto" else self.num_workers
+        self.generation += 1
+        self.ready_sent = False
+        self.manage_workers()
+
+    def rollback_reload(self, code: int) -> None:
+        """A worker of the new generation failed to boot: keep the old generation."""
+        self.log.error(
+            "Reload failed: new workers cannot boot (exit code %s); keeping the previous ones",
+            code,
+        )
+        failed = self.generation
+        self.cfg, self.previous_cfg = self.previous_cfg, None
+        self.generation -= 1
+        for pid, worker in list(self.WORKERS.items()):
+            if worker.generation == failed:
+                worker.retire_reason = "failed reload"
+                self.kill_worker(pid, signal.SIGTERM)
+        self.ready_sent = True
+
+    def reexec(self) -> None:
+        """USR2: start a new master from the same command, handing over the sockets."""
+        if self.reexec_pid:
+            self.log.warning("USR2 signal ignored. Child exists.")
+            return
+        if self.master_pid:
+            self.log.warning("USR2 signal ignored. Parent exists.")
+            return
+        master_pid = os.getpid()
+        pid = os.fork()
+        if pid:
+            self.reexec_pid = pid
+            return
+        try:
+            self.call_hook("pre_exec", self)
+            environ = dict(os.environ)
+            environ.update(sockets.fds_env(self.LISTENERS))
+            environ[MASTER_PID_ENV] = str(master_pid)
+            sockets.make_inheritable(self.LISTENERS)
+            os.chdir(self.cwd)
+            argv = [sys.executable, "-m", "greenhorn", *self.argv]
+            os.execve(sys.executable, argv, environ)
+        finally:
+            os._exit(process.EXIT_FAILURE)
+
+    def maybe_promote_master(self) -> None:
+        """After USR2: once the old master is gone, take over the real pid file."""
+        if not self.master_pid or self.master_pid == os.getppid():
+            return
+        self.log.info("Master has been promoted.")
+        self.master_pid = 0
+        os.environ.pop(MASTER_PID_ENV, None)
+        if self.pidfile is not None and self.cfg.pidfile:
+            self.pidfile.rename(self.cfg.pidfile)
+        process.set_title(process.master_title(self.proc_name))
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop every worker: TERM (finish in-flight work) or QUIT, then KILL at the deadline."""
+        self.stopping = True
+        systemd.stopping()
+        unlink = not self.reexec_pid and not self.master_pid
+        if graceful:
+            for worker in self.WORKERS.values():
+                worker.tmp.board.counters[DRAIN] = 1
+        sockets.close_listeners(self.LISTENERS, unlink=unlink)
+        self.kill_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while self.WORKERS and time.monotonic() < deadline:
+            self.reap_workers()
+            if self.WORKERS:
+                self.wait_for_children(min(0.1, max(0.0, deadline - time.monotonic())))
+        if self.WORKERS:
+            self.log.warning("Graceful timeout: killing %d worker(s)", len(self.WORKERS))
+            self.kill_workers(signal.SIGKILL)
+            end = time.monotonic() + 5.0
+            while self.WORKERS and time.monotonic() < end:
+                self.reap_workers()
+                self.wait_for_children(0.05)
+
+    def wait_for_children(self, seconds: float) -> None:
+        fd = self.signals.fileno()
+        try:
+            select.select([fd] if fd >= 0 else [], [], [], seconds)
+        except (InterruptedError, OSError, ValueError):
+            return
+        if fd >= 0:
+            self.signals.read()
+
+    def cleanup(self) -> None:
+        """Last words: on_exit hook, pid file, sockets."""
+        if self.log is not None:
+            self.call_hook("on_exit", self)
+            self.log.info("Shutting down: Master")
+        if self.pidfile is not None:
+            self.pidfile.unlink()
+        sockets.close_listeners(self.LISTENERS, unlink=not self.reexec_pid and not self.master_pid)
+        self.signals.close()
+
+    def call_hook(self, name: str, *args: Any) -> None:
+        try:
+            getattr(self.cfg, name)(*args)
+        except Exception:
+            if self.log is not None:
+                self.log.exception("Exception in %s hook", name)

@@ -1,0 +1,83 @@
+"""The `greenhorn` command: argv + environment → Config → (checks) → Arbiter(cfg).run().
+
+Why a module of its own: this is the one place that turns errors into exit codes and
+messages for a human at a terminal. Everything below it raises; everything here reports:
+
+- a bad setting, an unreadable or failing config file, a missing APP_MODULE:
+  one line `greenhorn: error: ...` on stderr, exit 2 (EXIT_USAGE), never a traceback;
+- `--print-config`: every effective setting with its source on stdout, exit 0;
+- `--check-config`: import the application (after raw_env, chdir and pythonpath are
+  applied); exit 0 when it loads, else one line on stderr and exit 1;
+- otherwise the arbiter runs and its return value is the exit code. Loading the app at
+  run time (exit 4, APP_LOAD_ERROR) is the arbiter's business; it calls greenhorn.app.load_app.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from greenhorn.app import AppImportError, load_app, prepare_environment
+from greenhorn.config import ConfigError, Resolved, load_resolved, render, warn_stderr
+from greenhorn.process import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
+PROG = "greenhorn"
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+
+
+def _resolve(argv: Sequence[str], environ: Mapping[str, str]) -> Resolved | int:
+    """The resolved config, or the exit code when parsing already finished the run
+    (-h, --version: 0; a bad setting: 2)."""
+    try:
+        return load_resolved(argv, environ)
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except SystemExit as exc:  # -h / --version printed and asked to exit
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+
+
+def check_app(uri: str) -> int:
+    """Import the application named by `uri`: EXIT_OK, or EXIT_FAILURE with one line."""
+    try:
+        load_app(uri)
+    except AppImportError as exc:
+        _error(f"cannot load application {uri!r}: {exc}")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run greenhorn with `argv` (default `sys.argv[1:]`); return the process exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    resolved = _resolve(args, os.environ)
+    if isinstance(resolved, int):
+        return resolved
+    for message in resolved.warnings:
+        warn_stderr(message)
+    cfg = resolved.config
+
+    if cfg.print_config:
+        sys.stdout.write(render(resolved))
+        sys.stdout.flush()
+        return EXIT_OK
+    if cfg.wsgi_app is None:
+        _error("No application module specified.")
+        return EXIT_USAGE
+
+    try:
+        prepare_environment(cfg)
+    except OSError as exc:  # chdir target vanished since it was validated
+        _error(f"cannot prepare the environment: {exc}")
+        return EXIT_USAGE
+    if cfg.check_config:
+        return check_app(cfg.wsgi_app)
+
+    from greenhorn.arbiter import Arbiter  # imported late: the CLI must not need it to check
+
+    return Arbiter(cfg, argv=args).run()

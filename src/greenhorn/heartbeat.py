@@ -1,0 +1,178 @@
+"""Worker heartbeat and scoreboard: one unlinked temp file per worker, shared with the master.
+
+Why: the master must know, without any per-request message, (1) whether a worker's loop is
+still turning and (2) what each worker is doing right now, so that a hung worker can be killed
+with the request it was stuck on named in the log, and so that metrics and ``greenhorn ctl``
+can show a live worker table.
+
+How: the master creates the file in ``worker_tmp_dir`` (``/dev/shm`` when usable, so a busy
+disk cannot block the heartbeat — gunicorn #1863) before forking, unlinks it at once, and maps
+it ``MAP_SHARED``. Both processes keep the mapping.
+
+- Heartbeat = the file's mtime. The worker's *request loop* calls ``beat()`` (``os.utime``)
+  at most once a second; the master ``fstat``s. A side thread never beats, so a hung loop is
+  seen as hung.
+- Scoreboard = plain integers and doubles in the mapping, written by the worker with
+  single-word stores (no locks: the master only reads, and a torn read of a counter is off by
+  at most one request). Per-thread slots hold the request in flight and when it started.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import tempfile
+import time
+
+__all__ = ["Scoreboard", "WorkerTmp", "choose_tmp_dir"]
+
+# Counters (unsigned 64-bit) at the start of the mapping.
+REQUESTS = 0  # requests completed
+STATUS_1XX = 1  # ... STATUS_5XX = 5: responses by status class
+IN_FLIGHT = 6  # requests currently being served
+BOOTED = 7  # 1 once post_worker_init has run (the worker is ready)
+DRAIN = 8  # set by the master before a full stop: accept the backlog, then close listeners
+REJECTED = 9  # requests refused by the parser (4xx/5xx before the app)
+BYTES_OUT = 10
+HIST_BASE = 16  # request duration histogram, one counter per bucket
+# Upper bounds (seconds) of the duration histogram buckets; the last is +Inf.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+DURATION_SUM = 32  # float64 index in the double view: total seconds spent in requests
+N_COUNTERS = 40
+HEADER_SIZE = N_COUNTERS * 8
+
+SLOT_LINE = 240  # bytes of "METHOD target" kept per slot
+SLOT_SIZE = 16 + SLOT_LINE  # started_at (double), line length (u64), line bytes
+_SLOT_HEAD = struct.Struct("=dQ")
+
+
+def choose_tmp_dir(configured: str | None) -> str | None:
+    """``worker_tmp_dir`` if set, else ``/dev/shm`` when writable, else the system default."""
+    if configured:
+        return configured
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return None
+
+
+class Scoreboard:
+    """The shared-memory view of one worker (also readable by the master)."""
+
+    __slots__ = ("_mm", "counters", "doubles", "slots")
+
+    def __init__(self, mm: mmap.mmap, slots: int) -> None:
+        self._mm = mm
+        view = memoryview(mm)
+        self.counters = view[:HEADER_SIZE].cast("Q")
+        self.doubles = view[:HEADER_SIZE].cast("d")
+        self.slots = slots
+
+    # -- worker side ---------------------------------------------------------------------
+
+    def start(self, slot: int, method: str, uri: str, now: float) -> None:
+        """Record the request now in flight in ``slot`` (monotonic ``now``)."""
+        line = (method + " " + uri).encode("latin-1", "replace")[:SLOT_LINE]
+        off = HEADER_SIZE + slot * SLOT_SIZE
+        _SLOT_HEAD.pack_into(self._mm, off, now, len(line))
+        self._mm[off + 16 : off + 16 + len(line)] = line
+        self.counters[IN_FLIGHT] += 1
+
+    def finish(self, slot: int, status: int, duration: float, sent: int) -> None:
+        """Clear ``slot`` and count a completed request."""
+        off = HEADER_SIZE + slot * SLOT_SIZE
+        _SLOT_HEAD.pack_into(self._mm, off, 0.0, 0)
+        c = self.counters
+        c[IN_FLIGHT] -= 1
+        c[REQUESTS] += 1
+        klass = status // 100
+        if 1 <= klass <= 5:
+            c[klass] += 1
+        c[BYTES_OUT] += sent
+        i = 0
+        while duration > BUCKETS[i]:
+            i += 1
+        c[HIST_BASE + i] += 1
+        self.doubles[DURATION_SUM] += duration
+
+    # -- master side ---------------------------------------------------------------------
+
+    def current(self) -> list[tuple[int, float, str]]:
+        """Requests in flight: (slot, started_at monotonic, "METHOD target")."""
+        out = []
+        for slot in range(self.slots):
+            off = HEADER_SIZE + slot * SLOT_SIZE
+            started, n = _SLOT_HEAD.unpack_from(self._mm, off)
+            if started:
+                line = bytes(self._mm[off + 16 : off + 16 + min(n, SLOT_LINE)])
+                out.append((slot, started, line.decode("latin-1")))
+        return out
+
+    def oldest_request(self) -> tuple[float, str] | None:
+        """(started_at, line) of the longest-running request in flight, if any."""
+        current = self.current()
+        if not current:
+            return None
+        _, started, line = min(current, key=lambda item: item[1])
+        return started, line
+
+    def snapshot(self) -> dict[str, object]:
+        c = self.counters
+        return {
+            "requests": c[REQUESTS],
+            "status": {f"{k}xx": c[k] for k in range(1, 6)},
+            "in_flight": c[IN_FLIGHT],
+            "booted": bool(c[BOOTED]),
+            "rejected": c[REJECTED],
+            "bytes_out": c[BYTES_OUT],
+            "histogram": [c[HIST_BASE + i] for i in range(len(BUCKETS))],
+            "duration_sum": self.doubles[DURATION_SUM],
+        }
+
+    def close(self) -> None:
+        self.counters.release()
+        self.doubles.release()
+        self._mm.close()
+
+
+class WorkerTmp:
+    """The heartbeat file of one worker plus its scoreboard mapping."""
+
+    __slots__ = ("_fd", "board", "last_beat")
+
+    def __init__(self, tmp_dir: str | None, slots: int = 1) -> None:
+        fd, name = tempfile.mkstemp(prefix="greenhorn-", dir=tmp_dir)
+        try:
+            os.unlink(name)
+            size = HEADER_SIZE + max(1, slots) * SLOT_SIZE
+            os.ftruncate(fd, size)
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.set_inheritable(fd, False)
+        self._fd = fd
+        self.board = Scoreboard(mm, max(1, slots))
+        self.last_beat = 0.0
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def beat(self, now: float | None = None) -> None:
+        """Touch the file (worker side). Callers throttle; this always writes."""
+        os.utime(self._fd)
+        self.last_beat = time.monotonic() if now is None else now
+
+    def last_update(self) -> float:
+        """Seconds since the epoch of the last beat (master side)."""
+        return os.fstat(self._fd).st_mtime
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            try:
+                self.board.close()
+            except (BufferError, ValueError):
+                pass
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,217 @@
+"""Body framing readers: turn the connection buffer into Data / EndOfMessage events.
+
+Why separate readers: each framing (Content-Length, chunked) is a tiny state machine with its
+own failure modes; keeping them apart from head parsing keeps both readable (h11's
+``_readers.py`` shape). A reader consumes from the shared ``bytearray`` and returns one event
+or ``None`` when it needs more bytes. It never holds more than it was given: a Data event
+carries at most what is already buffered, so memory stays bounded by the receive size.
+
+Chunked grammar enforced (RFC 9112 §7.1), with no leniency:
+
+- chunk-size is 1 to 16 HEXDIG; no sign, no ``0x``, no whitespace except BWS before ``;``;
+- chunk-ext is ``*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )``; a bare CR,
+  LF or any CTL there is an error (the grenfeldt.dev bare-LF desync);
+- chunk data is followed by exactly CRLF (h11 CVE-2025-43859 accepted any two bytes);
+- the last chunk is followed by trailer fields and an empty line; a truncated body is an
+  error, never a complete message (gunicorn #3382);
+- trailers that could change framing, routing or authentication are refused and trailers are
+  never merged into the headers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from greenhorn.http import errors
+from greenhorn.http.fields import FIELD_BLOCK_RE, TCHAR, diagnose_line, split_field
+
+if TYPE_CHECKING:
+    from greenhorn.http.parser import Limits
+
+MAX_CHUNK_LINE = 4096
+_QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*+"'
+_EXT = f"[ \t]*+;[ \t]*+[{TCHAR}]++(?:[ \t]*+=[ \t]*+(?:[{TCHAR}]++|{_QUOTED}))?+"
+CHUNK_LINE_RE = re.compile(f"([0-9A-Fa-f]{{1,16}})(?:{_EXT})*+".encode("latin-1"))
+
+FORBIDDEN_TRAILERS = frozenset(
+    (
+        "CONTENT-LENGTH",
+        "TRANSFER-ENCODING",
+        "TRAILER",
+        "TE",
+        "HOST",
+        "CONNECTION",
+        "KEEP-ALIVE",
+        "UPGRADE",
+        "PROXY-CONNECTION",
+        "AUTHORIZATION",
+        "PROXY-AUTHORIZATION",
+        "COOKIE",
+        "CONTENT-TYPE",
+        "CONTENT-ENCODING",
+        "CONTENT-RANGE",
+        "EXPECT",
+        "RANGE",
+        "MAX-FORWARDS",
+    )
+)
+
+
+class Data:
+    """A piece of the request body."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Data({self.data!r})"
+
+
+class EndOfMessage:
+    """The body is complete; ``trailers`` holds chunked trailer fields (UPPER names)."""
+
+    __slots__ = ("trailers",)
+
+    def __init__(self, trailers: list[tuple[str, str]] | None = None) -> None:
+        self.trailers = trailers if trailers is not None else []
+
+    def __repr__(self) -> str:
+        return f"EndOfMessage({self.trailers!r})"
+
+
+END = EndOfMessage(())  # type: ignore[arg-type]  # shared, immutable: no trailers
+
+
+class ContentLengthReader:
+    """Exactly ``remaining`` bytes of body."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+
+    def read(self, buf: bytearray, eof: bool, limits: Limits) -> Data | EndOfMessage | None:
+        if self.remaining == 0:
+            return END
+        if not buf:
+            if eof:
+                raise errors.IncompleteRequest("connection closed inside the request body")
+            return None
+        n = self.remaining
+        if len(buf) <= n:
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:n])
+            del buf[:n]
+        self.remaining -= len(data)
+        return Data(data)
+
+
+_SIZE, _DATA, _DATA_END, _TRAILERS = range(4)
+
+
+class ChunkedReader:
+    """Transfer-Encoding: chunked, strictly."""
+
+    __slots__ = ("remaining", "state", "trailer_bytes", "trailers")
+
+    def __init__(self) -> None:
+        self.state = _SIZE
+        self.remaining = 0
+        self.trailers: list[tuple[str, str]] = []
+        self.trailer_bytes = 0
+
+    def read(self, buf: bytearray, eof: bool, limits: Limits) -> Data | EndOfMessage | None:
+        while True:
+            state = self.state
+            if state == _DATA:
+                if not buf:
+                    return self._need(eof)
+                n = self.remaining
+                if len(buf) <= n:
+                    data = bytes(buf)
+                    buf.clear()
+                else:
+                    data = bytes(buf[:n])
+                    del buf[:n]
+                self.remaining -= len(data)
+                if self.remaining == 0:
+                    self.state = _DATA_END
+                return Data(data)
+            if state == _SIZE:
+                line = self._line(buf, eof, MAX_CHUNK_LINE, errors.InvalidChunk)
+                if line is None:
+                    return None
+                m = CHUNK_LINE_RE.fullmatch(line)
+                if m is None:
+                    raise errors.InvalidChunk(f"invalid chunk size line {errors.excerpt(line)}")
+                size = int(m.group(1), 16)
+                if size:
+                    self.remaining = size
+                    self.state = _DATA
+                else:
+                    self.state = _TRAILERS
+            elif state == _DATA_END:
+                if len(buf) < 2:
+                    if buf[:1] not in (b"", b"\r"):
+                        raise errors.InvalidChunk("chunk data not followed by CRLF")
+                    return self._need(eof)
+                if buf[0] != 13 or buf[1] != 10:
+                    raise errors.InvalidChunk("chunk data not followed by CRLF")
+                del buf[:2]
+                self.state = _SIZE
+            else:
+                return self._read_trailer(buf, eof, limits)
+
+    def _read_trailer(self, buf: bytearray, eof: bool, limits: Limits) -> EndOfMessage | None:
+        while True:
+            line = self._line(buf, eof, limits.field_limit, errors.InvalidTrailer)
+            if line is None:
+                return None
+            if not line:
+                return EndOfMessage(self.trailers)
+            text = line.decode("latin-1")
+            if FIELD_BLOCK_RE.fullmatch(text) is None:
+                raise diagnose_line(text, errors.InvalidTrailer)
+            name, value = split_field(text)
+            if name in FORBIDDEN_TRAILERS:
+                raise errors.InvalidTrailer(f"{name} is not allowed in trailers")
+            if len(self.trailers) >= limits.fields_limit:
+                raise errors.InvalidTrailer("too many trailer fields")
+            if "_" in name and limits.header_map != "dangerous":
+                if limits.header_map == "refuse":
+                    raise errors.InvalidTrailer(f"underscore in trailer name {name}")
+                continue
+            self.trailers.append((name, value))
+
+    @staticmethod
+    def _line(buf: bytearray, eof: bool, limit: int, error: type[errors.HTTPError]) -> bytes | None:
+        """Take one CRLF-terminated line off the buffer, or None if it is not complete."""
+        end = buf.find(b"\r\n", 0, limit + 2)
+        if end < 0:
+            lf = buf.find(b"\n", 0, limit + 2)
+            if lf >= 0:
+                raise error("bare LF in chunked framing")
+            cr = buf.find(b"\r", 0, limit + 2)
+            if 0 <= cr < len(buf) - 1:
+                raise error("bare CR in chunked framing")
+            if len(buf) > limit:
+                raise error("chunk size line or trailer too long")
+            if eof:
+                raise errors.IncompleteRequest("connection closed inside the chunked body")
+            return None
+        line = bytes(buf[:end])
+        if b"\n" in line or b"\r" in line:
+            raise error("bare CR or LF in chunked framing")
+        del buf[: end + 2]
+        return line
+
+    @staticmethod
+    def _need(eof: bool) -> None:
+        if eof:
+            raise errors.IncompleteRequest("connection closed inside the chunked body")
+        return None

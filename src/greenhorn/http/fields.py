@@ -1,0 +1,74 @@
+"""The field-line grammar (RFC 9110 §5, RFC 9112 §5), shared by the request head and by
+chunked trailers.
+
+Strategy: validate a whole block of field lines with ONE regular expression, then split.
+The expression is linear (possessive quantifiers, character classes that cannot overlap at
+a boundary), so a hostile header cannot make it backtrack. Only when the fast check fails do
+we walk the lines one by one to name the exact error. Whitespace is only ever SP and HTAB:
+``str.strip()`` with no argument would also strip ``\\x85``/``\\xa0`` and let
+``Transfer-Encoding: \\xa0chunked`` count as chunked.
+"""
+
+from __future__ import annotations
+
+import re
+
+from greenhorn.http import errors
+
+TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+# field-value bytes as latin-1 text: HTAB, SP, VCHAR, obs-text. No NUL, CR, LF, CTL, DEL.
+VCHAR = r"\t\x20-\x7e\x80-\xff"
+
+TOKEN_RE = re.compile(f"[{TCHAR}]+")
+# A block of field lines separated by CRLF, without the final CRLF.
+FIELD_BLOCK_RE = re.compile(f"[{TCHAR}]++:[{VCHAR}]*+(?:\r\n[{TCHAR}]++:[{VCHAR}]*+)*+")
+BAD_VALUE_RE = re.compile(f"[^{VCHAR}]")
+
+
+def diagnose_line(line: str, error: type[errors.HTTPError]) -> errors.HTTPError:
+    """Name what is wrong with one field line that failed the block check.
+
+    ``error`` is the class used for value/syntax problems (InvalidHeader for the head,
+    InvalidTrailer for trailers); name problems in the head use InvalidHeaderName.
+    """
+    if line[:1] in (" ", "\t"):
+        if error is errors.InvalidHeader:
+            return errors.ObsoleteFolding(f"obsolete line folding: {errors.excerpt(line)}")
+        return error(f"folded trailer line: {errors.excerpt(line)}")
+    name, colon, value = line.partition(":")
+    if not colon:
+        if "\n" in line or "\r" in line:
+            return error(f"bare CR or LF in field line: {errors.excerpt(line)}")
+        return error(f"field line without a colon: {errors.excerpt(line)}")
+    if not TOKEN_RE.fullmatch(name):
+        if "\n" in name or "\r" in name:
+            return error(f"bare CR or LF in field line: {errors.excerpt(line)}")
+        cls = errors.InvalidHeaderName if error is errors.InvalidHeader else error
+        return cls(f"invalid field name: {errors.excerpt(name)}")
+    bad = BAD_VALUE_RE.search(value)
+    char = bad.group() if bad else "?"
+    what = "bare CR or LF" if char in "\r\n" else "control character"
+    return error(f"{what} in value of {errors.excerpt(name)}")
+
+
+def split_field(line: str) -> tuple[str, str]:
+    """Split one validated field line into (UPPER name, value without surrounding SP/HTAB)."""
+    name, _, value = line.partition(":")
+    return name.upper(), value.strip(" \t")
+
+
+def unfold(lines: list[str]) -> list[str]:
+    """Join obs-fold continuation lines onto the previous line with one SP.
+
+    Used only when ``permit_obsolete_folding`` is on. A continuation with no previous
+    field line is an error.
+    """
+    out: list[str] = []
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            if not out:
+                raise errors.InvalidHeader("folded line before any header field")
+            out[-1] = out[-1].rstrip(" \t") + " " + line.strip(" \t")
+        else:
+            out.append(line)
+    return out

@@ -1,0 +1,185 @@
+"""The response side of HTTP/1.1: status line, header validation, framing (sans-IO).
+
+Why a module of its own: every rule that decides what bytes leave the server lives here, so
+response splitting and framing bugs have one place to hide and one place to test.
+
+Rules:
+
+- A header name must be a token and a value may not contain CR, LF, NUL or other CTLs
+  (CVE-2018-1000164, uvicorn CVE-2020-7695). A bad header from the application is never
+  sent: ``prepare`` raises ``InvalidResponse`` and the worker answers 500 instead.
+- Hop-by-hop headers from the application (Connection, Keep-Alive, Transfer-Encoding...) are
+  dropped: framing and connection management belong to the server (PEP 3333). An
+  application's ``Connection: close`` is honoured by closing after the response.
+- Framing: the application's Content-Length is respected (the worker cuts a longer body and
+  closes after a shorter one); without it, HTTP/1.1 keep-alive responses are chunked and
+  everything else is delimited by closing the connection. HEAD, 1xx, 204 and 304 carry no
+  body; 204 and 1xx carry no Content-Length either.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import formatdate
+
+from greenhorn.http.fields import TCHAR
+
+__all__ = ["Framing", "InvalidResponse", "error_response", "http_date", "prepare"]
+
+STATUS_RE = re.compile(r"[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
+NAME_RE = re.compile(f"[{TCHAR}]+")
+BAD_VALUE_RE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+
+HOP_BY_HOP = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    )
+)
+
+# Names already seen to be valid tokens. Applications send a small, fixed set of names, so
+# remembering them skips a regex per header per response. Bounded below.
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 1024
+
+_date_cache = [0, ""]
+
+
+def http_date(now: float | None = None) -> str:
+    """The IMF-fixdate for ``now`` (default: the current second), computed once a second."""
+    second = int(time.time() if now is None else now)
+    if _date_cache[0] != second:
+        _date_cache[1] = formatdate(second, usegmt=True)
+        _date_cache[0] = second
+    return _date_cache[1]  # type: ignore[return-value]
+
+
+class InvalidResponse(ValueError):
+    """The application produced a status or header that cannot be sent safely."""
+
+
+class Framing:
+    """How the body of one response is delimited, decided by ``prepare``."""
+
+    __slots__ = ("body_allowed", "chunked", "keep_alive", "length")
+
+    def __init__(
+        self, length: int | None, chunked: bool, keep_alive: bool, body_allowed: bool
+    ) -> None:
+        self.length = length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.body_allowed = body_allowed
+
+
+def prepare(
+    status: str,
+    headers: list[tuple[str, str]],
+    *,
+    version: tuple[int, int],
+    method: str,
+    keep_alive: bool,
+    server: str,
+    known_length: int | None = None,
+) -> tuple[bytes, Framing, list[tuple[str, str]]]:
+    """Validate the application's status and headers; return (head bytes, framing, headers).
+
+    ``keep_alive`` is the server's wish (request asked for it, worker type supports it).
+    ``known_length`` is the body length when the worker already knows it (a one-item list),
+    used when the application gave no Content-Length. The returned header list is what was
+    actually sent (for the access log and hooks).
+    """
+    if type(status) is not str or STATUS_RE.fullmatch(status) is None:
+        raise InvalidResponse(f"invalid status {status!r}")
+    code = int(status[:3])
+    length: int | None = None
+    sent: list[tuple[str, str]] = []
+    has_date = has_server = False
+    lines = ["HTTP/1.1 ", status, "\r\n"]
+    for item in headers:
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise InvalidResponse(f"header {item!r} is not a pair of str")
+        if name not in _GOOD_NAMES:
+            if NAME_RE.fullmatch(name) is None:
+                raise InvalidResponse(f"invalid header name {name!r}")
+            if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+                _GOOD_NAMES.add(name)
+        if not value.isprintable() and BAD_VALUE_RE.search(value):
+            raise InvalidResponse(f"invalid value for header {name!r}")
+        lname = name.lower()
+        if lname == "content-length":
+            if not value.isdigit() or not value.isascii() or length is not None:
+                raise InvalidResponse(f"invalid Content-Length {value!r}")
+            length = int(value)
+        elif lname in HOP_BY_HOP:
+            if lname == "connection" and "close" in value.lower():
+                keep_alive = False
+            continue
+        elif lname == "date":
+            has_date = True
+        elif lname == "server":
+            has_server = True
+        sent.append(item)
+        lines += (name, ": ", value, "\r\n")
+
+    body_allowed = method != "HEAD" and code >= 200 and code != 204 and code != 304
+    if code < 200 or code == 204:
+        if length is not None:
+            raise InvalidResponse(f"Content-Length on a {code} response")
+    elif length is None and known_length is not None and code != 304:
+        length = known_length
+        value = str(length)
+        sent.append(("Content-Length", value))
+        lines += ("Content-Length: ", value, "\r\n")
+    chunked = False
+    if length is None and body_allowed:
+        if keep_alive and version >= (1, 1):
+            chunked = True
+            lines.append("Transfer-Encoding: chunked\r\n")
+        else:
+            keep_alive = False
+    if not has_date:
+        lines += ("Date: ", http_date(), "\r\n")
+    if not has_server:
+        lines += ("Server: ", server, "\r\n")
+    if not keep_alive:
+        lines.append("Connection: close\r\n")
+    elif version < (1, 1):
+        lines.append("Connection: keep-alive\r\n")
+    lines.append("\r\n")
+    try:
+        head = "".join(lines).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise InvalidResponse("header text is not latin-1") from exc
+    return head, Framing(length, chunked, keep_alive, body_allowed), sent
+
+
+def error_response(code: int, reason: str, message: str, server: str) -> bytes:
+    """A complete, self-contained error response that closes the connection."""
+    body = f"{code} {reason}\n{message}\n".encode("latin-1", "replace")
+    return (
+        f"HTTP/1.1 {code} {reason}\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Date: {http_date()}\r\n"
+        f"Server: {server}\r\n"
+        f"Connection: close\r\n\r\n"
+    ).encode("latin-1") + body
+
+
+def chunk(data: bytes) -> bytes:
+    """Frame one piece of a chunked body (never called with empty data)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

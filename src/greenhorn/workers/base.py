@@ -1,0 +1,329 @@
+"""The worker's life in the child process, shared by every worker type (no HTTP here).
+
+Why: booting, signals, heartbeat, request counting and exiting are the same whether requests
+are served by one loop, a thread pool or greenlets. Worker types subclass ``Worker`` once and
+implement ``run()``; everything about a request is in ``handler.py``.
+
+Lifecycle, in the child right after ``fork()``::
+
+    init_process: title → privileges → signals (queue-only) → load app → post_worker_init
+                  → mark booted → run() → exit
+
+Signals never do work in signal context: CPython's C handler writes the signal number to a
+pipe (``signals.SignalPipe``) and a small *control thread* reads it. That thread can act while
+the request loop is busy: on TERM it closes the listening sockets at once (after accepting
+the kernel's backlog when the master asked for a drain), so a stopping server refuses new
+connections immediately instead of letting them queue behind a slow request. On ABRT (a
+timeout) ``faulthandler`` has already dumped every thread's stack from C, even if the loop is
+stuck in C code; the control thread then logs the request in flight, runs ``worker_abort``
+and exits. The control thread never beats the heartbeat: only the request loop does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import faulthandler
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, NoReturn
+
+from greenhorn import process
+from greenhorn.heartbeat import BOOTED, DRAIN, WorkerTmp
+from greenhorn.http.parser import Limits
+from greenhorn.signals import SignalPipe
+from greenhorn.wsgi import ConnInfo
+
+__all__ = ["Worker", "limits_from"]
+
+WORKER_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGABRT,
+    signal.SIGHUP,
+    signal.SIGWINCH,
+)
+ABORT_EXIT = 1  # exit status of a worker that was aborted for a timeout
+
+
+def limits_from(cfg: Any) -> Limits:
+    """The parser's limits from the settings."""
+    return Limits(
+        max_line=cfg.limit_request_line,
+        max_fields=cfg.limit_request_fields,
+        max_field_size=cfg.limit_request_field_size,
+        header_map=cfg.header_map,
+        permit_obsolete_folding=cfg.permit_obsolete_folding,
+        casefold_http_method=cfg.casefold_http_method,
+        permit_unconventional_http_method=cfg.permit_unconventional_http_method,
+        permit_unconventional_http_version=cfg.permit_unconventional_http_version,
+    )
+
+
+class Worker:
+    """One worker process. The master builds it, forks, and the child calls init_process."""
+
+    #: how many requests the worker may serve at once (scoreboard slots); set per type
+    concurrency = 1
+
+    def __init__(
+        self,
+        age: int,
+        ppid: int,
+        listeners: list[Any],
+        app: Any,
+        cfg: Any,
+        log: Any,
+        tmp: WorkerTmp,
+    ) -> None:
+        self.age = age
+        self.pid: int | str = "[booting]"
+        self.ppid = ppid
+        self.listeners = listeners
+        self.app = app
+        self.wsgi: Any = app
+        self.cfg = cfg
+        self.log = log
+        self.tmp = tmp
+        self.timeout = cfg.timeout
+        self.alive = True
+        self.booted = False
+        self.nr = 0
+        jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter else 0
+        self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
+        self.limits = limits_from(cfg)
+        self.pending: deque[Any] = deque()  # connections accepted from the backlog on stop
+        # master-side bookkeeping (the same object lives in the master's WORKERS table)
+        self.spawned_at = time.monotonic()
+        self.aborted_at: float | None = None
+        self.killed_at: float | None = None
+        self.retire_reason: str | None = None
+        self.exit_reason: str | None = None
+        # child-side
+        self._signals = SignalPipe()
+        self._wake_r = -1
+        self._wake_w = -1
+        self._closing = threading.Lock()
+        self._listeners_open = True
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.pid}>"
+
+    # -- boot ------------------------------------------------------------------------------
+
+    def init_process(self) -> NoReturn:
+        """Run the worker in the child; never returns."""
+        code = process.EXIT_OK
+        try:
+            code = self._boot_and_run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else process.EXIT_FAILURE
+        except BaseException:
+            self.log.exception("Exception in worker process")
+            code = process.WORKER_BOOT_ERROR if not self.booted else process.EXIT_FAILURE
+        self.exit(code)
+
+    def _boot_and_run(self) -> int:
+        from greenhorn.app import AppImportError, load_app
+
+        self.pid = os.getpid()
+        cfg = self.cfg
+        process.set_title(process.worker_title(cfg.proc_name or cfg.default_proc_name))
+        random.seed()
+        process.drop_privileges(cfg.user, cfg.group, cfg.initgroups)
+        self.init_signals()
+        self.tmp.beat()
+        if self.app is None:
+            try:
+                self.app = load_app(cfg.wsgi_app)
+            except AppImportError as exc:
+                self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
+                self.log.debug("Application import error", exc_info=exc)
+                return process.APP_LOAD_ERROR
+        self.wsgi = self.app
+        try:
+            cfg.post_worker_init(self)
+        except Exception:
+            self.log.exception("post_worker_init hook failed")
+            return process.WORKER_BOOT_ERROR
+        self.booted = True
+        self.tmp.board.counters[BOOTED] = 1
+        self.run()
+        return process.EXIT_OK
+
+    def init_signals(self) -> None:
+        """Queue-only handlers, faulthandler for ABRT, and the control thread."""
+        for sig in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = self._signals.install(WORKER_SIGNALS)
+        stream = _error_stream(self.log)
+        # On SIGABRT faulthandler dumps every thread from C (even if the loop is stuck in C),
+        # restores the previous handler (ours, queue-only) and re-raises, so the control
+        # thread still sees ABRT and finishes the job.
+        faulthandler.enable(file=stream, all_threads=True)
+        thread = threading.Thread(
+            target=self._control_loop, args=(fd,), name="greenhorn-control", daemon=True
+        )
+        thread.start()
+
+    # -- control thread ----------------------------------------------------------------------
+
+    def _control_loop(self, fd: int) -> None:
+        import select
+
+        while True:
+            try:
+                select.select([fd], [], [])
+            except InterruptedError:
+                continue
+            except (OSError, ValueError):
+                return
+            for sig in self._signals.read():
+                self.on_signal(sig)
+
+    def on_signal(self, sig: int) -> None:
+        """React to one signal (control thread; the request loop may be busy)."""
+        if sig == signal.SIGTERM:
+            self.alive = False
+            self.close_listeners(drain=bool(self.tmp.board.counters[DRAIN]))
+            self.wake()
+        elif sig in (signal.SIGINT, signal.SIGQUIT):
+            self.alive = False
+            try:
+                self.cfg.worker_int(self)
+            except Exception:
+                self.log.exception("worker_int hook failed")
+            self.exit(process.EXIT_OK)
+        elif sig == signal.SIGUSR1:
+            self.log.reopen_files()
+        elif sig == signal.SIGABRT:
+            self.alive = False
+            stuck = self.tmp.board.oldest_request()
+            if stuck is not None:
+                started, line = stuck
+                self.log.critical(
+                    "Worker timeout: aborting while serving %s (for %.1fs)",
+                    line,
+                    time.monotonic() - started,
+                )
+            try:
+                self.cfg.worker_abort(self)
+            except Exception:
+                self.log.exception("worker_abort hook failed")
+            self.exit(ABORT_EXIT)
+        # HUP and WINCH are ignored by workers.
+
+    def close_listeners(self, drain: bool) -> None:
+        """Stop listening. With ``drain``, first accept what the kernel already queued."""
+        with self._closing:
+            if not self._listeners_open:
+                return
+            self._listeners_open = False
+            for listener in self.listeners:
+                sock = listener.sock
+                if drain:
+                    while True:
+                        try:
+                            client, addr = sock.accept()
+                        except OSError:
+                            break
+                        self.pending.append((client, addr, listener, time.monotonic()))
+                self.forget_listener(sock)
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def forget_listener(self, sock: Any) -> None:
+        """Hook for worker types that registered listeners with a poller."""
+
+    def wake(self) -> None:
+        """Wake the request loop if it is waiting (control thread side)."""
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass
+
+    def drain_wake(self) -> None:
+        """Empty the wake pipe (request loop side)."""
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except OSError:
+            pass
+
+    def accept(self, listener: Any) -> Any:
+        """Accept one connection, or None (nothing queued, or listeners closed)."""
+        with self._closing:
+            if not self._listeners_open:
+                return None
+            try:
+                return listener.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return None
+
+    # -- helpers for worker types ----------------------------------------------------------
+
+    def conn_info(self, listener: Any, sock: Any, addr: Any) -> ConnInfo:
+        """Environ facts about a new connection."""
+        if isinstance(addr, tuple):
+            remote_addr, remote_port = addr[0], str(addr[1])
+        else:
+            remote_addr, remote_port = "", ""
+        server = listener.address
+        host = getattr(server, "host", None) or "localhost"
+        port = getattr(listener, "port", None) or getattr(server, "port", None) or ""
+        return ConnInfo(sock, remote_addr, remote_port, str(host), str(port))
+
+    def beat(self, now: float) -> None:
+        """Heartbeat from the request loop, at most once a second."""
+        if now - self.tmp.last_beat >= 1.0:
+            self.tmp.beat(now)
+
+    def count_request(self) -> None:
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+            self.close_listeners(drain=False)
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def exit(self, code: int) -> NoReturn:
+        """Leave the child process: worker_exit hook, atexit handlers, flush, _exit."""
+        try:
+            self.log.info("Worker exiting (pid: %s)", self.pid)
+        except Exception:
+            pass
+        try:
+            self.cfg.worker_exit(None, self)
+        except Exception:
+            pass
+        try:
+            atexit._run_exitfuncs()
+        except Exception:
+            pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def _error_stream(log: Any) -> Any:
+    stream = getattr(log, "error_stream", None)
+    if callable(stream):
+        result = stream()
+        if result is not None and hasattr(result, "fileno"):
+            return result
+    return sys.stderr

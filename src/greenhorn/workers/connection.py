@@ -1,0 +1,200 @@
+"""One accepted client connection: the socket, its parser, and IO with deadlines.
+
+Why a module of its own: the handler must read with deadlines (slow clients cannot hold a
+sync worker) without paying for them on every call. Python's ``settimeout`` makes every
+``recv``/``send`` poll before the system call; here the socket stays blocking and each call
+first tries ``MSG_DONTWAIT``. Only when the kernel has nothing (or no room) do we ``poll``
+with the time left. On the common path a request costs exactly one ``recv`` and one ``send``.
+
+Green workers (gevent, eventlet) swap in ``GreenConnection``, which uses the library's
+cooperative socket timeouts instead of ``poll``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+from typing import Any
+
+from greenhorn.http.parser import Limits, Parser
+from greenhorn.wsgi import ConnInfo
+
+__all__ = ["Connection", "GreenConnection", "Timeout"]
+
+RECV_SIZE = 65536
+_DONTWAIT = socket.MSG_DONTWAIT
+_POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+_POLLOUT = select.POLLOUT | select.POLLERR | select.POLLHUP
+
+
+class Timeout(Exception):
+    """A read or write did not complete before its deadline."""
+
+
+class Connection:
+    """A client socket plus the parser fed from it."""
+
+    __slots__ = ("accepted_at", "closed", "info", "parser", "peer", "requests", "sock")
+
+    def __init__(
+        self, sock: socket.socket, peer: Any, info: ConnInfo, limits: Limits, now: float
+    ) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.info = info
+        self.parser = Parser(limits)
+        self.accepted_at = now
+        self.requests = 0
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, deadline: float | None) -> bytes:
+        """Bytes from the peer (``b""`` at EOF); raise ``Timeout`` after ``deadline``."""
+        sock = self.sock
+        try:
+            return sock.recv(RECV_SIZE, _DONTWAIT)
+        except BlockingIOError:
+            pass
+        while True:
+            self._wait(_POLLIN, deadline)
+            try:
+                return sock.recv(RECV_SIZE, _DONTWAIT)
+            except BlockingIOError:
+                continue
+
+    def send(self, *buffers: bytes, deadline: float | None = None) -> int:
+        """Send every buffer (gathered in one system call when possible); return bytes sent."""
+        sock = self.sock
+        total = sum(map(len, buffers))
+        if len(buffers) == 1:
+            data = memoryview(buffers[0])
+            sent = 0
+            while sent < total:
+                try:
+                    sent += sock.send(data[sent:], _DONTWAIT)
+                except BlockingIOError:
+                    self._wait(_POLLOUT, deadline)
+            return total
+        pending = [memoryview(b) for b in buffers if b]
+        while pending:
+            try:
+                n = sock.sendmsg(pending, (), _DONTWAIT)
+            except BlockingIOError:
+                self._wait(_POLLOUT, deadline)
+                continue
+            while n and pending:
+                first = len(pending[0])
+                if n >= first:
+                    n -= first
+                    pending.pop(0)
+                else:
+                    pending[0] = pending[0][n:]
+                    n = 0
+        return total
+
+    def sendfile(self, fileobj: Any, offset: int, count: int, deadline: float | None) -> int:
+        """Send ``count`` bytes of ``fileobj`` with ``os.sendfile``; return bytes sent."""
+        sent = 0
+        fd = fileobj.fileno()
+        out = self.sock.fileno()
+        while sent < count:
+            try:
+                n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 30))
+            except BlockingIOError:
+                self._wait(_POLLOUT, deadline)
+                continue
+            if n == 0:
+                break
+            sent += n
+        return sent
+
+    def _wait(self, events: int, deadline: float | None) -> None:
+        if deadline is None:
+            timeout = None
+        else:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise Timeout()
+        poller = select.poll()
+        poller.register(self.sock, events)
+        if not poller.poll(None if timeout is None else timeout * 1000.0):
+            raise Timeout()
+
+    def close(self) -> None:
+        """Close the socket now (see ``lingering_close`` when unread bytes may remain)."""
+        if self.closed:
+            return
+        self.closed = True
+        sock = self.sock
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def lingering_close(self, seconds: float = 1.0, limit: int = 1 << 20) -> None:
+        """Half-close, read and discard what the client still sends (bounded), then close.
+
+        Closing a socket with unread data makes the kernel send RST, which can destroy the
+        response the client has not read yet (RFC 9112 §9.6). Used only when data is left.
+        """
+        if self.closed:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + seconds
+            seen = 0
+            while seen < limit:
+                data = self.recv(deadline)
+                if not data:
+                    break
+                seen += len(data)
+        except (OSError, Timeout):
+            pass
+        self.close()
+
+
+class GreenConnection(Connection):
+    """Connection for gevent/eventlet: cooperative sockets with their own timeouts."""
+
+    __slots__ = ()
+
+    def recv(self, deadline: float | None) -> bytes:
+        self.sock.settimeout(_remaining(deadline))
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except TimeoutError as exc:
+            raise Timeout() from exc
+
+    def send(self, *buffers: bytes, deadline: float | None = None) -> int:
+        self.sock.settimeout(_remaining(deadline))
+        try:
+            data = b"".join(buffers) if len(buffers) > 1 else buffers[0]
+            self.sock.sendall(data)
+        except TimeoutError as exc:
+            raise Timeout() from exc
+        return len(data)
+
+    def sendfile(self, fileobj: Any, offset: int, count: int, deadline: float | None) -> int:
+        self.sock.settimeout(_remaining(deadline))
+        fileobj.seek(offset)
+        sent = 0
+        while sent < count:
+            data = fileobj.read(min(65536, count - sent))
+            if not data:
+                break
+            self.sock.sendall(data)
+            sent += len(data)
+        return sent
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise Timeout()
+    return left

@@ -1,0 +1,428 @@
+"""THE connection handler: bytes → http → WSGI → bytes, for every worker type.
+
+Why one handler: gunicorn writes the request cycle three times (sync, async, gthread) and the
+copies drift. Here each worker type only decides *when* a connection is served (accept loop,
+thread pool, greenlet); ``Handler.serve`` does the rest: read the head under a deadline,
+build the environ, call the application, write the response with correct framing, log, count,
+and say whether the connection may carry another request.
+
+Failure rules:
+
+- A protocol error answers with the error's own status (``errors.HTTPError.code``) and
+  closes; the worker lives. Nothing after a bad request is parsed.
+- An application error before the response head is sent answers 500 (traceback in the error
+  log). After the head is sent, the connection is closed mid-body: the client sees a
+  truncated response rather than a wrong one.
+- A bad status or header from the application is never sent (500 instead).
+- The iterable's ``close()`` is always called, also when the client went away.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from greenhorn.heartbeat import REJECTED, Scoreboard
+from greenhorn.http import errors
+from greenhorn.http.body import Data, EndOfMessage
+from greenhorn.http.parser import EOF, NEED_DATA, Request
+from greenhorn.http.response import (
+    CONTINUE,
+    LAST_CHUNK,
+    Framing,
+    InvalidResponse,
+    error_response,
+    prepare,
+)
+from greenhorn.workers.connection import Connection, Timeout
+from greenhorn.wsgi import (
+    Body,
+    ConflictingSchemeHeaders,
+    FileWrapper,
+    ProxyTrust,
+    base_environ,
+    build_environ,
+)
+
+__all__ = ["Handler", "Response"]
+
+SERVER = "greenhorn"
+DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
+REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
+_monotonic = time.monotonic
+
+
+class Response:
+    """The response being sent for one request (hooks and the access log read it)."""
+
+    __slots__ = (
+        "_conn",
+        "_deadline",
+        "_req",
+        "app_headers",
+        "chunked",
+        "framing",
+        "head_sent",
+        "headers",
+        "keep_alive",
+        "response_length",
+        "sent",
+        "status",
+        "status_code",
+    )
+
+    def __init__(self, conn: Connection, req: Request, keep_alive: bool) -> None:
+        self._conn = conn
+        self._req = req
+        self._deadline: float | None = None
+        self.status: str | None = None
+        self.status_code = 0
+        self.app_headers: list[tuple[str, str]] = []
+        self.headers: list[tuple[str, str]] = []
+        self.sent = 0
+        self.response_length: int | None = None
+        self.chunked = False
+        self.head_sent = False
+        self.keep_alive = keep_alive
+        self.framing: Framing | None = None
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        """PEP 3333 ``start_response``."""
+        if exc_info:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called twice without exc_info")
+        if type(headers) is not list:
+            raise TypeError("response headers must be a list")
+        self.status = status
+        self.app_headers = headers
+        return self.write
+
+    def send_head(self, first: bytes, known_length: int | None) -> None:
+        """Validate and send the head, with ``first`` body bytes in the same system call."""
+        if self.status is None:
+            raise AssertionError("the application did not call start_response()")
+        req = self._req
+        head, framing, sent_headers = prepare(
+            self.status,
+            self.app_headers,
+            version=req.version,
+            method=req.method,
+            keep_alive=self.keep_alive,
+            server=SERVER,
+            known_length=known_length,
+        )
+        self.head_sent = True
+        self.status_code = int(self.status[:3])
+        self.headers = sent_headers
+        self.framing = framing
+        self.chunked = framing.chunked
+        self.keep_alive = framing.keep_alive
+        self.response_length = framing.length
+        if not framing.body_allowed or not first:
+            self._conn.send(head, deadline=self._deadline)
+            return
+        if framing.length is not None and len(first) > framing.length:
+            first = first[: framing.length]
+            self.keep_alive = False
+        if framing.chunked:
+            self._conn.send(head, b"%x\r\n" % len(first), first, b"\r\n", deadline=self._deadline)
+        elif len(first) < 16384:
+            self._conn.send(head + first, deadline=self._deadline)
+        else:
+            self._conn.send(head, first, deadline=self._deadline)
+        self.sent = len(first)
+
+    def write(self, data: bytes) -> None:
+        """The ``write()`` callable and the per-item body writer."""
+        if type(data) is not bytes:
+            raise TypeError(f"response body items must be bytes, not {type(data).__name__}")
+        if not self.head_sent:
+            self.send_head(data, None)
+            return
+        framing = self.framing
+        if not data or framing is None or not framing.body_allowed:
+            return
+        if framing.length is not None:
+            room = framing.length - self.sent
+            if room <= 0:
+                self.keep_alive = False
+                return
+            if len(data) > room:
+                data = data[:room]
+                self.keep_alive = False
+        if framing.chunked:
+            self._conn.send(b"%x\r\n" % len(data), data, b"\r\n", deadline=self._deadline)
+        else:
+            self._conn.send(data, deadline=self._deadline)
+        self.sent += len(data)
+
+    def finish(self) -> None:
+        """End the body: last chunk, or close when the app sent less than its length."""
+        if not self.head_sent:
+            self.send_head(b"", 0)
+        framing = self.framing
+        if framing is None:
+            return
+        if framing.chunked:
+            self._conn.send(LAST_CHUNK, deadline=self._deadline)
+        elif framing.length is not None and framing.body_allowed and self.sent < framing.length:
+            self.keep_alive = False
+
+
+class Handler:
+    """Serves requests on connections for one worker. See the module docstring."""
+
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]],
+        cfg: Any,
+        log: Any,
+        worker: Any,
+        *,
+        keep_alive: bool,
+        multithread: bool,
+        board: Scoreboard | None = None,
+    ) -> None:
+        self.app = app
+        self.cfg = cfg
+        self.log = log
+        self.worker = worker
+        self.keep_alive = keep_alive
+        self.board = board
+        self.header_timeout = float(cfg.header_timeout) or None
+        self.min_rate = int(cfg.body_min_rate)
+        self.send_timeout = float(cfg.timeout) if cfg.timeout else None
+        self.sendfile = cfg.sendfile is not False
+        self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), dict(cfg.secure_scheme_headers))
+        script_name = os.environ.get("SCRIPT_NAME")
+        self.base = base_environ(
+            multithread=multithread, errors=_errors_stream(log), script_name=script_name
+        )
+        self.pre_request = cfg.pre_request
+        self.post_request = cfg.post_request
+
+    # -- the request cycle -----------------------------------------------------------------
+
+    def serve(self, conn: Connection, slot: int = 0) -> bool:
+        """Serve one request on ``conn``; return True if the connection may be reused."""
+        parser = conn.parser
+        begun = _monotonic()
+        if conn.requests == 0:
+            begun = conn.accepted_at
+        deadline = begun + self.header_timeout if self.header_timeout else None
+        try:
+            while True:
+                event = parser.next_event()
+                if event is NEED_DATA:
+                    parser.feed(conn.recv(deadline))
+                    continue
+                break
+        except errors.HTTPError as exc:
+            self.reject(conn, exc)
+            return False
+        except Timeout:
+            if parser.buffered or conn.requests == 0:
+                self.reject(conn, errors.HeadTimeout("request head not received in time"))
+            return False
+        except OSError:
+            return False
+        if event is EOF:
+            return False
+        req: Request = event  # type: ignore[assignment]
+        conn.requests += 1
+        req.accepted_at = begun
+        return self._run(conn, req, slot)
+
+    def _run(self, conn: Connection, req: Request, slot: int) -> bool:
+        now = _monotonic()
+        req.started_at = now
+        board = self.board
+        if board is not None:
+            board.start(slot, req.method, req.uri, now)
+        resp = Response(conn, req, self.keep_alive and req.keep_alive)
+        resp._deadline = now + self.send_timeout if self.send_timeout else None
+        has_body = req.chunked or bool(req.content_length)
+        body = Body(self._puller(conn, req) if has_body else None)
+        environ: dict[str, Any] = {}
+        try:
+            environ = build_environ(self.base, req, conn.info, body, self.trust)
+            self.pre_request(self.worker, req)
+            self._call_app(conn, req, resp, environ)
+        except ConflictingSchemeHeaders:
+            self._error(conn, resp, 400, "Bad Request", "conflicting scheme headers")
+            self.log.warning(
+                "Invalid request from ip=%s: conflicting scheme headers", conn.info.remote_addr
+            )
+        finally:
+            duration = _monotonic() - now
+            if board is not None:
+                board.finish(slot, resp.status_code or 500, duration, resp.sent)
+            try:
+                self.post_request(self.worker, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+            if self.log.access_enabled:
+                try:
+                    self.log.access(req, resp, environ, duration)
+                except Exception:
+                    self.log.exception("Error writing the access log")
+        if not resp.keep_alive or conn.closed:
+            return False
+        if has_body and not body.finished:
+            try:
+                return body.drain(DRAIN_LIMIT)
+            except (errors.HTTPError, Timeout, OSError):
+                return False
+        return True
+
+    def _call_app(self, conn: Connection, req: Request, resp: Response, environ: dict) -> None:
+        result: Any = None
+        try:
+            result = self.app(environ, resp.start_response)
+            if type(result) is list and len(result) == 1 and not resp.head_sent:
+                data = result[0]
+                if type(data) is not bytes:
+                    raise TypeError(f"response body items must be bytes, not {type(data)}")
+                resp.send_head(data, len(data))
+            elif isinstance(result, FileWrapper) and self._can_sendfile(conn, result):
+                self._sendfile(conn, resp, result)
+            else:
+                for data in result:
+                    if data or resp.head_sent:
+                        resp.write(data)
+                    elif type(data) is not bytes:
+                        raise TypeError(f"response body items must be bytes, not {type(data)}")
+            resp.finish()
+        except (Timeout, OSError) as exc:
+            resp.keep_alive = False
+            self.log.debug("Client %s went away: %r", conn.info.remote_addr, exc)
+        except errors.HTTPError as exc:  # raised while the app read a bad or slow body
+            resp.keep_alive = False
+            if not resp.head_sent:
+                self._error(conn, resp, exc.code, exc.reason, str(exc))
+            self.log.warning("Invalid request from ip=%s: %s", conn.info.remote_addr, exc)
+        except InvalidResponse as exc:
+            self.log.error("Error handling request %s %s: %s", req.method, req.uri, exc)
+            resp.keep_alive = False
+            if not resp.head_sent:
+                self._error(conn, resp, 500, "Internal Server Error", "")
+        except Exception:
+            self.log.exception("Error handling request %s %s", req.method, req.uri)
+            resp.keep_alive = False
+            if not resp.head_sent:
+                self._error(conn, resp, 500, "Internal Server Error", "")
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    self.log.exception("Error closing the response iterable")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _puller(self, conn: Connection, req: Request) -> Callable[[], bytes]:
+        """The function ``wsgi.input`` calls for the next piece of body."""
+        parser = conn.parser
+        state = {"continue": req.expect_continue, "received": 0, "start": 0.0}
+        min_rate = self.min_rate
+        grace = self.header_timeout or 0.0
+
+        def pull() -> bytes:
+            if state["continue"]:
+                state["continue"] = False
+                if not parser.buffered:
+                    conn.send(CONTINUE)
+            if not state["start"]:
+                state["start"] = _monotonic()
+            while True:
+                event = parser.next_event()
+                if event.__class__ is Data:
+                    state["received"] += len(event.data)  # type: ignore[union-attr]
+                    return event.data  # type: ignore[union-attr]
+                if event is NEED_DATA:
+                    deadline = None
+                    if min_rate:
+                        allowed = grace + (state["received"] + 1) / min_rate
+                        deadline = state["start"] + allowed
+                    try:
+                        parser.feed(conn.recv(deadline))
+                    except Timeout:
+                        raise errors.BodyTimeout("request body arrived too slowly") from None
+                    continue
+                if event.__class__ is EndOfMessage:
+                    return b""
+                raise errors.IncompleteRequest("unexpected event in the body")
+
+        return pull
+
+    def _can_sendfile(self, conn: Connection, wrapper: FileWrapper) -> bool:
+        if not self.sendfile or getattr(conn.sock, "cipher", None) is not None:
+            return False
+        try:
+            fileno = wrapper.filelike.fileno()
+            os.fstat(fileno)
+            wrapper.filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            return False
+        return True
+
+    def _sendfile(self, conn: Connection, resp: Response, wrapper: FileWrapper) -> None:
+        filelike = wrapper.filelike
+        offset = filelike.tell()
+        size = os.fstat(filelike.fileno()).st_size - offset
+        resp.send_head(b"", None if _has_length(resp.app_headers) else max(size, 0))
+        framing = resp.framing
+        if framing is None or not framing.body_allowed:
+            return
+        count = size if framing.length is None else min(size, framing.length - resp.sent)
+        if framing.chunked:
+            for data in wrapper:
+                resp.write(data)
+            return
+        resp.sent += conn.sendfile(filelike, offset, max(count, 0), resp._deadline)
+        filelike.seek(offset + resp.sent)
+
+    def _error(self, conn: Connection, resp: Response, code: int, reason: str, msg: str) -> None:
+        resp.status = f"{code} {reason}"
+        resp.status_code = code
+        resp.keep_alive = False
+        try:
+            conn.send(error_response(code, reason, msg, SERVER), deadline=resp._deadline)
+            resp.head_sent = True
+        except (OSError, Timeout):
+            pass
+
+    def reject(self, conn: Connection, exc: errors.HTTPError) -> None:
+        """Answer a protocol error with its status, log it, count it, and close."""
+        self.log.warning("Invalid request from ip=%s: %s", conn.info.remote_addr, exc)
+        if self.board is not None:
+            self.board.counters[REJECTED] += 1
+        try:
+            deadline = _monotonic() + REJECT_SEND_SECONDS
+            conn.send(error_response(exc.code, exc.reason, str(exc), SERVER), deadline=deadline)
+        except (OSError, Timeout):
+            pass
+        conn.lingering_close(seconds=0.0)
+
+
+def _has_length(headers: list[tuple[str, str]]) -> bool:
+    return any(name.lower() == "content-length" for name, _ in headers)
+
+
+def _errors_stream(log: Any) -> Any:
+    """``wsgi.errors``: the error log's stream when it has one, else stderr."""
+    stream = getattr(log, "error_stream", None)
+    if callable(stream):
+        return stream() or sys.stderr
+    return sys.stderr

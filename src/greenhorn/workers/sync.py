@@ -1,0 +1,90 @@
+"""The sync worker: one connection, one request at a time, then close (gunicorn's default).
+
+Why it is this small: all HTTP work is in ``handler.py`` and all lifecycle work in
+``base.py``. What is left is the accept loop:
+
+- the listening sockets are non-blocking; the loop accepts until the kernel has nothing,
+  then waits in ``epoll`` (listeners registered with ``EPOLLEXCLUSIVE``, so a new connection
+  wakes one idle worker instead of all of them);
+- the heartbeat is written from this loop only, at most once a second;
+- like gunicorn's sync worker it does not keep connections alive: it is meant to sit behind
+  a buffering proxy, and a kept-alive idle client would occupy the whole worker.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+
+from greenhorn.workers.base import Worker
+from greenhorn.workers.connection import Connection
+from greenhorn.workers.handler import Handler
+
+__all__ = ["SyncWorker"]
+
+_EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
+
+
+class SyncWorker(Worker):
+    """Serve one request per connection, one connection at a time."""
+
+    concurrency = 1
+
+    def run(self) -> None:
+        handler = Handler(
+            self.wsgi,
+            self.cfg,
+            self.log,
+            self,
+            keep_alive=False,
+            multithread=False,
+            board=self.tmp.board,
+        )
+        self._poller = poller = select.epoll()
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
+            poller.register(listener.sock.fileno(), select.EPOLLIN | _EXCLUSIVE)
+        poller.register(self._wake_r, select.EPOLLIN)
+        listeners = list(self.listeners)
+        monotonic = time.monotonic
+        idle_wait = 1.0 if not self.timeout else min(1.0, self.timeout / 2.0)
+        while self.alive:
+            now = monotonic()
+            self.beat(now)
+            served = False
+            for listener in listeners:
+                accepted = self.accept(listener)
+                if accepted is None:
+                    continue
+                self.serve(handler, listener, accepted, now)
+                served = True
+                if not self.alive:
+                    break
+            if served:
+                continue
+            try:
+                poller.poll(idle_wait)
+            except InterruptedError:
+                pass
+            self.drain_wake()
+        # Stopping: serve what was accepted from the backlog, then leave.
+        while self.pending:
+            client, addr, listener, accepted_at = self.pending.popleft()
+            self.serve(handler, listener, (client, addr), accepted_at)
+
+    def serve(self, handler: Handler, listener: object, accepted: tuple, now: float) -> None:
+        client, addr = accepted
+        conn = Connection(client, addr, self.conn_info(listener, client, addr), self.limits, now)
+        try:
+            handler.serve(conn)
+        finally:
+            conn.close()
+        self.count_request()
+
+    def forget_listener(self, sock: object) -> None:
+        poller = getattr(self, "_poller", None)
+        if poller is not None:
+            try:
+                poller.unregister(sock)
+            except (OSError, ValueError, KeyError):
+                pass

@@ -1,0 +1,284 @@
+"""PEP 3333: the environ, ``wsgi.input`` and ``wsgi.file_wrapper``.
+
+Why a module of its own: the WSGI contract is independent of how bytes arrive. Every worker
+type builds its environ here, from a parsed ``Request`` and a small per-connection
+``ConnInfo``, and hands the application a ``Body`` that pulls from whatever reader the worker
+supplies.
+
+Speed notes: a per-worker base dict (the keys that never change) is copied for each request
+and header names map to ``HTTP_*`` keys through a bounded cache, so building an environ
+costs one dict copy and one loop over the headers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+from urllib.parse import unquote_to_bytes
+
+from greenhorn import SERVER_SOFTWARE
+from greenhorn.http.parser import Request
+
+__all__ = ["Body", "ConnInfo", "FileWrapper", "ProxyTrust", "base_environ", "build_environ"]
+
+_KEY_CACHE: dict[str, str] = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": "CONTENT_LENGTH"}
+_KEY_CACHE_MAX = 2048
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: the worker sends it with ``os.sendfile`` when it can."""
+
+    __slots__ = ("blksize", "filelike")
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            data = read(self.blksize)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+class ProxyTrust:
+    """Which peers may set the URL scheme through headers (``forwarded_allow_ips``)."""
+
+    __slots__ = ("any", "headers", "networks")
+
+    def __init__(self, allow: list[str], secure_scheme_headers: dict[str, str]) -> None:
+        self.any = "*" in allow
+        self.networks = []
+        for item in allow:
+            if item != "*":
+                try:
+                    self.networks.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    continue
+        # header NAME (as parsed: UPPER) -> expected value (lowercase) meaning "https"
+        self.headers = {k.upper(): v.lower() for k, v in secure_scheme_headers.items()}
+
+    def trusts(self, addr: str) -> bool:
+        if self.any:
+            return True
+        if not self.networks or not addr:
+            return False
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+
+class ConnInfo:
+    """What the environ needs to know about one connection."""
+
+    __slots__ = ("remote_addr", "remote_port", "scheme", "server_name", "server_port", "sock")
+
+    def __init__(
+        self,
+        sock: Any,
+        remote_addr: str,
+        remote_port: str,
+        server_name: str,
+        server_port: str,
+        scheme: str = "http",
+    ) -> None:
+        self.sock = sock
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.server_name = server_name
+        self.server_port = server_port
+        self.scheme = scheme
+
+
+def base_environ(
+    *, multithread: bool, errors: IO[str] | None = None, script_name: str | None = None
+) -> dict[str, Any]:
+    """The keys that are the same for every request a worker serves."""
+    return {
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.errors": errors if errors is not None else sys.stderr,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.input_terminated": True,
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "SCRIPT_NAME": script_name if script_name is not None else "",
+    }
+
+
+def build_environ(
+    base: dict[str, Any],
+    req: Request,
+    conn: ConnInfo,
+    body: Body,
+    trust: ProxyTrust | None = None,
+) -> dict[str, Any]:
+    """The PEP 3333 environ for one request. All values are native ``str`` (latin-1)."""
+    env = base.copy()
+    path = req.path
+    if "%" in path:
+        path = unquote_to_bytes(path).decode("latin-1")
+    script_name = env["SCRIPT_NAME"]
+    if script_name and path.startswith(script_name):
+        path = path[len(script_name) :]
+    env["REQUEST_METHOD"] = req.method
+    env["PATH_INFO"] = path
+    env["QUERY_STRING"] = req.query
+    env["RAW_URI"] = req.uri
+    env["REQUEST_URI"] = req.uri
+    env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == (1, 1) else "HTTP/1.0"
+    env["REMOTE_ADDR"] = conn.remote_addr
+    env["REMOTE_PORT"] = conn.remote_port
+    env["wsgi.url_scheme"] = conn.scheme
+    env["wsgi.input"] = body
+    env["greenhorn.socket"] = env["gunicorn.socket"] = conn.sock
+    cache = _KEY_CACHE
+    scheme_hits = None
+    for name, value in req.headers:
+        key = cache.get(name)
+        if key is None:
+            key = "HTTP_" + name.replace("-", "_")
+            if len(cache) < _KEY_CACHE_MAX:
+                cache[name] = key
+        if trust is not None and name in trust.headers:
+            if scheme_hits is None:
+                scheme_hits = []
+            scheme_hits.append(value.lower() == trust.headers[name])
+        if key in env:
+            env[key] = env[key] + "," + value  # RFC 9110 §5.3: combine repeated fields
+        else:
+            env[key] = value
+    host = req.host
+    if host:
+        name, sep, port = host.rpartition(":")
+        if sep and port.isdigit() and not host.endswith("]"):
+            env["SERVER_NAME"], env["SERVER_PORT"] = name, port
+        else:
+            env["SERVER_NAME"] = host
+            env["SERVER_PORT"] = "443" if conn.scheme == "https" else "80"
+    else:
+        env["SERVER_NAME"], env["SERVER_PORT"] = conn.server_name, conn.server_port
+    if scheme_hits is not None and trust is not None and trust.trusts(conn.remote_addr):
+        if len(set(scheme_hits)) > 1:
+            raise ConflictingSchemeHeaders()
+        env["wsgi.url_scheme"] = "https" if scheme_hits[0] else "http"
+    return env
+
+
+class ConflictingSchemeHeaders(Exception):
+    """Two trusted scheme headers disagree (gunicorn answers 400)."""
+
+
+class Body:
+    """``wsgi.input``: a bounded-memory reader over the request body.
+
+    ``pull()`` returns the next piece of body (bytes) or ``b""`` at the end. The worker
+    supplies it; it reads from the parser, receiving from the socket as needed, and sends
+    ``100 Continue`` the first time it is called when the client asked for it.
+    """
+
+    __slots__ = ("_buf", "_done", "_pull")
+
+    def __init__(self, pull: Callable[[], bytes] | None) -> None:
+        self._pull = pull
+        self._buf = b""
+        self._done = pull is None
+
+    @property
+    def finished(self) -> bool:
+        """True when the whole body has been read (by the app or by ``drain``)."""
+        return self._done and not self._buf
+
+    def _more(self) -> bool:
+        if self._done:
+            return False
+        data = self._pull()  # type: ignore[misc]
+        if not data:
+            self._done = True
+            return False
+        self._buf = self._buf + data if self._buf else data
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._more():
+                pass
+            data, self._buf = self._buf, b""
+            return data
+        while len(self._buf) < size and self._more():
+            pass
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        start = 0
+        while True:
+            end = self._buf.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                break
+            if limit is not None and len(self._buf) >= limit:
+                end = limit
+                break
+            start = len(self._buf)
+            if not self._more():
+                end = len(self._buf)
+                break
+        if limit is not None:
+            end = min(end, limit)
+        data, self._buf = self._buf[:end], self._buf[end:]
+        return data
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self, limit: int) -> bool:
+        """Discard the rest of the body, reading at most ``limit`` bytes; True if finished."""
+        self._buf = b""
+        seen = 0
+        while seen <= limit:
+            if self._done:
+                return True
+            data = self._pull()  # type: ignore[misc]
+            if not data:
+                self._done = True
+                return True
+            seen += len(data)
+        return False
+
+
+def script_name_default() -> str | None:
+    """SCRIPT_NAME from the server's environment, as gunicorn reads it."""
+    return os.environ.get("SCRIPT_NAME")

@@ -1,0 +1,3 @@
+"""Fixture: importing this module raises."""
+
+raise ValueError("settings module is misconfigured")
