@@ -267,6 +267,8 @@ def greenhorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 
 def _answers(server: Server, path: str) -> bool:
+    if server.proc.poll() is not None:
+        raise AssertionError(f"server exited ({server.proc.returncode}):\n{server.log[-3000:]}")
     try:
         data = server.raw(
             f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), timeout=2

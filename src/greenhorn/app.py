@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -121,6 +122,28 @@ def parse_uri(uri: str) -> AppRef:
         args=tuple(_literal(a, uri) for a in node.args),
         kwargs={kw.arg: _literal(kw.value, uri) for kw in node.keywords if kw.arg},
     )
+
+
+def check_importable(uri: str | None) -> None:
+    """Fail early, in the master, when the application's top-level module cannot be found.
+
+    Nothing is imported (``find_spec`` of the top-level name only runs no code), so the
+    master stays free of the application; attribute and import-time errors are still found
+    by the workers. Raises ``AppImportError`` with gunicorn-like wording.
+    """
+    if not uri:
+        raise AppImportError("no application module specified")
+    ref = parse_uri(uri)
+    top = ref.module.partition(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError) as exc:
+        raise AppImportError(f"error importing {top!r}: {one_line(exc)}") from exc
+    if spec is None:
+        hint = ""
+        if ref.module.endswith(".py") and os.path.exists(ref.module):
+            hint = f" (did you mean '{ref.module[:-3]}:{DEFAULT_ATTRIBUTE}'?)"
+        raise AppImportError(f"module {ref.module!r} not found{hint}")
 
 
 def import_module(name: str) -> ModuleType:

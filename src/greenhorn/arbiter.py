@@ -98,7 +98,7 @@ class Arbiter:
     def start(self) -> int | None:
         """Everything before the first fork. Returns an exit code when it cannot start."""
         from greenhorn import logging as glog
-        from greenhorn.app import AppImportError, load_app
+        from greenhorn.app import AppImportError, check_importable, load_app
         from greenhorn.workers import MissingExtra, load_worker_class
 
         cfg = self.cfg
@@ -121,12 +121,14 @@ class Arbiter:
             setup()
         self.num_workers = self.resolve_workers()
         self.call_hook("on_starting", self)
-        if cfg.preload_app:
-            try:
+        try:
+            if cfg.preload_app:
                 self.app = load_app(cfg.wsgi_app)
-            except AppImportError as exc:
-                self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
-                return process.APP_LOAD_ERROR
+            else:
+                check_importable(cfg.wsgi_app)
+        except AppImportError as exc:
+            self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
+            return process.APP_LOAD_ERROR
         try:
             self.LISTENERS = self.open_listeners()
         except (OSError, ValueError) as exc:
@@ -306,6 +308,7 @@ class Arbiter:
             self.log.info("Booting worker with pid: %s", pid)
             return worker
         # -- in the child --
+        worker.pid = os.getpid()
         self.signals.close(restore=False)
         try:
             cfg.post_fork(self, worker)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import requests
+
 from conftest import http_request, read_all, wait_until
 
 
@@ -64,7 +65,9 @@ def test_ipv6(greenhorn):
     s = greenhorn("hello:app", "-b", "[::1]:0", wait=False)
     port = int(s.wait_for_log(r"Listening at: http://\[::1\]:(\d+)")[0])
     data = wait_until(
-        lambda: _try(lambda: http_request("::1", port, b"GET / HTTP/1.0\r\n\r\n", 5, socket.AF_INET6)),
+        lambda: _try(
+            lambda: http_request("::1", port, b"GET / HTTP/1.0\r\n\r\n", 5, socket.AF_INET6)
+        ),
         10,
     )
     assert parse_response(data)[0] == 200
@@ -126,7 +129,7 @@ def test_bad_apps_answer_500_and_the_worker_lives(greenhorn, path, status):
     s = greenhorn("errors:app", "-w", "1")
     before = s.wait_workers(1)
     data = s.raw(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    got, headers, body = parse_response(data)
+    got, _headers, _body = parse_response(data)
     assert got == status
     assert b"Set-Cookie" not in data, "a header with CR/LF from the app is never sent"
     assert s.get("/stream").status_code == 200
@@ -141,7 +144,7 @@ def test_app_error_after_head_truncates_and_length_is_enforced(greenhorn):
     assert body == b"partial"
     status, headers, body = parse_response(s.raw(b"GET /long HTTP/1.1\r\nHost: x\r\n\r\n"))
     assert headers["content-length"] == "4" and body == b"0123"
-    status, headers, body = parse_response(s.raw(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n", 10))
+    _status, headers, body = parse_response(s.raw(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n", 10))
     assert headers["content-length"] == "100" and body == b"only a few bytes"
 
 
@@ -168,7 +171,10 @@ def test_file_wrapper_uses_sendfile(greenhorn, tmp_path):
         (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
-        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
         (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
         (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),

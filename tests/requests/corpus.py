@@ -13,6 +13,7 @@ they must all decode the files and drive the parser the same way. The format is 
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -174,7 +175,13 @@ def load(kind: str | None = None) -> list[Case]:
     return cases
 
 
-# --- replaying --------------------------------------------------------------------------------
+# --- chunking and replaying ---
+
+
+def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """Cut ``data`` at the given offsets, dropping empty pieces (``b""`` would mean EOF)."""
+    bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "requests"))
-import corpus  # noqa: E402
+import corpus
 
 CASES = corpus.load()
 SHORT = 200  # cases shorter than this are also cut in two at every position
@@ -34,13 +34,7 @@ def bytewise(data: bytes, name: str) -> list[list[bytes]]:
 
 
 def linewise(data: bytes, name: str) -> list[list[bytes]]:
-    return [split_at(data, [i + 1 for i, byte in enumerate(data) if byte == 0x0A])]
-
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    """Cut ``data`` at the given offsets, dropping empty pieces (b"" would mean EOF)."""
-    bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [corpus.split_at(data, [i + 1 for i, byte in enumerate(data) if byte == 0x0A])]
 
 
 def seeded_random(data: bytes, name: str) -> list[list[bytes]]:
@@ -48,7 +42,9 @@ def seeded_random(data: bytes, name: str) -> list[list[bytes]]:
     for seed in range(RANDOM_SEEDS):
         rng = random.Random(f"{name}:{seed}")
         count = rng.randint(1, max(1, min(len(data) - 1, 24)))
-        out.append(split_at(data, [rng.randrange(1, max(2, len(data))) for _ in range(count)]))
+        out.append(
+            corpus.split_at(data, [rng.randrange(1, max(2, len(data))) for _ in range(count)])
+        )
     return out
 
 

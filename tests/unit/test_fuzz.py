@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "requests"))
-import corpus  # noqa: E402
+import corpus
 
 SMALL_CASES = [c for c in corpus.load() if len(c.data) < 700]
 FUZZ = settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     derandomize=True,
     database=None,
@@ -102,17 +102,12 @@ LIMITS = st.fixed_dictionaries(
 CUTS = st.lists(st.integers(min_value=1, max_value=800), max_size=12)
 
 
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
-
-
 def assert_split_invariant(
     data: bytes, cuts: list[int], eof: bool, limits: dict[str, Any] | None = None
 ) -> None:
     """Replay ``data`` whole, cut at ``cuts`` and byte by byte; all must agree."""
     whole = corpus.replay([data] if data else [], limits, eof)
-    split = corpus.replay(split_at(data, cuts), limits, eof)
+    split = corpus.replay(corpus.split_at(data, cuts), limits, eof)
     bytewise = corpus.replay([data[i : i + 1] for i in range(len(data))], limits, eof)
     assert split.events == whole.events, f"split at {sorted(set(cuts))} differs from whole"
     assert bytewise.events == whole.events, "byte-by-byte differs from whole"
