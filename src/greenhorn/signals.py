@@ -30,6 +30,10 @@ def name(signum: int) -> str:
     return NAMES.get(signum, str(signum))
 
 
+# Bound at import, before any green library patches os.read into a waiting call.
+_os_read = os.read
+
+
 def _ignore(signum: int, frame: object) -> None:
     """The Python-level handler: intentionally empty (the C handler already wrote the pipe)."""
 
@@ -56,19 +60,20 @@ class SignalPipe:
         return self._r
 
     def read(self) -> list[int]:
-        """Signal numbers received since the last call, in order, CHLD collapsed to one."""
+        """Signal numbers received since the last call, in order, CHLD collapsed to one.
+
+        One read per call (the owner selects first): under eventlet's monkey-patching a
+        second read on an empty non-blocking pipe would wait instead of raising.
+        """
         out: list[int] = []
-        while True:
-            try:
-                data = os.read(self._r, 512)
-            except BlockingIOError:
-                break
-            if not data:
-                break
-            for sig in data:
-                if sig == 0 or (sig == signal.SIGCHLD and sig in out):
-                    continue
-                out.append(sig)
+        try:
+            data = _os_read(self._r, 4096)
+        except (BlockingIOError, InterruptedError):
+            return out
+        for sig in data:
+            if sig == 0 or (sig == signal.SIGCHLD and sig in out):
+                continue
+            out.append(sig)
         return out
 
     def wake(self) -> None:

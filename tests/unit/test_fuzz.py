@@ -36,6 +36,7 @@ FUZZ = settings(
 
 INTERESTING = [b"\r", b"\n", b"\r\n", b"\0", b" ", b"\t", b"\x0b", b"\x7f", b":", b";", b","]
 INTERESTING += [bytes([b]) for b in (0x80, 0x85, 0xA0, 0xB2, 0xFF)]
+OBS_TEXT = st.integers(min_value=0x80, max_value=0xFF).map(lambda b: bytes([b]))
 
 TOKENS = [
     b"GET",
@@ -156,7 +157,7 @@ def mutated_case(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
         if op == "flip" and pos < len(data):
             data[pos] = draw(st.integers(min_value=0, max_value=255))
         elif op == "insert":
-            data[pos:pos] = draw(st.sampled_from(INTERESTING))
+            data[pos:pos] = draw(st.sampled_from(INTERESTING) | OBS_TEXT)
         elif op == "delete":
             del data[pos : pos + draw(st.integers(min_value=1, max_value=4))]
         elif op == "truncate":

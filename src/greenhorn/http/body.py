@@ -199,7 +199,7 @@ class ChunkedReader:
             cr = buf.find(b"\r", 0, limit + 2)
             if 0 <= cr < len(buf) - 1:
                 raise error("bare CR in chunked framing")
-            if len(buf) > limit:
+            if len(buf) > limit + (1 if buf[-1:] == b"\r" else 0):
                 raise error("chunk size line or trailer too long")
             if eof:
                 raise errors.IncompleteRequest("connection closed inside the chunked body")

@@ -23,6 +23,7 @@ TOKEN_RE = re.compile(f"[{TCHAR}]+")
 # A block of field lines separated by CRLF, without the final CRLF.
 FIELD_BLOCK_RE = re.compile(f"[{TCHAR}]++:[{VCHAR}]*+(?:\r\n[{TCHAR}]++:[{VCHAR}]*+)*+")
 BAD_VALUE_RE = re.compile(f"[^{VCHAR}]")
+BAD_NAME_RE = re.compile(f"[^{TCHAR}]")
 
 
 def diagnose_line(line: str, error: type[errors.HTTPError]) -> errors.HTTPError:
@@ -41,7 +42,8 @@ def diagnose_line(line: str, error: type[errors.HTTPError]) -> errors.HTTPError:
             return error(f"bare CR or LF in field line: {errors.excerpt(line)}")
         return error(f"field line without a colon: {errors.excerpt(line)}")
     if not TOKEN_RE.fullmatch(name):
-        if "\n" in name or "\r" in name:
+        first_bad = BAD_NAME_RE.search(name)
+        if first_bad is not None and first_bad.group() in "\r\n":
             return error(f"bare CR or LF in field line: {errors.excerpt(line)}")
         cls = errors.InvalidHeaderName if error is errors.InvalidHeader else error
         return cls(f"invalid field name: {errors.excerpt(name)}")

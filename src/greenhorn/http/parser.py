@@ -34,7 +34,14 @@ from dataclasses import dataclass
 
 from greenhorn.http import errors
 from greenhorn.http.body import END, ChunkedReader, ContentLengthReader, Data, EndOfMessage
-from greenhorn.http.fields import FIELD_BLOCK_RE, TCHAR, TOKEN_RE, diagnose_line, unfold
+from greenhorn.http.fields import (
+    BAD_VALUE_RE,
+    FIELD_BLOCK_RE,
+    TCHAR,
+    TOKEN_RE,
+    diagnose_line,
+    unfold,
+)
 
 __all__ = [
     "EOF",
@@ -160,7 +167,7 @@ ABSOLUTE_RE = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)(.*)", re.DOTALL)
 AUTHORITY_RE = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=%]+:[0-9]+|\[[0-9A-Fa-f:.]+\]:[0-9]+")
 HOST_RE = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]*")
 DIGITS_RE = re.compile(r"[0-9]{1,18}")
-BARE_LF_RE = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+BARE_LF_RE = re.compile(rb"[\r\n]")  # inside one line: any CR or LF is bare
 
 # Headers with framing or routing meaning, inspected while the head is split.
 _SPECIAL = frozenset(
@@ -173,7 +180,18 @@ _HEAD, _BODY, _DONE, _ERROR = range(4)
 class Parser:
     """Incremental request parser for one connection. See the module docstring."""
 
-    __slots__ = ("_body", "_buf", "_eof", "_error", "_limits", "_line_re", "_scan", "_state")
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_checked",
+        "_eof",
+        "_error",
+        "_limits",
+        "_line_re",
+        "_nfields",
+        "_scan",
+        "_state",
+    )
 
     def __init__(self, limits: Limits | None = None) -> None:
         self._limits = limits or Limits()
@@ -181,6 +199,8 @@ class Parser:
         self._line_re = STRICT_LINE_RE if strict else LOOSE_LINE_RE
         self._buf = bytearray()
         self._scan = 0  # where the search for the end of the head resumes
+        self._checked = 0  # incomplete head: offset of the first line not yet validated
+        self._nfields = 0  # incomplete head: field lines validated so far
         self._eof = False
         self._state = _HEAD
         self._body: ContentLengthReader | ChunkedReader | None = None
@@ -244,7 +264,7 @@ class Parser:
         if self._state != _DONE:
             raise RuntimeError("start_next() before the end of the current message")
         self._state = _HEAD
-        self._scan = 0
+        self._scan = self._checked = self._nfields = 0
 
     def _fail(self, exc: errors.HTTPError) -> None:
         self._state = _ERROR
@@ -265,28 +285,32 @@ class Parser:
             return self._incomplete_head()
         head = buf[:end].decode("latin-1")
         del buf[: end + 4]
-        self._scan = 0
+        self._scan = self._checked = self._nfields = 0
         request = self._parse_head(head)
         self._start_body(request)
         return request
 
     def _incomplete_head(self) -> _Sentinel:
+        """Police a head that has not fully arrived, in byte order, each line only once.
+
+        Complete lines are validated as they arrive (request line, then fields), so the
+        error raised is the first violation in the bytes whatever the chunking, and limits
+        bite before the blank line arrives.
+        """
         buf = self._buf
         limits = self._limits
-        start = max(0, self._scan - 1)
-        bad = BARE_LF_RE.search(buf, start)
-        if bad is not None and not (bad.group() == b"\r" and bad.end() == len(buf)):
-            first = buf.find(b"\r\n")
-            lf = bad.start()
-            if first < 0 or lf < first:
-                raise errors.InvalidRequestLine("bare CR or LF in the request line")
-            raise errors.InvalidHeader("bare CR or LF in the header section")
-        first = buf.find(b"\r\n")
-        if first < 0:
-            if len(buf) > limits.line_limit + 1:  # + 1: the CR of a CRLF still to come
-                raise errors.RequestLineTooLong(f"request line over {limits.line_limit} bytes")
-        elif first > limits.line_limit:
-            raise errors.RequestLineTooLong(f"request line over {limits.line_limit} bytes")
+        pos = self._checked
+        while True:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                break
+            self._check_line(buf[pos:end], pos == 0)
+            pos = end + 2
+        self._checked = pos
+        tail = buf[pos:]
+        if tail[-1:] == b"\r":
+            tail = tail[:-1]  # the CR of a CRLF still to come
+        self._check_line(tail, pos == 0, partial=True)
         if len(buf) > limits.head_limit:
             raise errors.HeaderFieldTooLarge("request head too large")
         self._scan = max(0, len(buf) - 3)
@@ -296,9 +320,55 @@ class Parser:
             return EOF
         return NEED_DATA
 
-    def _parse_head(self, head: str) -> Request:
+    def _check_line(self, raw: bytes | bytearray, first: bool, partial: bool = False) -> None:
         limits = self._limits
-        line, _, block = head.partition("\r\n")
+        limit = limits.line_limit if first else limits.field_limit
+        bad = BARE_LF_RE.search(raw)
+        size = bad.start() if bad is not None else len(raw)
+        if size > limit:
+            if first:
+                raise errors.RequestLineTooLong(f"request line over {limit} bytes")
+            raise errors.HeaderFieldTooLarge(f"header field over {limit} bytes")
+        if bad is not None:
+            if first:
+                raise errors.InvalidRequestLine("bare CR or LF in the request line")
+            line = raw[: bad.start()].decode("latin-1")
+            if line:
+                self._check_field_prefix(line)
+            raise errors.InvalidHeader("bare CR or LF in the header section")
+        if partial:
+            return
+        text = raw.decode("latin-1")
+        if first:
+            self._request_line(text)
+            return
+        if text[:1] in (" ", "\t"):
+            if not limits.permit_obsolete_folding:
+                raise errors.ObsoleteFolding(f"obsolete line folding: {errors.excerpt(text)}")
+            return
+        if FIELD_BLOCK_RE.fullmatch(text) is None:
+            raise diagnose_line(text, errors.InvalidHeader)
+        self._nfields += 1
+        if self._nfields > limits.fields_limit:
+            raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
+
+    def _check_field_prefix(self, line: str) -> None:
+        """The part of a field line before a bare CR/LF: report an earlier violation first."""
+        if line[:1] in (" ", "\t"):
+            if not self._limits.permit_obsolete_folding:
+                raise errors.ObsoleteFolding(f"obsolete line folding: {errors.excerpt(line)}")
+            return
+        name, colon, value = line.partition(":")
+        if not colon:
+            return  # not yet decidable: the bare CR/LF is the first sure violation
+        if TOKEN_RE.fullmatch(name) is None:
+            raise errors.InvalidHeaderName(f"invalid field name: {errors.excerpt(name)}")
+        if BAD_VALUE_RE.search(value):
+            raise diagnose_line(line, errors.InvalidHeader)
+
+    def _request_line(self, line: str) -> tuple[str, str, tuple[int, int], str, str, str]:
+        """Validate the request line; return (method, target, version, path, query, fragment)."""
+        limits = self._limits
         if len(line) > limits.line_limit:
             raise errors.RequestLineTooLong(f"request line over {limits.line_limit} bytes")
         if limits.casefold_http_method:
@@ -310,9 +380,12 @@ class Parser:
         method, uri, major, minor = m.groups()
         version = self._version(major, minor)
         if uri[0] == "/" and method != "CONNECT":
-            path, query, fragment = _split_target(uri)
-        else:
-            path, query, fragment = self._other_target(method, uri)
+            return method, uri, version, *_split_target(uri)
+        return method, uri, version, *self._other_target(method, uri)
+
+    def _parse_head(self, head: str) -> Request:
+        line, _, block = head.partition("\r\n")
+        method, uri, version, path, query, fragment = self._request_line(line)
         headers: list[tuple[str, str]] = []
         request = Request(method, uri, path, query, fragment, version, headers)
         if block:

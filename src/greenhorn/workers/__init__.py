@@ -8,6 +8,7 @@ imports a worker module it does not run. A dotted path picks a custom class.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 __all__ = ["WORKER_CLASSES", "MissingExtra", "load_worker_class"]
@@ -52,12 +53,7 @@ def load_worker_class(name: str, threads: int = 1) -> Any:
     if not sep:
         module_name, _, attr = path.rpartition(".")
     extra = EXTRAS.get(name)
-    if extra is not None:
-        try:
-            importlib.import_module(extra)
-        except ImportError as exc:
-            raise MissingExtra(
-                f"worker class {name!r} needs {extra}: pip install 'greenhorn[{extra}]'"
-            ) from exc
+    if extra is not None and importlib.util.find_spec(extra) is None:
+        raise MissingExtra(f"worker class {name!r} needs {extra}: pip install 'greenhorn[{extra}]'")
     module = importlib.import_module(module_name)
     return getattr(module, attr)

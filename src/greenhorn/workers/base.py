@@ -230,6 +230,7 @@ class Worker:
             for listener in self.listeners:
                 sock = listener.sock
                 if drain:
+                    sock.setblocking(False)  # green sockets would wait for a new client
                     while True:
                         try:
                             client, addr = sock.accept()
@@ -253,10 +254,9 @@ class Worker:
             pass
 
     def drain_wake(self) -> None:
-        """Empty the wake pipe (request loop side)."""
+        """Empty the wake pipe (request loop side; called after the poller saw it)."""
         try:
-            while os.read(self._wake_r, 512):
-                pass
+            os.read(self._wake_r, 4096)
         except OSError:
             pass
 

@@ -36,7 +36,16 @@ class Timeout(Exception):
 class Connection:
     """A client socket plus the parser fed from it."""
 
-    __slots__ = ("accepted_at", "closed", "info", "parser", "peer", "requests", "sock")
+    __slots__ = (
+        "accepted_at",
+        "closed",
+        "info",
+        "parser",
+        "peer",
+        "registered",
+        "requests",
+        "sock",
+    )
 
     def __init__(
         self, sock: socket.socket, peer: Any, info: ConnInfo, limits: Limits, now: float
@@ -48,6 +57,7 @@ class Connection:
         self.accepted_at = now
         self.requests = 0
         self.closed = False
+        self.registered = False  # known to a poller (threaded worker keep-alive)
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -213,12 +213,22 @@ class Handler:
 
     # -- the request cycle -----------------------------------------------------------------
 
-    def serve(self, conn: Connection, slot: int = 0) -> bool:
-        """Serve one request on ``conn``; return True if the connection may be reused."""
+    def serve(self, conn: Connection, slot: int = 0, idle: float | None = None) -> bool:
+        """Serve one request on ``conn``; return True if the connection may be reused.
+
+        ``idle``: on a kept-alive connection, how long to wait for the next request's first
+        byte (``keepalive``) before closing quietly; the head deadline starts at that byte.
+        """
         parser = conn.parser
-        begun = _monotonic()
         if conn.requests == 0:
             begun = conn.accepted_at
+        else:
+            if idle is not None and not parser.buffered:
+                try:
+                    parser.feed(conn.recv(_monotonic() + idle))
+                except (Timeout, OSError):
+                    return False
+            begun = _monotonic()
         deadline = begun + self.header_timeout if self.header_timeout else None
         try:
             while True:
@@ -249,7 +259,8 @@ class Handler:
         board = self.board
         if board is not None:
             board.start(slot, req.method, req.uri, now)
-        resp = Response(conn, req, self.keep_alive and req.keep_alive)
+        keep_alive = self.keep_alive and req.keep_alive and getattr(self.worker, "alive", True)
+        resp = Response(conn, req, keep_alive)
         resp._deadline = now + self.send_timeout if self.send_timeout else None
         has_body = req.chunked or bool(req.content_length)
         body = Body(self._puller(conn, req) if has_body else None)
@@ -280,9 +291,14 @@ class Handler:
             return False
         if has_body and not body.finished:
             try:
-                return body.drain(DRAIN_LIMIT)
+                if not body.drain(DRAIN_LIMIT):
+                    return False
             except (errors.HTTPError, Timeout, OSError):
                 return False
+        try:
+            conn.parser.start_next()
+        except RuntimeError:
+            return False
         return True
 
     def _call_app(self, conn: Connection, req: Request, resp: Response, environ: dict) -> None:

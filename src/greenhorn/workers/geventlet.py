@@ -1,0 +1,64 @@
+"""The eventlet worker (``-k eventlet``, needs ``pip install 'greenhorn[eventlet]'``).
+
+eventlet is in maintenance mode upstream (gunicorn dropped its worker in 26.0); greenhorn
+keeps one for applications that still depend on it. Monkey-patching happens in ``setup()``
+in the master, before the application is imported; the loop is shared with gevent.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import eventlet
+    from eventlet.greenpool import GreenPool
+
+from greenhorn.workers.base import Worker
+from greenhorn.workers.green import run_green
+
+__all__ = ["EventletWorker"]
+
+
+class _Pool:
+    """GreenPool with the two calls the shared loop uses."""
+
+    def __init__(self, size: int) -> None:
+        self._pool = GreenPool(size)
+
+    def spawn(self, fn: Any, *args: Any) -> Any:
+        return self._pool.spawn(fn, *args)
+
+    def free_count(self) -> int:
+        return self._pool.free()
+
+    def wait_available(self) -> None:
+        while self._pool.free() <= 0:
+            eventlet.sleep(0.005)
+
+
+class _Eventlet:
+    def pool(self, size: int) -> Any:
+        return _Pool(size)
+
+    def sleep(self, seconds: float) -> None:
+        eventlet.sleep(seconds)
+
+    def wait_free(self, pool: Any) -> None:
+        pool.wait_available()
+
+
+class EventletWorker(Worker):
+    """Green threads from an eventlet pool serve up to ``worker_connections`` connections."""
+
+    @classmethod
+    def setup(cls) -> None:
+        eventlet.monkey_patch()
+
+    @classmethod
+    def slots_for(cls, cfg: Any) -> int:
+        return max(1, int(cfg.worker_connections))
+
+    def run(self) -> None:
+        run_green(self, _Eventlet())

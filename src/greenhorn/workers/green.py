@@ -1,0 +1,100 @@
+"""The request loop shared by the gevent and eventlet workers.
+
+Why one module for both: the two libraries differ only in how they spawn, pool and sleep.
+Each worker module supplies a tiny ``Backend`` with those three operations (and does its
+monkey-patching in ``setup()``, in the master, before anything imports the application:
+gunicorn #1816, #2796); this module runs the same loop for both on top of the one
+connection handler.
+
+- One acceptor greenlet per listener; at most ``worker_connections`` connections are served
+  at once (the acceptor waits for room in the pool instead of hoarding the backlog).
+- A kept-alive connection waits for its next request inside its own greenlet, up to
+  ``keepalive`` seconds.
+- The heartbeat is written by a loop in the main greenlet: if application code blocks the
+  hub, the heartbeat stops and the master aborts the worker, naming the request it was on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from greenhorn.workers.connection import GreenConnection
+from greenhorn.workers.handler import Handler
+
+__all__ = ["Backend", "run_green"]
+
+
+class Backend(Protocol):
+    """What a green library must provide."""
+
+    def pool(self, size: int) -> Any: ...  # .spawn(fn, *args), .free_count(), .join(timeout)
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def wait_free(self, pool: Any) -> None: ...
+
+
+def run_green(worker: Any, backend: Backend) -> None:
+    """Serve until the worker stops; then let in-flight connections finish."""
+    cfg = worker.cfg
+    size = max(1, int(cfg.worker_connections))
+    keepalive = float(cfg.keepalive)
+    handler = Handler(
+        worker.wsgi,
+        cfg,
+        worker.log,
+        worker,
+        keep_alive=keepalive > 0,
+        multithread=True,
+        board=worker.tmp.board,
+    )
+    pool = backend.pool(size)
+    slots: deque[int] = deque(range(worker.tmp.board.slots))
+
+    def handle(client: Any, addr: Any, listener: Any, accepted_at: float) -> None:
+        slot = slots.popleft() if slots else 0
+        info = worker.conn_info(listener, client, addr)
+        conn = GreenConnection(client, addr, info, worker.limits, accepted_at)
+        try:
+            while True:
+                keep = handler.serve(conn, slot, idle=keepalive)
+                worker.count_request()
+                if not keep or not worker.alive:
+                    break
+        except Exception:
+            worker.log.exception("Unexpected error serving a connection")
+        finally:
+            conn.close()
+            slots.append(slot)
+
+    def acceptor(listener: Any) -> None:
+        sock = listener.sock
+        sock.setblocking(True)
+        while worker.alive:
+            backend.wait_free(pool)
+            if not worker.alive:
+                return
+            try:
+                client, addr = sock.accept()
+            except OSError:
+                if not worker.alive or sock.fileno() < 0:
+                    return
+                continue
+            pool.spawn(handle, client, addr, listener, time.monotonic())
+
+    for listener in worker.listeners:
+        pool_spawn = backend.pool(1)
+        pool_spawn.spawn(acceptor, listener)
+    interval = 1.0 if not worker.timeout else min(1.0, worker.timeout / 2.0)
+    while worker.alive:
+        worker.beat(time.monotonic())
+        backend.sleep(interval)
+    while worker.pending:
+        client, addr, listener, accepted_at = worker.pending.popleft()
+        pool.spawn(handle, client, addr, listener, accepted_at)
+    deadline = time.monotonic() + max(1.0, float(cfg.graceful_timeout))
+    while pool.free_count() < size and time.monotonic() < deadline:
+        worker.beat(time.monotonic())
+        backend.sleep(0.1)

@@ -1,0 +1,231 @@
+"""The threaded worker: a pool of threads serves requests; idle keep-alive connections wait
+in ``epoll`` without holding a thread.
+
+Why it is shaped like this:
+
+- **Fair accept.** gunicorn's gthread worker accepts whenever its listener is readable, so
+  under load one worker can hoard most connections while its siblings idle. Here a worker
+  listens only while it has a free thread (and room under ``worker_connections``): when the
+  pool is full the listeners leave the poller, and the kernel's backlog goes to a sibling
+  that has capacity. Listeners use ``EPOLLEXCLUSIVE`` so one connection wakes one worker.
+- **Keep-alive without a thread.** After a response the connection is re-armed in epoll
+  (``EPOLLONESHOT``) by the thread that served it, so no wake-up round trip through the main
+  loop is needed; the main loop hands readable connections back to the pool and closes those
+  idle for longer than ``keepalive`` seconds. Pipelined requests already in the buffer are
+  served at once by the same thread.
+- **Heartbeat from the loop, timeouts per request.** The main loop beats even when every
+  thread is busy, so a stuck request does not look like a stuck worker; instead each thread
+  records its request in its scoreboard slot and the master aborts the worker when one
+  request exceeds ``timeout`` (logging that request and every thread's stack).
+"""
+
+from __future__ import annotations
+
+import queue
+import select
+import threading
+import time
+from typing import Any
+
+from greenhorn.workers.base import Worker
+from greenhorn.workers.connection import Connection
+from greenhorn.workers.handler import Handler
+
+__all__ = ["ThreadWorker"]
+
+_EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
+_ONESHOT_IN = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
+
+
+class ThreadWorker(Worker):
+    """Threads serve requests; the main loop accepts, parks and heartbeats."""
+
+    @classmethod
+    def slots_for(cls, cfg: Any) -> int:
+        return max(1, int(cfg.threads))
+
+    def run(self) -> None:
+        cfg = self.cfg
+        self.threads = max(1, int(cfg.threads))
+        self.max_conns = max(self.threads, int(cfg.worker_connections))
+        self.keepalive = float(cfg.keepalive)
+        self.handler = Handler(
+            self.wsgi,
+            cfg,
+            self.log,
+            self,
+            keep_alive=self.keepalive > 0,
+            multithread=True,
+            board=self.tmp.board,
+        )
+        self.poller = select.epoll()
+        self.lock = threading.Lock()
+        self.active = 0  # connections queued for or being served by a thread
+        self.parked: dict[int, tuple[Connection, float]] = {}  # fd -> (conn, parked at)
+        self.listening = False
+        self.tasks: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self.listener_fds = {listener.sock.fileno(): listener for listener in self.listeners}
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
+        self.poller.register(self._wake_r, select.EPOLLIN)
+        pool = [
+            threading.Thread(target=self._serve_loop, args=(i,), name=f"greenhorn-{i}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for thread in pool:
+            thread.start()
+        with self.lock:
+            self._update_listening()
+        try:
+            self._main_loop()
+        finally:
+            self._shutdown(pool)
+
+    # -- main thread -------------------------------------------------------------------------
+
+    def _main_loop(self) -> None:
+        monotonic = time.monotonic
+        timeout = 1.0 if not self.timeout else min(1.0, self.timeout / 2.0)
+        if self.keepalive:
+            timeout = min(timeout, max(0.05, self.keepalive / 2.0))
+        poll = self.poller.poll
+        while self.alive:
+            now = monotonic()
+            self.beat(now)
+            try:
+                events = poll(timeout)
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd in self.listener_fds:
+                    self._accept(self.listener_fds[fd])
+                elif fd == self._wake_r:
+                    self.drain_wake()
+                else:
+                    item = self.parked.pop(fd, None)
+                    if item is not None:
+                        self._submit(item[0])
+            self._expire_idle(monotonic())
+
+    def _accept(self, listener: Any) -> None:
+        """Take connections while a thread is free (one wake-up may cover several)."""
+        while True:
+            with self.lock:
+                if not self.listening:
+                    return
+            accepted = self.accept(listener)
+            if accepted is None:
+                return
+            client, addr = accepted
+            now = time.monotonic()
+            conn = Connection(
+                client, addr, self.conn_info(listener, client, addr), self.limits, now
+            )
+            self._submit(conn)
+
+    def _submit(self, conn: Connection) -> None:
+        with self.lock:
+            self.active += 1
+            self._update_listening()
+        self.tasks.put(conn)
+
+    def _update_listening(self) -> None:
+        """Listen only while a thread is free and connections are under the cap (lock held)."""
+        room = self.active < self.threads and self.active + len(self.parked) < self.max_conns
+        want = room and self.alive and self._listeners_open
+        if want == self.listening:
+            return
+        self.listening = want
+        for fd in self.listener_fds:
+            try:
+                if want:
+                    self.poller.register(fd, select.EPOLLIN | _EXCLUSIVE)
+                else:
+                    self.poller.unregister(fd)
+            except (OSError, ValueError, KeyError):
+                pass
+
+    def _expire_idle(self, now: float) -> None:
+        if not self.parked:
+            return
+        limit = self.keepalive
+        for fd, (conn, since) in list(self.parked.items()):
+            if now - since >= limit and self.parked.pop(fd, None) is not None:
+                self._unpark(conn)
+                conn.close()
+
+    def _unpark(self, conn: Connection) -> None:
+        try:
+            self.poller.unregister(conn.sock)
+        except (OSError, ValueError, KeyError):
+            pass
+
+    def forget_listener(self, sock: Any) -> None:
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            lock = getattr(self, "lock", None)
+            if lock is not None:
+                with lock:
+                    self.listening = False
+            try:
+                poller.unregister(sock)
+            except (OSError, ValueError, KeyError):
+                pass
+
+    def _shutdown(self, pool: list[threading.Thread]) -> None:
+        """Stop: idle keep-alive connections close now, in-flight requests finish."""
+        for fd, (conn, _) in list(self.parked.items()):
+            self.parked.pop(fd, None)
+            self._unpark(conn)
+            conn.close()
+        while self.pending:
+            client, addr, listener, accepted_at = self.pending.popleft()
+            info = self.conn_info(listener, client, addr)
+            self._submit(Connection(client, addr, info, self.limits, accepted_at))
+        for _ in pool:
+            self.tasks.put(None)
+        for thread in pool:
+            while thread.is_alive():
+                self.beat(time.monotonic())
+                thread.join(0.5)
+
+    # -- pool threads ------------------------------------------------------------------------
+
+    def _serve_loop(self, slot: int) -> None:
+        handler = self.handler
+        get = self.tasks.get
+        while True:
+            conn = get()
+            if conn is None:
+                return
+            keep = False
+            try:
+                while True:
+                    keep = handler.serve(conn, slot)
+                    self.count_request()
+                    if not keep or not self.alive or not conn.parser.buffered:
+                        break
+            except Exception:
+                self.log.exception("Unexpected error serving a connection")
+                keep = False
+            with self.lock:
+                self.active -= 1
+                if keep and self.alive:
+                    self._park(conn)
+                else:
+                    conn.close()
+                self._update_listening()
+
+    def _park(self, conn: Connection) -> None:
+        """Wait for the next request on ``conn`` in epoll (lock held)."""
+        fd = conn.fileno()
+        self.parked[fd] = (conn, time.monotonic())
+        try:
+            if not conn.registered:
+                self.poller.register(fd, _ONESHOT_IN)
+                conn.registered = True
+            else:
+                self.poller.modify(fd, _ONESHOT_IN)
+        except (OSError, ValueError):
+            self.parked.pop(fd, None)
+            conn.close()
