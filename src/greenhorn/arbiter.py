@@ -24,11 +24,12 @@ import sys
 import time
 from typing import Any
 
-from greenhorn import __version__, policy, process, sockets, systemd
-from greenhorn.heartbeat import BOOTED, DRAIN, WorkerTmp, choose_tmp_dir
+from greenhorn import __version__, policy, process, restart, sockets, systemd
+from greenhorn.heartbeat import BOOTED, DRAIN, EXIT_REASON, WorkerTmp, choose_tmp_dir
 from greenhorn.pidfile import Pidfile, PidfileError
 from greenhorn.signals import SignalPipe
 from greenhorn.signals import name as signame
+from greenhorn.status import Observer
 
 __all__ = ["Arbiter"]
 
@@ -45,7 +46,6 @@ MASTER_SIGNALS = (
     signal.SIGCHLD,
 )
 LOOP_SECONDS = 1.0
-MASTER_PID_ENV = "GREENHORN_PID"
 
 
 class Arbiter:
@@ -64,7 +64,7 @@ class Arbiter:
         self.worker_age = 0
         self.generation = 0
         self.previous_cfg: Any = None
-        self.master_pid = int(os.environ.get(MASTER_PID_ENV, "0") or 0)
+        self.master_pid = int(os.environ.get(restart.MASTER_PID_ENV, "0") or 0)
         self.reexec_pid = 0
         self.pidfile: Pidfile | None = None
         self.signals = SignalPipe()
@@ -74,6 +74,11 @@ class Arbiter:
         self.halt_reason = ""
         self.sent_kill: set[int] = set()
         self.cwd = os.getcwd()
+        self.observer = Observer()
+        self.scaler: Any = None
+        self.servers: list[Any] = []  # metrics and control listeners (non-blocking)
+        self.state = "starting"
+        self.last_gauge = -1
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -119,7 +124,10 @@ class Arbiter:
         setup = getattr(self.worker_class, "setup", None)
         if callable(setup):
             setup()
-        self.num_workers = self.resolve_workers()
+        from greenhorn.scaling import Scaler
+
+        self.scaler = Scaler(cfg, self.log)
+        self.num_workers = self.scaler.initial_workers()
         self.call_hook("on_starting", self)
         try:
             if cfg.preload_app:
@@ -129,6 +137,14 @@ class Arbiter:
         except AppImportError as exc:
             self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
             return process.APP_LOAD_ERROR
+        if cfg.certfile:
+            from greenhorn import tls
+
+            try:
+                tls.server_context(cfg)  # fail now, with one line, not in every worker
+            except Exception as exc:
+                self.log.error("Invalid TLS settings: %s", exc)
+                return process.EXIT_FAILURE
         try:
             self.LISTENERS = self.open_listeners()
         except (OSError, ValueError) as exc:
@@ -148,6 +164,12 @@ class Arbiter:
         for listener in self.LISTENERS:
             self.log.info("Listening at: %s (%s)", listener.name, self.pid)
         self.log.info("Using worker: %s", cfg.worker_class)
+        code = self.open_servers()
+        if code is not None:
+            return code
+        if cfg.capture_output:
+            self.log.capture_output()
+        self.log.close_on_exec()
         if self.app is not None:
             gc.collect()
             gc.freeze()  # keep the preloaded heap out of copy-on-write churn
@@ -158,15 +180,30 @@ class Arbiter:
     def proc_name(self) -> str:
         return self.cfg.proc_name or self.cfg.default_proc_name
 
-    def resolve_workers(self) -> int:
-        workers = self.cfg.workers
-        if workers == "auto":
-            from greenhorn import sizing
+    def open_servers(self) -> int | None:
+        """The master's own listeners: Prometheus metrics (asked for: failure is fatal) and
+        the control socket (on by default: failure is only a warning)."""
+        cfg = self.cfg
+        if cfg.metrics_bind:
+            from greenhorn.metrics import MetricsServer
 
-            count, why = sizing.plan_workers(worker_memory=self.cfg.worker_memory)
-            self.log.info("Auto-sizing workers: %s", why)
-            return count
-        return max(1, int(workers))
+            try:
+                server = MetricsServer(cfg.metrics_bind)
+            except (OSError, ValueError) as exc:
+                self.log.error("Cannot open the metrics listener %s: %s", cfg.metrics_bind, exc)
+                return process.EXIT_FAILURE
+            self.servers.append(("metrics", server))
+            self.log.info("Metrics at: %s", server.name)
+        if not cfg.control_socket_disable:
+            try:
+                from greenhorn import ctl
+
+                path = cfg.control_socket or ctl.default_socket_path(self.pid)
+                self.servers.append(("control", ctl.ControlServer(path, cfg.control_socket_mode)))
+                self.log.debug("Control socket at: %s", path)
+            except (ImportError, OSError, ValueError) as exc:
+                self.log.warning("Control socket disabled: %s", exc)
+        return None
 
     def open_listeners(self) -> list[sockets.Listener]:
         inherited = sockets.inherited_listeners(os.environ, backlog=self.cfg.backlog)
@@ -190,15 +227,18 @@ class Arbiter:
     # -- the loop --------------------------------------------------------------------------
 
     def loop(self) -> int:
+        self.state = "running"
         self.manage_workers()
         fd = self.signals.fileno()
         while True:
             self.maybe_promote_master()
+            owners = {f: server for _, server in self.servers for f in server.fds()}
             try:
-                ready, _, _ = select.select([fd], [], [], LOOP_SECONDS)
+                ready, _, _ = select.select([fd, *owners], [], [], LOOP_SECONDS)
             except InterruptedError:
                 ready = []
-            for sig in self.signals.read() if ready else ():
+            self.serve_master_sockets(ready, owners)
+            for sig in self.signals.read() if fd in ready else ():
                 code = self.dispatch(sig)
                 if code is not None:
                     return code
@@ -208,8 +248,63 @@ class Arbiter:
                 self.stop(graceful=False)
                 return self.halt_code
             self.murder_workers()
+            self.observer.sample(self.WORKERS, read_rss=self.scaler.watches_memory)
+            self.scaler.step(self, self.snapshot(), self.backlog())
             self.manage_workers()
             self.check_ready()
+            self.check_reload_requests()
+
+    def serve_master_sockets(self, ready: list[int], owners: dict[int, Any]) -> None:
+        """Answer /metrics, /livez, /readyz and control-socket commands (never blocks)."""
+        now = time.monotonic()
+        for name, server in self.servers:
+            for fd in ready:
+                if owners.get(fd) is server:
+                    try:
+                        if name == "metrics":
+                            server.handle(fd, self.status)
+                        else:
+                            server.handle(fd, self.control)
+                    except Exception:
+                        self.log.exception("Error serving the %s socket", name)
+            server.expire(now)
+
+    def backlog(self) -> int:
+        """Connections waiting in the kernels' accept queues, all listeners together."""
+        from greenhorn.status import accept_queue
+
+        total = 0
+        for listener in self.LISTENERS:
+            total += accept_queue(listener.sock) or 0
+        return total
+
+    def status(self) -> dict[str, Any]:
+        """Everything /metrics and ``greenhorn ctl`` show."""
+        return self.observer.status(self)
+
+    def control(self, command: str, args: list[str]) -> dict[str, Any]:
+        """A command from ``greenhorn ctl`` (ValueError for a bad one)."""
+        if command in ("workers", "status", "stats"):
+            return self.status()
+        if command in ("add", "remove"):
+            try:
+                n = int(args[0]) if args else 1
+            except ValueError:
+                raise ValueError(f"{command}: expected a number, got {args[0]!r}") from None
+            if n < 1:
+                raise ValueError(f"{command}: expected a positive number")
+            delta = n if command == "add" else -n
+            self.set_num_workers(max(1, self.num_workers + delta))
+            self.manage_workers()
+            return {"workers_target": self.num_workers}
+        if command == "reload":
+            self.reload()
+            return {"generation": self.generation}
+        if command == "reopen":
+            self.log.reopen_files()
+            self.kill_workers(signal.SIGUSR1)
+            return {}
+        raise ValueError(f"unknown command {command!r}")
 
     def dispatch(self, sig: int) -> int | None:
         """Handle one queued signal; return an exit code to stop."""
@@ -251,41 +346,29 @@ class Arbiter:
     # -- workers ---------------------------------------------------------------------------
 
     def snapshot(self) -> list[policy.WorkerView]:
-        views = []
-        for pid, w in self.WORKERS.items():
-            board = w.tmp.board
-            oldest = board.oldest_request()
-            try:
-                last_beat = w.tmp.last_update()
-            except OSError:
-                last_beat = time.time()
-            views.append(
-                policy.WorkerView(
-                    pid=pid,
-                    age=w.age,
-                    generation=w.generation,
-                    booted=bool(board.counters[BOOTED]),
-                    retiring=w.retire_reason is not None,
-                    last_beat=last_beat,
-                    oldest_request=oldest[0] if oldest else None,
-                    aborted_at=w.aborted_at,
-                    killed=pid in self.sent_kill,
-                )
-            )
-        return views
+        return self.observer.views(self.WORKERS, self.sent_kill)
 
     def manage_workers(self) -> None:
         """Spawn or retire workers so the current generation has ``num_workers``."""
         if self.stopping:
             return
-        decision = policy.plan(self.snapshot(), self.num_workers, self.generation)
+        target = self.num_workers + (self.scaler.surge if self.scaler else 0)
+        decision = policy.plan(self.snapshot(), target, self.generation)
         for pid in decision.retire:
             worker = self.WORKERS.get(pid)
-            if worker is not None:
-                worker.retire_reason = decision.reason
-                self.kill_worker(pid, signal.SIGTERM)
+            if worker is not None and pid != getattr(self.scaler, "recycling", None):
+                self.retire(worker, decision.reason)
         for _ in range(decision.spawn):
             self.spawn_worker()
+        alive = len(self.WORKERS)
+        if alive != self.last_gauge:
+            self.last_gauge = alive
+            self.log.gauge("gunicorn.workers", alive)
+
+    def retire(self, worker: Any, reason: str) -> None:
+        """Ask a worker to finish its in-flight requests and exit."""
+        worker.retire_reason = reason
+        self.kill_worker(worker.pid, signal.SIGTERM)
 
     def spawn_worker(self) -> Any:
         cfg = self.cfg
@@ -300,6 +383,8 @@ class Arbiter:
         )
         worker.server = self
         worker.generation = self.generation
+        worker.lifetime = self.scaler.lifetime_for() if self.scaler else 0.0
+        worker.recycle_reason = None
         self.call_hook("pre_fork", self, worker)
         pid = os.fork()
         if pid:
@@ -310,6 +395,8 @@ class Arbiter:
         # -- in the child --
         worker.pid = os.getpid()
         self.signals.close(restore=False)
+        for _, server in self.servers:
+            server.close_in_child()
         try:
             cfg.post_fork(self, worker)
         except BaseException:
@@ -364,42 +451,54 @@ class Arbiter:
             worker = self.WORKERS.pop(pid, None)
             if worker is None:
                 continue
-            self.report_exit(worker, os.waitstatus_to_exitcode(status))
+            reason = self.report_exit(worker, os.waitstatus_to_exitcode(status))
+            self.observer.forget(worker, reason)
             self.sent_kill.discard(pid)
             worker.tmp.close()
             self.call_hook("child_exit", self, worker)
 
-    def report_exit(self, worker: Any, code: int) -> None:
+    def report_exit(self, worker: Any, code: int) -> str:
+        """Log why a worker ended (never lose the reason); return it as a short label."""
         pid = worker.pid
         if code < 0:
             sig = -code
+            if worker.exit_reason in ("timeout", "memory-hard"):
+                self.log.error(
+                    "Worker (pid:%s) was killed by SIG%s [%s]",
+                    pid,
+                    signame(sig),
+                    worker.exit_reason,
+                )
+                return worker.exit_reason
             if sig == signal.SIGKILL and pid not in self.sent_kill:
                 self.log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
-            elif worker.exit_reason == "timeout":
-                self.log.error(
-                    "Worker (pid:%s) was killed by SIG%s after timeout", pid, signame(sig)
-                )
-            else:
-                self.log.warning("Worker (pid:%s) was sent SIG%s!", pid, signame(sig))
-            return
+                return "oom-or-killed"
+            self.log.warning("Worker (pid:%s) was sent SIG%s!", pid, signame(sig))
+            return "signal"
         if code == 0:
             reason = worker.retire_reason or worker.exit_reason
+            if reason is None and worker.tmp.board.counters[EXIT_REASON] == 1:
+                reason = "max-requests"
             self.log.info("Worker exited (pid: %s)%s", pid, f" [{reason}]" if reason else "")
-            return
+            return reason or "exit"
         if worker.exit_reason == "timeout":
             self.log.error("Worker (pid:%s) aborted after timeout (exit code %s)", pid, code)
-            return
+            return "timeout"
         self.log.error("Worker (pid:%s) exited with code %s", pid, code)
         if code in (process.WORKER_BOOT_ERROR, process.APP_LOAD_ERROR):
+            if worker.generation > self.generation:  # from a reload already rolled back
+                return "boot-error"
             if self.generation and worker.generation == self.generation and self.previous_cfg:
                 self.rollback_reload(code)
-                return
+                return "boot-error"
             self.halt_code = code
             self.halt_reason = (
                 "Worker failed to boot."
                 if code == process.WORKER_BOOT_ERROR
                 else "App failed to load."
             )
+            return "boot-error"
+        return "crash"
 
     def check_ready(self) -> None:
         """Tell systemd we are ready once the current generation has booted."""
@@ -411,99 +510,29 @@ class Arbiter:
             self.previous_cfg = None
             systemd.ready(f"greenhorn {__version__}: {len(current)} workers")
 
-    # -- reload, re-exec, stop -------------------------------------------------------------
+    # -- reload, re-exec (restart.py), stop --------------------------------------------------
+
+    def check_reload_requests(self) -> None:
+        restart.check_reload_requests(self)
 
     def reload(self) -> None:
-        """HUP: reload the config, boot a new generation, retire the old one once ready."""
-        from greenhorn import config as gconfig
-        from greenhorn import logging as glog
-
-        systemd.reloading()
-        try:
-            cfg = gconfig.load(self.argv, os.environ)
-        except gconfig.ConfigError as exc:
-            self.log.error("Reload failed, keeping the current configuration: %s", exc)
-            systemd.ready()
-            return
-        self.previous_cfg, self.cfg = self.cfg, cfg
-        self.log.reopen_files()
-        try:
-            self.log = glog.create(cfg)
-        except Exception as exc:
-            self.log.error("Reload: cannot set up logging: %s", exc)
-        if list(cfg.bind) != list(self.previous_cfg.bind):
-            try:
-                new = sockets.bind_listeners(
-                    cfg.bind, backlog=cfg.backlog, reuse_port=cfg.reuse_port
-                )
-            except (OSError, ValueError) as exc:
-                self.log.error("Reload: %s; keeping the old listeners", exc)
-            else:
-                sockets.close_listeners(self.LISTENERS, unlink=True)
-                self.LISTENERS = new
-                for listener in new:
-                    self.log.info("Listening at: %s (%s)", listener.name, self.pid)
-        self.call_hook("on_reload", self)
-        process.set_title(process.master_title(self.proc_name))
-        self.num_workers = self.resolve_workers() if cfg.workers != "auto" else self.num_workers
-        self.generation += 1
-        self.ready_sent = False
-        self.manage_workers()
+        """HUP: new settings, new generation of workers, old one retired once it is up."""
+        restart.reload(self)
 
     def rollback_reload(self, code: int) -> None:
-        """A worker of the new generation failed to boot: keep the old generation."""
-        self.log.error(
-            "Reload failed: new workers cannot boot (exit code %s); keeping the previous ones",
-            code,
-        )
-        failed = self.generation
-        self.cfg, self.previous_cfg = self.previous_cfg, None
-        self.generation -= 1
-        for pid, worker in list(self.WORKERS.items()):
-            if worker.generation == failed:
-                worker.retire_reason = "failed reload"
-                self.kill_worker(pid, signal.SIGTERM)
-        self.ready_sent = True
+        restart.rollback_reload(self, code)
 
     def reexec(self) -> None:
         """USR2: start a new master from the same command, handing over the sockets."""
-        if self.reexec_pid:
-            self.log.warning("USR2 signal ignored. Child exists.")
-            return
-        if self.master_pid:
-            self.log.warning("USR2 signal ignored. Parent exists.")
-            return
-        master_pid = os.getpid()
-        pid = os.fork()
-        if pid:
-            self.reexec_pid = pid
-            return
-        try:
-            self.call_hook("pre_exec", self)
-            environ = dict(os.environ)
-            environ.update(sockets.fds_env(self.LISTENERS))
-            environ[MASTER_PID_ENV] = str(master_pid)
-            sockets.make_inheritable(self.LISTENERS)
-            os.chdir(self.cwd)
-            argv = [sys.executable, "-m", "greenhorn", *self.argv]
-            os.execve(sys.executable, argv, environ)
-        finally:
-            os._exit(process.EXIT_FAILURE)
+        restart.reexec(self)
 
     def maybe_promote_master(self) -> None:
-        """After USR2: once the old master is gone, take over the real pid file."""
-        if not self.master_pid or self.master_pid == os.getppid():
-            return
-        self.log.info("Master has been promoted.")
-        self.master_pid = 0
-        os.environ.pop(MASTER_PID_ENV, None)
-        if self.pidfile is not None and self.cfg.pidfile:
-            self.pidfile.rename(self.cfg.pidfile)
-        process.set_title(process.master_title(self.proc_name))
+        restart.maybe_promote_master(self)
 
     def stop(self, graceful: bool = True) -> None:
         """Stop every worker: TERM (finish in-flight work) or QUIT, then KILL at the deadline."""
         self.stopping = True
+        self.state = "stopping"
         systemd.stopping()
         unlink = not self.reexec_pid and not self.master_pid
         if graceful:
@@ -540,6 +569,8 @@ class Arbiter:
             self.log.info("Shutting down: Master")
         if self.pidfile is not None:
             self.pidfile.unlink()
+        for _, server in self.servers:
+            server.close()
         sockets.close_listeners(self.LISTENERS, unlink=not self.reexec_pid and not self.master_pid)
         self.signals.close()
 

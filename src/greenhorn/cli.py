@@ -10,6 +10,10 @@ messages for a human at a terminal. Everything below it raises; everything here 
   applied); exit 0 when it loads, else one line on stderr and exit 1;
 - otherwise the arbiter runs and its return value is the exit code. Loading the app at
   run time (exit 4, APP_LOAD_ERROR) is the arbiter's business; it calls greenhorn.app.load_app.
+
+`greenhorn ctl ...` (talk to a running master, see greenhorn.ctl) is a subcommand only when
+`ctl` is the FIRST argument, so an application module named `ctl` still runs as
+`greenhorn ctl:app`, `greenhorn -w 2 ctl` or `greenhorn -- ctl`.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ def check_app(uri: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run greenhorn with `argv` (default `sys.argv[1:]`); return the process exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["ctl"]:
+        from greenhorn import ctl
+
+        return ctl.main(args[1:])
     resolved = _resolve(args, os.environ)
     if isinstance(resolved, int):
         return resolved

@@ -35,6 +35,8 @@ BOOTED = 7  # 1 once post_worker_init has run (the worker is ready)
 DRAIN = 8  # set by the master before a full stop: accept the backlog, then close listeners
 REJECTED = 9  # requests refused by the parser (4xx/5xx before the app)
 BYTES_OUT = 10
+RELOAD = 11  # set by a worker (--reload saw a change): the master reloads once
+EXIT_REASON = 12  # why a worker is leaving on its own: 1 = max_requests reached
 HIST_BASE = 16  # request duration histogram, one counter per bucket
 # Upper bounds (seconds) of the duration histogram buckets; the last is +Inf.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))

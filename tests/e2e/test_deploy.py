@@ -297,6 +297,7 @@ def test_systemd_unit_serves_with_socket_activation_and_sd_notify(tmp_path, shor
         assert stop_process(proc, timeout=timeout_stop) == 0
         notify.wait("STOPPING=1", timeout=5)
         assert not [p for p in new_workers if alive(p)]
+        assert sock_path.exists(), "greenhorn must not unlink a socket systemd owns"
     finally:
         kill_group(proc)
         notify.close()
@@ -352,14 +353,18 @@ def test_dockerfile_is_a_production_image():
     assert cfg.wsgi_app == "hello:app"
 
 
-def start_as_pid1(tmp_path: Path) -> tuple[subprocess.Popen, int, int, Path]:
+def start_as_pid1(tmp_path: Path, sock_dir: Path) -> tuple[subprocess.Popen, int, int, Path]:
     """Run the Dockerfile's command as PID 1 of a new PID namespace, cwd = the image's
-    WORKDIR contents (examples/). Returns (unshare process, host pid of PID 1, port, log)."""
+    WORKDIR contents (examples/), and wait until every worker has booted (sd_notify
+    READY=1). Returns (unshare process, host pid of PID 1, port, error log)."""
     assert UNSHARE is not None
     argv, env = dockerfile_command()
     port = free_port()
+    notify = Notifications(sock_dir / "notify.sock")
     # `docker run -e GREENHORN_CMD_ARGS=...`: bind to loopback for the test, not 0.0.0.0.
-    environ = base_env(**env, GREENHORN_CMD_ARGS=f"--bind 127.0.0.1:{port}")
+    environ = base_env(
+        **env, GREENHORN_CMD_ARGS=f"--bind 127.0.0.1:{port}", NOTIFY_SOCKET=str(notify.path)
+    )
     err = tmp_path / "container.err"
     with open(err, "wb") as e:
         proc = subprocess.Popen(
@@ -379,9 +384,12 @@ def start_as_pid1(tmp_path: Path) -> tuple[subprocess.Popen, int, int, Path]:
             what=f"the container answering\n{err.read_text()[-2000:]}",
         )
         assert proc.poll() is None, err.read_text()
+        notify.wait("READY=1")
     except BaseException:
         kill_group(proc)
         raise
+    finally:
+        notify.close()
     return proc, init, port, err
 
 
@@ -400,9 +408,9 @@ def ns_pid(host_pid: int) -> int:
 
 
 @pytest.mark.skipif(UNSHARE is None, reason="unshare cannot create a PID namespace here")
-def test_dockerfile_command_as_pid1_stops_cleanly_on_sigterm(tmp_path):
+def test_dockerfile_command_as_pid1_stops_cleanly_on_sigterm(tmp_path, short_dir):
     _, env = dockerfile_command()
-    proc, init, port, err = start_as_pid1(tmp_path)
+    proc, init, port, err = start_as_pid1(tmp_path, short_dir)
     try:
         assert ns_pid(init) == 1
         r = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
@@ -428,8 +436,8 @@ def test_dockerfile_command_as_pid1_stops_cleanly_on_sigterm(tmp_path):
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("nsenter"), reason="needs root and nsenter"
 )
-def test_dockerfile_command_as_pid1_reaps_orphans(tmp_path):
-    proc, init, _, err = start_as_pid1(tmp_path)
+def test_dockerfile_command_as_pid1_reaps_orphans(tmp_path, short_dir):
+    proc, init, _, err = start_as_pid1(tmp_path, short_dir)
     try:
         workers = set(live_children(init))
         # A process inside the container whose parent exits: it is re-parented to PID 1.

@@ -178,3 +178,19 @@ def test_connection_refused_after_stop(greenhorn):
     assert s.stop() == 0
     with socket.socket() as c:
         assert c.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+
+
+def test_hup_with_a_broken_new_generation_keeps_the_old_workers(greenhorn, tmp_path):
+    conf = tmp_path / "g.conf.py"
+    conf.write_text("workers = 2\n")
+    s = greenhorn("hello:app", "-c", str(conf))
+    old = set(s.wait_workers(2))
+    conf.write_text(
+        "workers = 2\ndef post_worker_init(worker):\n    raise RuntimeError('broken deploy')\n"
+    )
+    s.send_signal(signal.SIGHUP)
+    s.wait_for_log(r"Reload failed: new workers cannot boot")
+    time.sleep(1.0)
+    assert s.proc.poll() is None, "the master keeps running"
+    assert set(s.worker_pids()) == old
+    assert s.get("/").status_code == 200

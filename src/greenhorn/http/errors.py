@@ -123,6 +123,10 @@ class IncompleteRequest(HTTPError):
     """The peer closed the connection in the middle of a request."""
 
 
+class InvalidProxyHeader(HTTPError):
+    """A malformed PROXY protocol header (v1 text or v2 binary)."""
+
+
 class HeadTimeout(HTTPError):
     """The request head did not arrive within ``header_timeout`` (raised by the handler)."""
 

@@ -33,9 +33,10 @@ from collections import deque
 from typing import Any, NoReturn
 
 from greenhorn import process
-from greenhorn.heartbeat import BOOTED, DRAIN, WorkerTmp
+from greenhorn.heartbeat import BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
 from greenhorn.http.parser import Limits
 from greenhorn.signals import SignalPipe
+from greenhorn.workers.connection import Connection, TimeoutConnection
 from greenhorn.wsgi import ConnInfo
 
 __all__ = ["Worker", "limits_from"]
@@ -111,6 +112,7 @@ class Worker:
         self._wake_w = -1
         self._closing = threading.Lock()
         self._listeners_open = True
+        self.ssl_context: Any = None  # built in the child when certfile is set
 
     def __repr__(self) -> str:
         return f"<Worker {self.pid}>"
@@ -147,6 +149,14 @@ class Worker:
                 self.log.debug("Application import error", exc_info=exc)
                 return process.APP_LOAD_ERROR
         self.wsgi = self.app
+        if cfg.certfile:
+            from greenhorn import tls
+
+            self.ssl_context = tls.server_context(cfg)
+        if cfg.reload:
+            from greenhorn import reload
+
+            reload.start_watching(self)
         try:
             cfg.post_worker_init(self)
         except Exception:
@@ -272,6 +282,30 @@ class Worker:
 
     # -- helpers for worker types ----------------------------------------------------------
 
+    def make_connection(
+        self, client: Any, addr: Any, listener: Any, accepted_at: float, cls: type = Connection
+    ) -> Connection | None:
+        """Wrap an accepted socket; for TLS, do the handshake here (in the thread or greenlet
+        that will serve it) under the header deadline. None when the handshake fails."""
+        info = self.conn_info(listener, client, addr)
+        if self.ssl_context is not None:
+            from greenhorn import tls
+
+            deadline = accepted_at + (float(self.cfg.header_timeout) or 30.0)
+            client = tls.handshake(self.ssl_context, client, deadline, self.cfg, self.log)
+            if client is None:
+                return None
+            info.sock = client
+            info.scheme = "https"
+            cls = TimeoutConnection
+        return cls(client, addr, info, self.limits, accepted_at)
+
+    def request_reload(self, reason: str) -> None:
+        """Ask the master for a graceful reload (new generation of workers), e.g. after a
+        source file changed under ``--reload``. The master reads the flag once a second."""
+        self.log.info("Worker reloading: %s", reason)
+        self.tmp.board.counters[RELOAD] = 1
+
     def conn_info(self, listener: Any, sock: Any, addr: Any) -> ConnInfo:
         """Environ facts about a new connection."""
         if isinstance(addr, tuple):
@@ -292,6 +326,7 @@ class Worker:
         self.nr += 1
         if self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")
+            self.tmp.board.counters[EXIT_REASON] = 1
             self.alive = False
             self.close_listeners(drain=False)
 

@@ -6,8 +6,9 @@ sync worker) without paying for them on every call. Python's ``settimeout`` make
 first tries ``MSG_DONTWAIT``. Only when the kernel has nothing (or no room) do we ``poll``
 with the time left. On the common path a request costs exactly one ``recv`` and one ``send``.
 
-Green workers (gevent, eventlet) swap in ``GreenConnection``, which uses the library's
-cooperative socket timeouts instead of ``poll``.
+Green workers (gevent, eventlet) and TLS connections use ``TimeoutConnection``, which relies
+on the socket's own timeouts (cooperative ones under gevent/eventlet) instead of
+``MSG_DONTWAIT`` + ``poll``: ``ssl.SSLSocket`` refuses recv flags and ``sendmsg``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from greenhorn.http.parser import Limits, Parser
 from greenhorn.wsgi import ConnInfo
 
-__all__ = ["Connection", "GreenConnection", "Timeout"]
+__all__ = ["Connection", "Timeout", "TimeoutConnection"]
 
 RECV_SIZE = 65536
 _DONTWAIT = socket.MSG_DONTWAIT
@@ -167,8 +168,8 @@ class Connection:
         self.close()
 
 
-class GreenConnection(Connection):
-    """Connection for gevent/eventlet: cooperative sockets with their own timeouts."""
+class TimeoutConnection(Connection):
+    """Connection over a socket that handles timeouts itself (green sockets, TLS)."""
 
     __slots__ = ()
 

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from greenhorn.workers.connection import GreenConnection
+from greenhorn.workers.connection import TimeoutConnection
 from greenhorn.workers.handler import Handler
 
 __all__ = ["Backend", "run_green"]
@@ -55,8 +55,10 @@ def run_green(worker: Any, backend: Backend) -> None:
 
     def handle(client: Any, addr: Any, listener: Any, accepted_at: float) -> None:
         slot = slots.popleft() if slots else 0
-        info = worker.conn_info(listener, client, addr)
-        conn = GreenConnection(client, addr, info, worker.limits, accepted_at)
+        conn = worker.make_connection(client, addr, listener, accepted_at, TimeoutConnection)
+        if conn is None:
+            slots.append(slot)
+            return
         try:
             while True:
                 keep = handler.serve(conn, slot, idle=keepalive)

@@ -63,7 +63,7 @@ class ThreadWorker(Worker):
         self.active = 0  # connections queued for or being served by a thread
         self.parked: dict[int, tuple[Connection, float]] = {}  # fd -> (conn, parked at)
         self.listening = False
-        self.tasks: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self.tasks: queue.SimpleQueue[Connection | tuple | None] = queue.SimpleQueue()
         self.listener_fds = {listener.sock.fileno(): listener for listener in self.listeners}
         for listener in self.listeners:
             listener.sock.setblocking(False)
@@ -117,13 +117,10 @@ class ThreadWorker(Worker):
             if accepted is None:
                 return
             client, addr = accepted
-            now = time.monotonic()
-            conn = Connection(
-                client, addr, self.conn_info(listener, client, addr), self.limits, now
-            )
-            self._submit(conn)
+            # the Connection (and a TLS handshake) is made by the pool thread
+            self._submit((client, addr, listener, time.monotonic()))
 
-    def _submit(self, conn: Connection) -> None:
+    def _submit(self, conn: Connection | tuple) -> None:
         with self.lock:
             self.active += 1
             self._update_listening()
@@ -179,9 +176,7 @@ class ThreadWorker(Worker):
             self._unpark(conn)
             conn.close()
         while self.pending:
-            client, addr, listener, accepted_at = self.pending.popleft()
-            info = self.conn_info(listener, client, addr)
-            self._submit(Connection(client, addr, info, self.limits, accepted_at))
+            self._submit(self.pending.popleft())
         for _ in pool:
             self.tasks.put(None)
         for thread in pool:
@@ -195,10 +190,19 @@ class ThreadWorker(Worker):
         handler = self.handler
         get = self.tasks.get
         while True:
-            conn = get()
-            if conn is None:
+            item = get()
+            if item is None:
                 return
             keep = False
+            if type(item) is tuple:
+                made = self.make_connection(*item)
+                if made is None:
+                    with self.lock:
+                        self.active -= 1
+                        self._update_listening()
+                    continue
+                item = made
+            conn: Connection = item  # type: ignore[assignment]
             try:
                 while True:
                     keep = handler.serve(conn, slot)

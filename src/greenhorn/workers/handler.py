@@ -208,6 +208,8 @@ class Handler:
         self.base = base_environ(
             multithread=multithread, errors=_errors_stream(log), script_name=script_name
         )
+        self.proxy_protocol = _proxy_mode(cfg.proxy_protocol)
+        self.proxy_trust = ProxyTrust(list(cfg.proxy_allow_ips), {})
         self.pre_request = cfg.pre_request
         self.post_request = cfg.post_request
 
@@ -222,6 +224,9 @@ class Handler:
         parser = conn.parser
         if conn.requests == 0:
             begun = conn.accepted_at
+            if self.proxy_protocol != "off" and not self._read_proxy_header(conn, begun):
+                conn.lingering_close(seconds=0.0)
+                return False
         else:
             if idle is not None and not parser.buffered:
                 try:
@@ -347,6 +352,45 @@ class Handler:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _read_proxy_header(self, conn: Connection, begun: float) -> bool:
+        """Consume an optional PROXY protocol header; False means close the connection.
+
+        The addresses it carries replace the peer's only when the peer is a trusted proxy
+        (``proxy_allow_ips``); a malformed header, or one from an untrusted peer, is logged
+        and the connection closed (never answered: the peer is not an HTTP client).
+        """
+        from greenhorn.http import proxy
+        from greenhorn.http.parser import NEED_DATA as MORE
+
+        deadline = begun + self.header_timeout if self.header_timeout else None
+        data = b""
+        peer = conn.info.remote_addr
+        try:
+            while True:
+                result = proxy.parse(data, self.proxy_protocol)
+                if result is not MORE:
+                    break
+                chunk = conn.recv(deadline)
+                if not chunk:
+                    return False
+                data += chunk
+        except errors.InvalidProxyHeader as exc:
+            self.log.warning("Invalid PROXY header from ip=%s: %s", peer, exc)
+            return False
+        except (Timeout, OSError):
+            return False
+        if result is None:  # plain HTTP: the header is optional
+            conn.parser.feed(data)
+            return True
+        if not self.proxy_trust.trusts(peer):
+            self.log.warning("PROXY header from untrusted ip=%s refused", peer)
+            return False
+        if not result.local:
+            conn.info.remote_addr = result.src_addr
+            conn.info.remote_port = str(result.src_port)
+        conn.parser.feed(data[result.consumed :])
+        return True
+
     def _puller(self, conn: Connection, req: Request) -> Callable[[], bytes]:
         """The function ``wsgi.input`` calls for the next piece of body."""
         parser = conn.parser
@@ -430,6 +474,15 @@ class Handler:
         except (OSError, Timeout):
             pass
         conn.lingering_close(seconds=0.0)
+
+
+def _proxy_mode(value: Any) -> str:
+    """``proxy_protocol`` as off|v1|v2|auto (gunicorn's boolean form means auto)."""
+    if value is True:
+        return "auto"
+    if not value:
+        return "off"
+    return str(value)
 
 
 def _has_length(headers: list[tuple[str, str]]) -> bool:

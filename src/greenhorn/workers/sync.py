@@ -17,7 +17,6 @@ import select
 import time
 
 from greenhorn.workers.base import Worker
-from greenhorn.workers.connection import Connection
 from greenhorn.workers.handler import Handler
 
 __all__ = ["SyncWorker"]
@@ -74,7 +73,9 @@ class SyncWorker(Worker):
 
     def serve(self, handler: Handler, listener: object, accepted: tuple, now: float) -> None:
         client, addr = accepted
-        conn = Connection(client, addr, self.conn_info(listener, client, addr), self.limits, now)
+        conn = self.make_connection(client, addr, listener, now)
+        if conn is None:
+            return
         try:
             handler.serve(conn)
         finally:

@@ -1,0 +1,385 @@
+"""greenhorn against gunicorn under wrk: same app, same machine, same run, interleaved.
+
+Why this script: absolute figures move by half between two machines of the same kind, and
+other work on a shared machine moves them within a run. What holds is a ratio between two
+servers measured side by side. So each scenario runs greenhorn, then gunicorn, then greenhorn
+again... (A B A B, ``--rounds`` times each), every run on a freshly started server, and the
+report gives each server's median over its rounds and the ratio greenhorn/gunicorn.
+
+Per run: wrk's req/s and latency p50/p99; server CPU per request (utime+stime of the master
+and all its descendants from /proc, before and after the run, divided by the requests wrk
+completed); PSS per worker after the run; how the CPU split between the workers (a worker
+that hoards the listening socket shows up here).
+
+Scenarios (2 workers each; see README.md):
+
+- ``hello_close``: hello world, sync worker, ``Connection: close`` (a connection per request);
+- ``hello_keepalive``: hello world, ``-k gthread --threads 4``, keep-alive;
+- ``big_64k``: a 64 KiB response, sync worker, a connection per request;
+- ``post_1m``: a 1 MiB POST echoed back, sync worker, a connection per request;
+- ``stream_chunked``: a 64 KiB response streamed as 32 items without a length
+  (chunked), ``-k gthread --threads 4``, keep-alive.
+
+It installs nothing. It needs wrk (``apt-get install wrk``) and, for the comparison, a Python
+that can import gunicorn (auto-detected; ``--gunicorn-python``)::
+
+    python benchmarks/run.py                       # everything, 2 rounds, 5 s per run
+    python benchmarks/run.py --scenarios hello_close --rounds 4 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from detect import HOW_TO_GET_GUNICORN, HOW_TO_GET_WRK, find_gunicorn_python, find_wrk  # noqa: E402
+from loadgen import LoadSpec, run_wrk  # noqa: E402
+from procstat import cpu_seconds, pss_kib  # noqa: E402
+from servers import Probe, Server, ServerFailed, ServerKind  # noqa: E402
+
+APPS_DIR = os.path.join(HERE, "apps")
+RESULTS_DIR = os.path.join(HERE, "results")
+MIB = 1024 * 1024
+GTHREAD = ("-k", "gthread", "--threads", "4")
+SYNC = ("-k", "sync")
+FLOOR_SCENARIOS = ("hello_close",)  # the floor server only answers hello, closing
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One workload: the app, the worker flags, what wrk sends and the readiness probe."""
+
+    name: str
+    title: str
+    app: str
+    worker: tuple[str, ...]
+    load: LoadSpec = field(default_factory=LoadSpec)
+    probe: Probe = field(default_factory=Probe)
+
+
+SCENARIOS = (
+    Scenario(
+        "hello_close",
+        "hello, new connection per request (sync)",
+        "hello",
+        SYNC,
+        LoadSpec(close=True),
+        Probe(expect_length=14),
+    ),
+    Scenario(
+        "hello_keepalive",
+        "hello, keep-alive (gthread, 4 threads)",
+        "hello",
+        GTHREAD,
+        LoadSpec(),
+        Probe(expect_length=14),
+    ),
+    Scenario(
+        "big_64k",
+        "64 KiB response (sync)",
+        "big",
+        SYNC,
+        LoadSpec(close=True),
+        Probe(expect_length=65536),
+    ),
+    Scenario(
+        "post_1m",
+        "1 MiB POST echo (sync)",
+        "echo",
+        SYNC,
+        LoadSpec(close=True, method="POST", body_size=MIB),
+        Probe(method="POST", body=b"a" * MIB, expect_length=MIB),
+    ),
+    Scenario(
+        "stream_chunked",
+        "64 KiB chunked stream, 32 items (gthread, keep-alive)",
+        "stream",
+        GTHREAD,
+        LoadSpec(),
+        Probe(expect_length=65536),
+    ),
+)
+
+
+def run_once(
+    kind: ServerKind, scenario: Scenario, wrk: str, load: LoadSpec, workers: int, warmup: float
+) -> dict[str, Any]:
+    """Start ``kind`` for ``scenario``, warm up, measure one wrk run, stop. Never raises."""
+    flags = ["-w", str(workers), *scenario.worker]
+    server = Server(kind, f"benchapp:{scenario.app}", APPS_DIR, flags)
+    record: dict[str, Any] = {"server": kind.name, "scenario": scenario.name}
+    try:
+        server.start(scenario.probe)
+        url = f"http://127.0.0.1:{server.port}/"
+        if warmup > 0:
+            run_wrk(wrk, url, replace(load, duration=warmup))
+        cpu_before, per_worker_before = cpu_seconds(server.pid)
+        result = run_wrk(wrk, url, load)
+        cpu_after, per_worker_after = cpu_seconds(server.pid)
+        worker_pids = server.worker_pids()
+        pss = [p for p in (pss_kib(pid) for pid in worker_pids) if p is not None]
+        requests = result["requests"]
+        cpu = cpu_after - cpu_before
+        shares = [
+            per_worker_after[pid] - per_worker_before[pid]
+            for pid in worker_pids
+            if pid in per_worker_before and pid in per_worker_after
+        ]
+        total_share = sum(shares) or 1.0
+        master_cpu = cpu - (sum(per_worker_after.values()) - sum(per_worker_before.values()))
+        record.update(
+            available=True,
+            requests=requests,
+            duration_s=result["duration_us"] / 1e6,
+            rps=requests / (result["duration_us"] / 1e6),
+            mib_per_s=result["bytes"] / MIB / (result["duration_us"] / 1e6),
+            p50_ms=result["p50_us"] / 1000.0,
+            p99_ms=result["p99_us"] / 1000.0,
+            errors=result["errors"],
+            errors_total=result["errors_total"],
+            cpu_s=cpu,
+            cpu_us_per_req=cpu / requests * 1e6 if requests else None,
+            master_cpu_us_per_req=master_cpu / requests * 1e6 if requests else None,
+            pss_kib_per_worker=statistics.mean(pss) if pss else None,
+            pss_kib_workers=pss,
+            pss_kib_master=pss_kib(server.pid),
+            worker_cpu_share=sorted((round(s / total_share, 3) for s in shares), reverse=True),
+        )
+    except ServerFailed as exc:
+        record.update(available=False, reason=str(exc))
+    except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+        record.update(available=False, reason=f"measurement failed: {exc}")
+    finally:
+        server.stop()
+    return record
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over the rounds of one server in one scenario."""
+    ok = [r for r in runs if r.get("available")]
+    if not ok:
+        reason = runs[0].get("reason", "not run") if runs else "not run"
+        return {"available": False, "reason": reason}
+    out: dict[str, Any] = {"available": True, "rounds": len(ok)}
+    for key in ("rps", "mib_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "pss_kib_per_worker"):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        out[key] = statistics.median(values) if values else None
+    out["errors_total"] = sum(r["errors_total"] for r in ok)
+    out["requests"] = sum(r["requests"] for r in ok)
+    out["worker_cpu_share"] = ok[-1]["worker_cpu_share"]
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def ratios(gh: dict[str, Any], gu: dict[str, Any]) -> dict[str, float | None]:
+    """greenhorn / gunicorn for every figure (for CPU, latency and PSS lower is better)."""
+    if not gh.get("available") or not gu.get("available"):
+        return {}
+    keys = ("rps", "mib_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "pss_kib_per_worker")
+    return {k: _ratio(gh.get(k), gu.get(k)) for k in keys}
+
+
+def _fmt_rps(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _fmt_x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The report table: each server's medians, then the ratio row greenhorn/gunicorn."""
+    head = (
+        "| scenario | server | req/s | MiB/s | p50 ms | p99 ms | CPU us/req "
+        "| PSS MiB/worker | worker CPU split | errors |"
+    )
+    rows = [head, "|" + "---|" * 10]
+    for name, entry in summary.items():
+        title = entry["title"]
+        for server in ("greenhorn", "gunicorn", "floor"):
+            agg = entry.get(server)
+            if agg is None:
+                continue
+            if not agg["available"]:
+                reason = agg["reason"][:120].replace("|", "/")
+                rows.append(f"| {title} | {server} | not available: {reason} |||||||| ")
+                title = ""
+                continue
+            pss = agg["pss_kib_per_worker"]
+            split = "/".join(f"{s * 100:.0f}" for s in agg["worker_cpu_share"])
+            rows.append(
+                f"| {title} | {server} | {_fmt_rps(agg['rps'])} | {_fmt(agg['mib_per_s'])} "
+                f"| {_fmt(agg['p50_ms'], 2)} | {_fmt(agg['p99_ms'], 2)} "
+                f"| {_fmt(agg['cpu_us_per_req'], 0)} | {_fmt(None if pss is None else pss / 1024)} "
+                f"| {split or '-'} | {agg['errors_total']} |"
+            )
+            title = ""
+        r = entry.get("ratio") or {}
+        if r:
+            cpu = r.get("cpu_us_per_req")
+            cheaper = f" ({1 / cpu:.1f}x cheaper)" if cpu else ""
+            rows.append(
+                f"| | **greenhorn/gunicorn** | **{_fmt_x(r['rps'])}** | {_fmt_x(r['mib_per_s'])} "
+                f"| {_fmt_x(r['p50_ms'])} | {_fmt_x(r['p99_ms'])} "
+                f"| **{_fmt_x(cpu)}**{cheaper} | {_fmt_x(r['pss_kib_per_worker'])} | | |"
+            )
+    return "\n".join(rows)
+
+
+def machine_info(wrk: str) -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    wrk_version = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": (wrk_version.stdout or wrk_version.stderr).splitlines()[0:1],
+        "loadavg_before": os.getloadavg(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = [s.name for s in SCENARIOS]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenarios", default=",".join(names), help=f"comma list of {names}")
+    ap.add_argument("--rounds", type=int, default=2, help="A B rounds per scenario (default 2)")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    ap.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
+    ap.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
+    ap.add_argument(
+        "--servers",
+        default="greenhorn,gunicorn",
+        help="comma list of greenhorn, gunicorn, floor (the pure-Python floor, hello_close only)",
+    )
+    ap.add_argument("--gunicorn-python", help="a Python that can import gunicorn")
+    ap.add_argument("--wrk", help="path to wrk (default: from PATH)")
+    ap.add_argument("--out", help="JSON file (default benchmarks/results/<timestamp>.json)")
+    args = ap.parse_args(argv)
+
+    wanted = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        ap.error(f"unknown scenarios {unknown}; choose from {names}")
+    scenarios = [s for s in SCENARIOS if s.name in wanted]
+    wrk = find_wrk(args.wrk)
+    if wrk is None:
+        print(f"wrk not found: {HOW_TO_GET_WRK}.", file=sys.stderr)
+        return 2
+    import greenhorn
+
+    kinds = {
+        "greenhorn": ServerKind(
+            "greenhorn", sys.executable, ("-m", "greenhorn"), greenhorn.__version__
+        ),
+        "floor": ServerKind("floor", sys.executable, (os.path.join(HERE, "floor_server.py"),), "-"),
+    }
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if "gunicorn" in servers:
+        found = find_gunicorn_python(args.gunicorn_python)
+        if found is None:
+            print(f"gunicorn not found: running greenhorn alone. To compare, {HOW_TO_GET_GUNICORN}.")
+        else:
+            kinds["gunicorn"] = ServerKind("gunicorn", found[0], ("-m", "gunicorn"), found[1])
+    kinds = {k: v for k, v in kinds.items() if k in servers}
+
+    started = time.strftime("%Y%m%dT%H%M%S")
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": machine_info(wrk),
+        "versions": {k: v.version for k, v in kinds.items()},
+        "settings": vars(args),
+        "runs": [],
+    }
+    runs: list[dict[str, Any]] = report["runs"]
+    for rnd in range(args.rounds):
+        for scenario in scenarios:
+            load = replace(
+                scenario.load,
+                duration=args.duration,
+                connections=args.connections,
+                threads=args.wrk_threads,
+            )
+            for kind in kinds.values():  # A B, then A B again next round
+                if kind.name == "floor" and scenario.name not in FLOOR_SCENARIOS:
+                    continue
+                record = run_once(kind, scenario, wrk, load, args.workers, args.warmup)
+                record["round"] = rnd
+                runs.append(record)
+                _progress(record)
+
+    summary: dict[str, Any] = {}
+    for scenario in scenarios:
+        entry: dict[str, Any] = {"title": scenario.title}
+        for name in kinds:
+            mine = [r for r in runs if r["scenario"] == scenario.name and r["server"] == name]
+            if mine:
+                entry[name] = aggregate(mine)
+        if "greenhorn" in entry and "gunicorn" in entry:
+            entry["ratio"] = ratios(entry["greenhorn"], entry["gunicorn"])
+        summary[scenario.name] = entry
+    report["summary"] = summary
+    report["machine"]["loadavg_after"] = os.getloadavg()
+
+    out = args.out or os.path.join(RESULTS_DIR, f"{started}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    print()
+    print(f"{versions}; {args.workers} workers; wrk -t{args.wrk_threads} -c{args.connections} "
+          f"-d{args.duration:g}s; median of {args.rounds} interleaved rounds")
+    print()
+    print(markdown(summary))
+    print()
+    print(f"results: {out}")
+    return 0
+
+
+def _progress(record: dict[str, Any]) -> None:
+    label = f"[round {record['round']}] {record['scenario']:<16} {record['server']:<10}"
+    if not record["available"]:
+        print(f"{label} not available: {record['reason'][:200]}", flush=True)
+        return
+    cpu = record["cpu_us_per_req"]
+    print(
+        f"{label} {record['rps']:9.0f} req/s  p50 {record['p50_ms']:6.2f} ms  "
+        f"p99 {record['p99_ms']:7.2f} ms  cpu {cpu if cpu is None else round(cpu)} us/req "
+        f"(master {record['master_cpu_us_per_req'] or 0:.0f})  "
+        f"errors {record['errors_total']}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

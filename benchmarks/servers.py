@@ -1,0 +1,175 @@
+"""Start and stop the servers under test: greenhorn and gunicorn, same flags, same app.
+
+Why a module of its own: every figure depends on both servers being started the same way
+(same app module, worker class, worker count, no access log) on a free loopback port, found
+ready before load starts, and stopped by PID afterwards, whatever happened in between.
+greenhorn takes gunicorn's flags, so one argument list serves both; only the interpreter and
+the module (``-m greenhorn`` / ``-m gunicorn``) differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+from procstat import children, descendants
+
+__all__ = ["Probe", "Server", "ServerFailed", "ServerKind", "free_port"]
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+
+
+class ServerFailed(Exception):
+    """The server did not start or did not answer the probe (message: why, with log tail)."""
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """One server implementation: its name, interpreter, what follows the interpreter on the
+    command line (``("-m", "gunicorn")``) and its version."""
+
+    name: str
+    python: str
+    entry: tuple[str, ...]
+    version: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request that must succeed before load starts (the scenario's own request)."""
+
+    method: str = "GET"
+    body: bytes = b""
+    expect_length: int | None = None
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One server process tree, started by ``start`` and always stopped by ``stop``."""
+
+    def __init__(self, kind: ServerKind, app: str, apps_dir: str, flags: list[str]) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.cmd = [kind.python, *kind.entry, "--chdir", apps_dir]
+        self.cmd += ["-b", f"127.0.0.1:{self.port}", "--log-level", "warning", *flags, app]
+        self.workers = _flag_value(flags, "-w", 1)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.known_pids: dict[int, str] = {}  # pid -> start time, so a reused pid is spared
+        self._log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind.name}-", suffix=".log")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def worker_pids(self) -> list[int]:
+        pids = children(self.pid)
+        self._remember(pids)
+        return pids
+
+    def _remember(self, pids: list[int]) -> None:
+        for pid in pids:
+            started = _start_time(pid)
+            if started is not None:
+                self.known_pids.setdefault(pid, started)
+
+    def start(self, probe: Probe, timeout: float = START_TIMEOUT) -> None:
+        """Start the server; return once all workers run and the probe succeeds."""
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_CMD_ARGS")}
+        self.proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env
+        )
+        deadline = time.monotonic() + timeout
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerFailed(f"exited with status {self.proc.returncode}: {self.log_tail()}")
+            if len(self.worker_pids()) == self.workers:
+                try:
+                    self._probe(probe)
+                    # the probe may have hit a worker still booting: wait for the full set
+                    if len(self.worker_pids()) == self.workers:
+                        return
+                except (OSError, http.client.HTTPException, ServerFailed) as exc:
+                    last_error = str(exc)
+            time.sleep(0.1)
+        raise ServerFailed(f"not ready after {timeout:.0f}s ({last_error}): {self.log_tail()}")
+
+    def _probe(self, probe: Probe) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request(probe.method, "/", body=probe.body or None)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise ServerFailed(f"probe answered {resp.status}")
+        if probe.expect_length is not None and len(data) != probe.expect_length:
+            raise ServerFailed(f"probe body {len(data)} bytes, expected {probe.expect_length}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """TERM the master and wait; KILL it and any worker it left behind after ``timeout``."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._remember(descendants(proc.pid))
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(5)
+        deadline = time.monotonic() + 5.0
+        for pid, started in self.known_pids.items():  # workers exit with their master
+            while _start_time(pid) == started and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _start_time(pid) == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self._log.close()
+
+    def log_tail(self, lines: int = 8) -> str:
+        self._log.flush()
+        try:
+            with open(self._log.name, errors="replace") as f:
+                text = f.read().strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of ``pid`` (proc(5) field 22) while it runs; None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if len(fields) < 20 or fields[0] == "Z":
+        return None
+    return fields[19]
+
+
+def _flag_value(flags: list[str], name: str, default: int) -> int:
+    for i, flag in enumerate(flags[:-1]):
+        if flag == name:
+            return int(flags[i + 1])
+    return default
