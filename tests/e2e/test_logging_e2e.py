@@ -1,0 +1,177 @@
+"""Logging through the real process: access log atoms and JSON, error log, statsd, syslog."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from conftest import wait_until
+
+
+def test_access_log_default_format_and_atoms(greenhorn, tmp_path):
+    access = tmp_path / "access.log"
+    fmt = '%(h)s %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(b)s "%(a)s" %({x-req}i)s %({content-type}o)s %(p)s %(D)s'
+    s = greenhorn("hello:app", "--access-logfile", str(access), "--access-logformat", fmt)
+    s.get("/path?x=1", headers={"User-Agent": "tester/1.0", "X-Req": "abc"})
+    line = wait_until(lambda: [ln for ln in access.read_text().splitlines() if "/path" in ln], 5)[0]
+    parts = line.split(" ")
+    assert parts[:8] == ["127.0.0.1", "GET", "/path", "x=1", "HTTP/1.1", "200", "14", "14"]
+    assert '"tester/1.0"' in line and " abc " in line and " text/plain " in line
+    assert int(parts[-1]) >= 0  # D: microseconds
+    assert parts[-2] == f"<{s.wait_workers(1)[0]}>"  # p: gunicorn renders the pid as <pid>
+
+
+def test_access_log_escapes_forged_lines(greenhorn, tmp_path):
+    access = tmp_path / "access.log"
+    s = greenhorn("hello:app", "--access-logfile", str(access))
+    s.raw(b'GET /x"y HTTP/1.1\r\nHost: a\r\nUser-Agent: evil" 200 "forged\\\r\n\r\n')
+    lines = wait_until(lambda: "/x" in access.read_text() and access.read_text(), 5)
+    line = next(ln for ln in lines.splitlines() if "/x" in ln)
+    assert '"GET /x\\"y HTTP/1.1"' in line
+    assert '"evil\\" 200 \\"forged\\\\"' in line
+    assert line.count('"') - line.count('\\"') == 6  # three quoted fields, nothing more
+
+
+def test_access_log_json_has_queue_time(greenhorn, tmp_path):
+    access = tmp_path / "access.json"
+    s = greenhorn("hello:app", "--access-logfile", str(access), "--access-log-json")
+    s.get("/j?k=v", headers={"X-Request-ID": "rid-1"})
+    line = wait_until(lambda: access.read_text().strip(), 5)
+    rec = json.loads(line.splitlines()[-1])
+    assert rec["method"] == "GET" and rec["path"] == "/j" and rec["query"] == "k=v"
+    assert rec["status"] == 200 and rec["bytes"] == 14 and rec["request_id"] == "rid-1"
+    assert rec["queue_ms"] >= 0 and rec["duration_ms"] >= 0 and rec["worker_pid"] > 0
+
+
+def test_error_log_file_and_level(greenhorn, tmp_path):
+    errors = tmp_path / "error.log"
+    s = greenhorn(
+        "errors:app",
+        "--error-logfile",
+        str(errors),
+        "--log-level",
+        "debug",
+        ready_path=None,
+        wait=False,
+    )
+    m = wait_until(
+        lambda: (
+            errors.exists()
+            and __import__("re").findall(
+                r"Listening at: http://127.0.0.1:(\d+)", errors.read_text()
+            )
+        ),
+        15,
+    )
+    s.port = int(m[0])
+    wait_until(lambda: _ok(s), 15)
+    s.get("/raise")
+    text = wait_until(lambda: "boom from the app" in errors.read_text() and errors.read_text(), 5)
+    assert "[ERROR] Error handling request GET /raise" in text
+    assert "[DEBUG]" in text
+
+
+def _ok(s) -> bool:
+    try:
+        return s.get("/stream").status_code == 200
+    except Exception:
+        return False
+
+
+def test_statsd_metrics_reach_a_udp_listener(greenhorn):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(0.2)
+        port = udp.getsockname()[1]
+        s = greenhorn(
+            "hello:app", "-w", "2", "--statsd-host", f"127.0.0.1:{port}", "--statsd-prefix", "svc"
+        )
+        for _ in range(3):
+            s.get("/")
+        seen: list[str] = []
+
+        def got(needles: tuple[str, ...]) -> bool:
+            try:
+                while True:
+                    seen.append(udp.recv(4096).decode())
+            except TimeoutError:
+                pass
+            return all(any(n in m for m in seen) for n in needles)
+
+        wait_until(
+            lambda: got(
+                (
+                    "svc.gunicorn.requests:1|c",
+                    "svc.gunicorn.request.duration:",
+                    "svc.gunicorn.request.status.200:1|c",
+                    "svc.gunicorn.workers:",
+                )
+            ),
+            10,
+            what=f"statsd datagrams {seen[-10:]}",
+        )
+        assert any(m.startswith("svc.gunicorn.workers:2|g") for m in seen), seen
+
+
+def test_syslog_over_udp(greenhorn):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(0.2)
+        port = udp.getsockname()[1]
+        greenhorn(
+            "hello:app",
+            "--log-syslog",
+            "--log-syslog-to",
+            f"udp://127.0.0.1:{port}",
+            "--log-syslog-prefix",
+            "myapp",
+        )
+        seen: list[bytes] = []
+
+        def got() -> bool:
+            try:
+                while True:
+                    seen.append(udp.recv(4096))
+            except TimeoutError:
+                pass
+            return any(b"Booting worker" in m for m in seen)
+
+        wait_until(got, 10, what="syslog datagram")
+        assert any(m.startswith(b"<") and b"myapp" in m for m in seen)
+
+
+def test_capture_output_sends_prints_to_the_error_log(greenhorn, tmp_path):
+    app = tmp_path / "printer.py"
+    app.write_text(
+        "import sys\n"
+        "def app(environ, start_response):\n"
+        "    print('printed by the app', flush=True)\n"
+        "    sys.stderr.write('stderr from the app\\n'); sys.stderr.flush()\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'ok']\n"
+    )
+    errors = tmp_path / "err.log"
+    s = greenhorn(
+        "--pythonpath",
+        str(tmp_path),
+        "printer:app",
+        "--error-logfile",
+        str(errors),
+        "--capture-output",
+        wait=False,
+    )
+    m = wait_until(
+        lambda: (
+            errors.exists()
+            and __import__("re").findall(
+                r"Listening at: http://127.0.0.1:(\d+)", errors.read_text()
+            )
+        ),
+        15,
+    )
+    s.port = int(m[0])
+    wait_until(lambda: _ok(s), 15)
+    time.sleep(0.2)
+    text = wait_until(lambda: "stderr from the app" in errors.read_text() and errors.read_text(), 5)
+    assert "printed by the app" in text
