@@ -7,6 +7,7 @@ import threading
 import time
 
 import requests
+
 from conftest import wait_until
 
 
@@ -34,7 +35,15 @@ def test_autoscaling_rises_under_a_burst_and_falls_back(greenhorn, tmp_path):
         f"    open({str(changes)!r}, 'a').write(f'{{old}}->{{new}}\\n')\n"
     )
     s = greenhorn(
-        "slow:app", "-c", str(conf), "-w", "1", "--workers-min", "1", "--workers-max", "3",
+        "slow:app",
+        "-c",
+        str(conf),
+        "-w",
+        "1",
+        "--workers-min",
+        "1",
+        "--workers-max",
+        "3",
         ready_path="/?t=0",
     )
     s.wait_workers(1)

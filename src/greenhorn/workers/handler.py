@@ -236,6 +236,8 @@ class Handler:
             begun = _monotonic()
         deadline = begun + self.header_timeout if self.header_timeout else None
         try:
+            if not parser.buffered:  # nothing to parse yet: receive before asking
+                parser.feed(conn.recv(deadline))
             while True:
                 event = parser.next_event()
                 if event is NEED_DATA:

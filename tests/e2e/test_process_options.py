@@ -1,0 +1,167 @@
+"""Process-level options through the real executable: daemon, user/group, proc_name,
+preload, chdir, fd://, worker_abort."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import alive, base_env, children, command, wait_until
+
+
+def _cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+def _uid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError("no Uid line")
+
+
+def test_proc_name_titles(greenhorn):
+    s = greenhorn("hello:app", "-n", "shop")
+    assert _cmdline(s.pid) == "greenhorn: master [shop]"
+    worker = s.wait_workers(1)[0]
+    assert _cmdline(worker) == "greenhorn: worker [shop]"
+
+
+def test_preload_imports_the_app_once_in_the_master(greenhorn, tmp_path):
+    app = tmp_path / "preloaded.py"
+    app.write_text(
+        "import os\n"
+        "LOADED_IN = os.getpid()\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [str(LOADED_IN).encode()]\n"
+    )
+    s = greenhorn("--pythonpath", str(tmp_path), "--preload", "-w", "2", "preloaded:app")
+    assert s.get("/").text == str(s.pid)
+    s2 = greenhorn("--pythonpath", str(tmp_path), "-w", "1", "preloaded:app")
+    assert s2.get("/").text == str(s2.wait_workers(1)[0])
+
+
+def test_chdir_makes_the_app_importable(greenhorn, tmp_path):
+    appdir = tmp_path / "site"
+    appdir.mkdir()
+    (appdir / "here.py").write_text(
+        "import os\ndef app(e, sr):\n    sr('200 OK', [])\n    return [os.getcwd().encode()]\n"
+    )
+    s = greenhorn("--chdir", str(appdir), "here:app")
+    assert s.get("/").text == str(appdir)
+
+
+def test_fd_bind_serves_an_inherited_socket(tmp_path):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    err = tmp_path / "err.log"
+    with open(err, "wb") as e:
+        proc = subprocess.Popen(
+            command("-b", f"fd://{fd}", "hello:app"),
+            stderr=e,
+            stdout=subprocess.DEVNULL,
+            env=base_env(),
+            cwd=str(tmp_path),
+            pass_fds=(fd,),
+            start_new_session=True,
+        )
+    sock.close()
+    try:
+        r = wait_until(lambda: _get(f"http://127.0.0.1:{port}/"), 20, every=0.1)
+        assert r.text == "Hello, world!\n"
+        assert f"Listening at: http://127.0.0.1:{port}" in err.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def _get(url: str):
+    try:
+        return requests.get(url, timeout=5)
+    except requests.RequestException:
+        return None
+
+
+def test_daemon_mode_pidfile_and_winch(tmp_path):
+    pidfile = tmp_path / "d.pid"
+    errlog = tmp_path / "d.log"
+    proc = subprocess.run(
+        command(
+            "-D",
+            "-b",
+            "127.0.0.1:0",
+            "-w",
+            "2",
+            "--pid",
+            str(pidfile),
+            "--error-logfile",
+            str(errlog),
+            "hello:app",
+        ),
+        env=base_env(),
+        cwd=str(tmp_path),
+        timeout=30,
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    master = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 15))
+    try:
+        import re
+
+        port = int(
+            wait_until(
+                lambda: re.findall(r"Listening at: http://127.0.0.1:(\d+)", errlog.read_text()), 15
+            )[0]
+        )
+        assert wait_until(lambda: _get(f"http://127.0.0.1:{port}/"), 15).status_code == 200
+        assert os.getsid(master) == os.getpgid(master) != os.getsid(0), "detached session"
+        wait_until(lambda: len([p for p in children(master) if alive(p)]) == 2, 15)
+        os.kill(master, signal.SIGWINCH)  # daemonized: WINCH stops the workers
+        wait_until(lambda: not [p for p in children(master) if alive(p)], 20, what="workers gone")
+        assert alive(master)
+    finally:
+        os.kill(master, signal.SIGTERM)
+        wait_until(lambda: not alive(master), 20, what="daemon exit")
+    assert not pidfile.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch user")
+def test_user_and_group_switch_in_workers(greenhorn):
+    nobody = pwd.getpwnam("nobody")
+    s = greenhorn("hello:app", "-u", "nobody", "-g", str(nobody.pw_gid))
+    worker = s.wait_workers(1)[0]
+    assert _uid(worker) == nobody.pw_uid
+    assert _uid(s.pid) == 0, "the master keeps its privileges"
+    assert s.get("/").status_code == 200
+
+
+def test_worker_abort_hook_runs_on_timeout(greenhorn, tmp_path):
+    marker = tmp_path / "aborted"
+    conf = tmp_path / "abort.conf.py"
+    conf.write_text(
+        "import os\n"
+        "def worker_abort(worker):\n"
+        f"    open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+    )
+    s = greenhorn("slow:app", "-c", str(conf), "-t", "2", ready_path="/?t=0")
+    victim = s.wait_workers(1)[0]
+    t0 = time.monotonic()
+    try:
+        requests.get(s.url("/?t=30"), timeout=20)
+    except requests.RequestException:
+        pass
+    assert time.monotonic() - t0 < 15
+    wait_until(lambda: marker.exists() and marker.read_text() == str(victim), 10)
