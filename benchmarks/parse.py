@@ -15,10 +15,13 @@ What is timed, per request (a new parser each time, as a new connection gets):
   builds the environ, and also a small ``Response`` object), from ``gunicorn.config.Config()``
   defaults.
 
-gunicorn runs in its own interpreter (``--gunicorn-python``, auto-detected), as a subprocess
-of this script: ``parse.py --side gunicorn`` prints JSON. Run::
+Each side runs in its own interpreter (gunicorn's is ``--gunicorn-python``, auto-detected), as
+a subprocess of this script that times one sample of N calls whenever asked; samples are
+taken A B A B, one at a time, so load from other work on the machine hits both sides alike.
+The figure reported is the best sample (other work only ever adds time), with the median.
+Run::
 
-    python benchmarks/parse.py [--rounds 3] [--iterations 20000] [--gunicorn-python PATH]
+    python benchmarks/parse.py [--samples 30] [--iterations 2000] [--gunicorn-python PATH]
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ PEER = ("127.0.0.1", 54321)
 SERVER = ("127.0.0.1", 8000)
 TARGET_US = 8.0
 TARGET_RATIO = 4.5
+REFERENCE_GUNICORN_US = 37.8  # gunicorn's parse+environ on the machine the targets were set on
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -72,8 +76,8 @@ def greenhorn_cases() -> tuple[Callable[[], Any], Callable[[], Any]]:
         sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
     from greenhorn.config import Config
     from greenhorn.http.parser import Parser
-    from greenhorn.wsgi import Body, ConnInfo, ProxyTrust, base_environ, build_environ
     from greenhorn.workers.base import limits_from
+    from greenhorn.wsgi import Body, ConnInfo, ProxyTrust, base_environ, build_environ
 
     cfg = Config()
     limits = limits_from(cfg)
@@ -141,36 +145,64 @@ def gunicorn_cases() -> tuple[Callable[[], Any], Callable[[], Any]]:
 # -- measuring -----------------------------------------------------------------------------
 
 
-def measure(side: str, iterations: int, repeat: int) -> dict[str, Any]:
-    """Time both cases of one side ``repeat`` times; also return the environ keys."""
+def serve_side(side: str) -> int:
+    """Child mode: build one side's cases, then time ``CASE N`` requests read from stdin.
+
+    The first line written is JSON (version, environ keys); then one line per request: the
+    microseconds per call of ``N`` calls of CASE (``parse`` or ``environ``).
+    """
     parse, parse_environ = greenhorn_cases() if side == "greenhorn" else gunicorn_cases()
     environ = parse_environ()
-    for _ in range(max(1, iterations // 10)):  # warm caches (header-name maps, regexes)
+    for _ in range(2000):  # warm caches (header-name maps, regexes)
         parse_environ()
-    result: dict[str, Any] = {"parse": [], "environ": [], "keys": sorted(environ)}
-    for _ in range(repeat):
-        gc.collect()
-        result["parse"].append(per_call_us(parse, iterations))
-        result["environ"].append(per_call_us(parse_environ, iterations))
     if side == "gunicorn":
         import gunicorn  # type: ignore[import-not-found]
 
-        result["version"] = gunicorn.__version__
+        version = gunicorn.__version__
     else:
         import greenhorn
 
-        result["version"] = greenhorn.__version__
-    return result
+        version = greenhorn.__version__
+    print(json.dumps({"version": version, "keys": sorted(environ)}), flush=True)
+    cases = {"parse": parse, "environ": parse_environ}
+    for line in sys.stdin:
+        case, n = line.split()
+        gc.collect()
+        print(f"{per_call_us(cases[case], int(n)):.4f}", flush=True)
+    return 0
 
 
-def run_gunicorn_side(python: str, iterations: int, repeat: int) -> dict[str, Any]:
-    """Run ``--side gunicorn`` under gunicorn's interpreter; return its JSON."""
-    cmd = [python, os.path.abspath(__file__), "--side", "gunicorn"]
-    cmd += ["--iterations", str(iterations), "--repeat", str(repeat)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"gunicorn side failed ({out.returncode}): {out.stderr.strip()}")
-    return json.loads(out.stdout)
+class Side:
+    """One side running in its own interpreter, timing samples on request."""
+
+    def __init__(self, side: str, python: str) -> None:
+        cmd = [python, os.path.abspath(__file__), "--side", side]
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        if not first:
+            self.close()
+            raise RuntimeError(f"the {side} side did not start (see its error above)")
+        info = json.loads(first)
+        self.version: str = info["version"]
+        self.keys: list[str] = info["keys"]
+
+    def sample(self, case: str, iterations: int) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{case} {iterations}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -179,17 +211,15 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="A B rounds (default 3)")
-    ap.add_argument("--iterations", type=int, default=20000, help="calls per sample")
-    ap.add_argument("--repeat", type=int, default=3, help="samples per side per round")
+    ap.add_argument("--samples", type=int, default=30, help="samples per side and case")
+    ap.add_argument("--iterations", type=int, default=2000, help="calls per sample")
     ap.add_argument("--gunicorn-python", help="a Python that can import gunicorn")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--side", choices=("greenhorn", "gunicorn"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    if args.side:  # one side only, JSON on stdout (used for the gunicorn subprocess)
-        print(json.dumps(measure(args.side, args.iterations, args.repeat)))
-        return 0
+    if args.side:  # child mode (see serve_side)
+        return serve_side(args.side)
 
     sys.path.insert(0, HERE)
     from detect import HOW_TO_GET_GUNICORN, find_gunicorn_python
@@ -197,40 +227,61 @@ def main(argv: list[str] | None = None) -> int:
     found = find_gunicorn_python(args.gunicorn_python)
     if found is None:
         print(f"gunicorn not found: skipping its half. To compare, {HOW_TO_GET_GUNICORN}.")
-    sides: dict[str, dict[str, Any]] = {}
-    for _ in range(args.rounds):  # interleaved: A B A B
-        for side in ("greenhorn", "gunicorn"):
-            if side == "gunicorn":
-                if found is None:
-                    continue
-                got = run_gunicorn_side(found[0], args.iterations, args.repeat)
-            else:
-                got = measure(side, args.iterations, args.repeat)
-            acc = sides.setdefault(side, {"parse": [], "environ": []})
-            acc["parse"] += got["parse"]
-            acc["environ"] += got["environ"]
-            acc["keys"], acc["version"] = got["keys"], got["version"]
+    sides = {"greenhorn": Side("greenhorn", sys.executable)}
+    samples: dict[str, dict[str, list[float]]] = {}
+    try:
+        if found is not None:
+            sides["gunicorn"] = Side("gunicorn", found[0])
+        for _ in range(args.samples):  # A B A B, one sample at a time
+            for case in ("parse", "environ"):
+                for name, side in sides.items():
+                    got = side.sample(case, args.iterations)
+                    samples.setdefault(name, {}).setdefault(case, []).append(got)
+    finally:
+        for side in sides.values():
+            side.close()
 
     report: dict[str, Any] = {"request_bytes": len(REQUEST), "headers": 8}
     print(f"parse + environ, one 8-header GET ({len(REQUEST)} bytes), us per request")
-    print(f"{'':28} {'parse':>8} {'parse+environ':>14}   (best of {len(sides['greenhorn']['parse'])}, median)")
-    for side, acc in sides.items():
-        p, e = summary(acc["parse"]), summary(acc["environ"])
-        report[side] = {"version": acc["version"], "parse_us": p, "parse_environ_us": e}
-        label = f"{side} {acc['version']}"
-        print(f"{label:28} {p['best']:8.2f} {e['best']:14.2f}   (median {p['median']:.2f} / {e['median']:.2f})")
+    print(f"{'':28} {'parse':>8} {'parse+environ':>14}   best of {args.samples} (median)")
+    for name, side in sides.items():
+        p, e = summary(samples[name]["parse"]), summary(samples[name]["environ"])
+        report[name] = {"version": side.version, "parse_us": p, "parse_environ_us": e}
+        label = f"{name} {side.version}"
+        print(
+            f"{label:28} {p['best']:8.2f} {e['best']:14.2f}   "
+            f"({p['median']:.2f} / {e['median']:.2f})"
+        )
     gh = report["greenhorn"]["parse_environ_us"]["best"]
     verdict = "meets" if gh <= TARGET_US else "misses"
-    print(f"greenhorn parse+environ {gh:.2f} us: {verdict} the <= {TARGET_US:g} us target")
+    print(f"greenhorn parse+environ {gh:.2f} us here: {verdict} the <= {TARGET_US:g} us target")
     if "gunicorn" in sides:
         ratio_p = report["gunicorn"]["parse_us"]["best"] / report["greenhorn"]["parse_us"]["best"]
         ratio_e = report["gunicorn"]["parse_environ_us"]["best"] / gh
+        paired = [
+            gu / gh_
+            for gu, gh_ in zip(
+                samples["gunicorn"]["environ"], samples["greenhorn"]["environ"], strict=True
+            )
+        ]
         report["ratio_parse"], report["ratio_parse_environ"] = ratio_p, ratio_e
+        report["ratio_parse_environ_paired_median"] = statistics.median(paired)
         verdict = "meets" if ratio_e >= TARGET_RATIO else "misses"
-        print(f"ratio gunicorn/greenhorn: parse {ratio_p:.2f}x, parse+environ {ratio_e:.2f}x "
-              f"({verdict} the >= {TARGET_RATIO:g}x target)")
-        only_gh = sorted(set(sides["greenhorn"]["keys"]) - set(sides["gunicorn"]["keys"]))
-        only_gu = sorted(set(sides["gunicorn"]["keys"]) - set(sides["greenhorn"]["keys"]))
+        print(
+            f"ratio gunicorn/greenhorn (best/best): parse {ratio_p:.2f}x, parse+environ "
+            f"{ratio_e:.2f}x ({verdict} the >= {TARGET_RATIO:g}x target); median of the "
+            f"paired samples {statistics.median(paired):.2f}x"
+        )
+        scaled = gh * REFERENCE_GUNICORN_US / report["gunicorn"]["parse_environ_us"]["best"]
+        report["greenhorn_scaled_to_reference_us"] = scaled
+        verdict = "meets" if scaled <= TARGET_US else "misses"
+        print(
+            f"scaled to the reference machine (gunicorn {REFERENCE_GUNICORN_US:g} us there): "
+            f"greenhorn {scaled:.2f} us, {verdict} the <= {TARGET_US:g} us target"
+        )
+        keys = {name: set(side.keys) for name, side in sides.items()}
+        only_gh = sorted(keys["greenhorn"] - keys["gunicorn"])
+        only_gu = sorted(keys["gunicorn"] - keys["greenhorn"])
         print(f"environ keys only in greenhorn: {', '.join(only_gh) or '-'}")
         print(f"environ keys only in gunicorn: {', '.join(only_gu) or '-'}")
     if args.json:

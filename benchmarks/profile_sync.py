@@ -71,10 +71,10 @@ def make_server(app_name: str) -> tuple[Callable[[socket.socket], None], Callabl
     from greenhorn import logging as glogging
     from greenhorn.config import Config
     from greenhorn.heartbeat import WorkerTmp, choose_tmp_dir
-    from greenhorn.wsgi import ConnInfo
     from greenhorn.workers.base import limits_from
     from greenhorn.workers.connection import Connection
     from greenhorn.workers.handler import Handler
+    from greenhorn.wsgi import ConnInfo
 
     cfg = Config()
     log = glogging.create(cfg)
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for _ in range(500):  # warm up
             one_request(serve)
+
         # plain timing, best batch (other work on the machine only ever adds time); the
         # socketpair set-up is timed the same way and subtracted
         def setup_only() -> None:
@@ -168,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
 
         setup = best_batch(setup_only, args.n)
         total = best_batch(lambda: one_request(serve), args.n)
-        print(f"{args.app}: {total - setup:.2f} us per request in serve "
-              f"(best batch; socketpair set-up {setup:.2f} us subtracted)")
+        print(
+            f"{args.app}: {total - setup:.2f} us per request in serve "
+            f"(best batch; socketpair set-up {setup:.2f} us subtracted)"
+        )
 
         py_calls, c_calls = count_calls(serve, 2000)
         print(f"function calls per request: {py_calls:.1f} Python, {c_calls:.1f} C")
@@ -188,12 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         out = io.StringIO()
         stats = pstats.Stats(prof, stream=out)
         rows = []
-        for (file, line, name), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        for (file, line, name), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
             where = f"{os.path.basename(file)}:{line}" if line else "~"
             rows.append((tt, ct, nc, f"{where}({name})"))
         rows.sort(reverse=True)
-        print(f"\ntop {args.top} by own time under cProfile (us per request; includes the test's "
-              "own socketpair/sendall/recv):")
+        print(
+            f"\ntop {args.top} by own time under cProfile (us per request; includes the test's "
+            "own socketpair/sendall/recv):"
+        )
         print(f"{'own us':>8} {'cum us':>8} {'calls/req':>9}  function")
         for tt, ct, nc, label in rows[: args.top]:
             print(f"{tt / args.n * 1e6:8.2f} {ct / args.n * 1e6:8.2f} {nc / args.n:9.2f}  {label}")

@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -193,6 +193,19 @@ def ratios(gh: dict[str, Any], gu: dict[str, Any]) -> dict[str, float | None]:
     return {k: _ratio(gh.get(k), gu.get(k)) for k in keys}
 
 
+def paired_cpu_ratios(runs: list[dict[str, Any]], scenario: str) -> list[float]:
+    """CPU per request greenhorn/gunicorn within each round (how much the ratio moved)."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if r["scenario"] == scenario and r.get("available") and r.get("cpu_us_per_req"):
+            by_round.setdefault(r["round"], {})[r["server"]] = r["cpu_us_per_req"]
+    return [
+        v["greenhorn"] / v["gunicorn"]
+        for _, v in sorted(by_round.items())
+        if "greenhorn" in v and "gunicorn" in v
+    ]
+
+
 def _fmt_rps(v: float | None) -> str:
     if v is None:
         return "-"
@@ -214,7 +227,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "| PSS MiB/worker | worker CPU split | errors |"
     )
     rows = [head, "|" + "---|" * 10]
-    for name, entry in summary.items():
+    for entry in summary.values():
         title = entry["title"]
         for server in ("greenhorn", "gunicorn", "floor"):
             agg = entry.get(server)
@@ -237,13 +250,54 @@ def markdown(summary: dict[str, Any]) -> str:
         r = entry.get("ratio") or {}
         if r:
             cpu = r.get("cpu_us_per_req")
-            cheaper = f" ({1 / cpu:.1f}x cheaper)" if cpu else ""
+            cheaper = f" ({1 / cpu:.1f}x cheaper" if cpu else " ("
+            spread = entry.get("cpu_ratio_rounds") or []
+            if len(spread) > 1:
+                cheaper += f"; rounds {min(spread):.2f}-{max(spread):.2f}"
+            cheaper = cheaper + ")" if cheaper != " (" else ""
             rows.append(
                 f"| | **greenhorn/gunicorn** | **{_fmt_x(r['rps'])}** | {_fmt_x(r['mib_per_s'])} "
                 f"| {_fmt_x(r['p50_ms'])} | {_fmt_x(r['p99_ms'])} "
                 f"| **{_fmt_x(cpu)}**{cheaper} | {_fmt_x(r['pss_kib_per_worker'])} | | |"
             )
     return "\n".join(rows)
+
+
+REFERENCE_GUNICORN_SYNC_US = 119.0  # gunicorn sync hello on the machine the targets were set on
+
+
+def target_lines(summary: dict[str, Any]) -> list[str]:
+    """The issues' targets, judged on ratios measured in this run."""
+    out = []
+
+    def verdict(ok: bool) -> str:
+        return "meets" if ok else "MISSES"
+
+    for name, entry in summary.items():
+        r = entry.get("ratio") or {}
+        if not r:
+            continue
+        if name == "hello_close" and r.get("cpu_us_per_req"):
+            cpu = r["cpu_us_per_req"]
+            scaled = cpu * REFERENCE_GUNICORN_SYNC_US
+            out.append(
+                f"- sync hello CPU/request >= 4.5x cheaper than gunicorn: {1 / cpu:.1f}x, "
+                f"{verdict(cpu <= 1 / 4.5)} (= {scaled:.0f} us at gunicorn's "
+                f"{REFERENCE_GUNICORN_SYNC_US:g} us on the reference machine; target <= 25 us)"
+            )
+        elif name == "hello_keepalive" and r.get("rps"):
+            out.append(
+                f"- gthread keep-alive req/s >= 3x gunicorn gthread: {r['rps']:.2f}x, "
+                f"{verdict(r['rps'] >= 3.0)}"
+            )
+        elif r.get("rps"):
+            out.append(
+                f"- {name} throughput >= gunicorn's: {r['rps']:.2f}x, {verdict(r['rps'] >= 1.0)}"
+            )
+        if r.get("pss_kib_per_worker"):
+            pss = r["pss_kib_per_worker"]
+            out.append(f"  {name} PSS per worker <= gunicorn's: {pss:.2f}x, {verdict(pss <= 1.0)}")
+    return out
 
 
 def machine_info(wrk: str) -> dict[str, Any]:
@@ -308,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     if "gunicorn" in servers:
         found = find_gunicorn_python(args.gunicorn_python)
         if found is None:
-            print(f"gunicorn not found: running greenhorn alone. To compare, {HOW_TO_GET_GUNICORN}.")
+            print(
+                f"gunicorn not found: running greenhorn alone. To compare, {HOW_TO_GET_GUNICORN}."
+            )
         else:
             kinds["gunicorn"] = ServerKind("gunicorn", found[0], ("-m", "gunicorn"), found[1])
     kinds = {k: v for k, v in kinds.items() if k in servers}
@@ -347,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry[name] = aggregate(mine)
         if "greenhorn" in entry and "gunicorn" in entry:
             entry["ratio"] = ratios(entry["greenhorn"], entry["gunicorn"])
+            entry["cpu_ratio_rounds"] = paired_cpu_ratios(runs, scenario.name)
         summary[scenario.name] = entry
     report["summary"] = summary
     report["machine"]["loadavg_after"] = os.getloadavg()
@@ -357,11 +414,20 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(report, f, indent=2)
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
     print()
-    print(f"{versions}; {args.workers} workers; wrk -t{args.wrk_threads} -c{args.connections} "
-          f"-d{args.duration:g}s; median of {args.rounds} interleaved rounds")
+    load = report["machine"]["loadavg_before"][0], report["machine"]["loadavg_after"][0]
+    print(
+        f"{versions}; {args.workers} workers; wrk -t{args.wrk_threads} -c{args.connections} "
+        f"-d{args.duration:g}s; median of {args.rounds} interleaved rounds; "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} before, {load[1]:.1f} after"
+    )
     print()
     print(markdown(summary))
     print()
+    lines = target_lines(summary)
+    if lines:
+        print("Targets (issues 5, 7, 11), judged on ratios from this run:")
+        print("\n".join(lines))
+        print()
     print(f"results: {out}")
     return 0
 
@@ -375,7 +441,7 @@ def _progress(record: dict[str, Any]) -> None:
     print(
         f"{label} {record['rps']:9.0f} req/s  p50 {record['p50_ms']:6.2f} ms  "
         f"p99 {record['p99_ms']:7.2f} ms  cpu {cpu if cpu is None else round(cpu)} us/req "
-        f"(master {record['master_cpu_us_per_req'] or 0:.0f})  "
+        f"(master {max(0.0, record['master_cpu_us_per_req'] or 0.0):.0f})  "
         f"errors {record['errors_total']}",
         flush=True,
     )

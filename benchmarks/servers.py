@@ -69,7 +69,8 @@ class Server:
         self.workers = _flag_value(flags, "-w", 1)
         self.proc: subprocess.Popen[bytes] | None = None
         self.known_pids: dict[int, str] = {}  # pid -> start time, so a reused pid is spared
-        self._log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind.name}-", suffix=".log")
+        fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{kind.name}-", suffix=".log")
+        os.close(fd)
 
     @property
     def pid(self) -> int:
@@ -90,9 +91,10 @@ class Server:
     def start(self, probe: Probe, timeout: float = START_TIMEOUT) -> None:
         """Start the server; return once all workers run and the probe succeeds."""
         env = {k: v for k, v in os.environ.items() if not k.endswith("_CMD_ARGS")}
-        self.proc = subprocess.Popen(
-            self.cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env
-        )
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+            )
         deadline = time.monotonic() + timeout
         last_error = "no answer"
         while time.monotonic() < deadline:
@@ -125,8 +127,12 @@ class Server:
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """TERM the master and wait; KILL it and any worker it left behind after ``timeout``."""
         proc = self.proc
-        if proc is None:
-            return
+        if proc is not None:
+            self._stop(proc, timeout)
+        with contextlib.suppress(OSError):
+            os.unlink(self.log_path)
+
+    def _stop(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
         if proc.poll() is None:
             self._remember(descendants(proc.pid))
             with contextlib.suppress(ProcessLookupError):
@@ -144,12 +150,10 @@ class Server:
             if _start_time(pid) == started:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        self._log.close()
 
     def log_tail(self, lines: int = 8) -> str:
-        self._log.flush()
         try:
-            with open(self._log.name, errors="replace") as f:
+            with open(self.log_path, errors="replace") as f:
                 text = f.read().strip().splitlines()
         except OSError:
             return ""

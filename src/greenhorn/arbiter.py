@@ -73,7 +73,7 @@ class Arbiter:
         self.halt_code: int | None = None
         self.halt_reason = ""
         self.sent_kill: set[int] = set()
-        self.cwd = os.getcwd()
+        self.cwd = process.START_CWD  # before --chdir: where a USR2 re-exec starts from
         self.observer = Observer()
         self.scaler: Any = None
         self.servers: list[Any] = []  # metrics and control listeners (non-blocking)
@@ -190,7 +190,7 @@ class Arbiter:
             try:
                 server = MetricsServer(cfg.metrics_bind)
             except (OSError, ValueError) as exc:
-                self.log.error("Cannot open the metrics listener %s: %s", cfg.metrics_bind, exc)
+                self.log.error("%s", exc)
                 return process.EXIT_FAILURE
             self.servers.append(("metrics", server))
             self.log.info("Metrics at: %s", server.name)
@@ -199,7 +199,11 @@ class Arbiter:
                 from greenhorn import ctl
 
                 path = cfg.control_socket or ctl.default_socket_path(self.pid)
-                self.servers.append(("control", ctl.ControlServer(path, cfg.control_socket_mode)))
+                # a USR2 child takes the socket over from its parent (same explicit path)
+                server = ctl.ControlServer(
+                    path, cfg.control_socket_mode, takeover=bool(self.master_pid)
+                )
+                self.servers.append(("control", server))
                 self.log.debug("Control socket at: %s", path)
             except (ImportError, OSError, ValueError) as exc:
                 self.log.warning("Control socket disabled: %s", exc)
@@ -232,12 +236,7 @@ class Arbiter:
         fd = self.signals.fileno()
         while True:
             self.maybe_promote_master()
-            owners = {f: server for _, server in self.servers for f in server.fds()}
-            try:
-                ready, _, _ = select.select([fd, *owners], [], [], LOOP_SECONDS)
-            except InterruptedError:
-                ready = []
-            self.serve_master_sockets(ready, owners)
+            ready = self.wait(fd, LOOP_SECONDS)
             for sig in self.signals.read() if fd in ready else ():
                 code = self.dispatch(sig)
                 if code is not None:
@@ -254,11 +253,23 @@ class Arbiter:
             self.check_ready()
             self.check_reload_requests()
 
+    def wait(self, fd: int, seconds: float) -> list[int]:
+        """Sleep until a signal arrives (its fd is in the result) or ``seconds`` pass, while
+        answering /metrics, /readyz and control commands (never blocking on a client)."""
+        owners = {f: server for _, server in self.servers for f in server.fds()}
+        writers = {f: server for _, server in self.servers for f in server.wfds()}
+        try:
+            ready, writable, _ = select.select([fd, *owners], list(writers), [], seconds)
+        except (InterruptedError, ValueError, OSError):
+            return []
+        self.serve_master_sockets([*ready, *writable], {**owners, **writers})
+        return ready
+
     def serve_master_sockets(self, ready: list[int], owners: dict[int, Any]) -> None:
         """Answer /metrics, /livez, /readyz and control-socket commands (never blocks)."""
         now = time.monotonic()
         for name, server in self.servers:
-            for fd in ready:
+            for fd in set(ready):
                 if owners.get(fd) is server:
                     try:
                         if name == "metrics":
@@ -554,12 +565,13 @@ class Arbiter:
                 self.wait_for_children(0.05)
 
     def wait_for_children(self, seconds: float) -> None:
+        """While stopping: wait a little, keep /readyz (503) and ctl answering, and drop
+        further signals (a second TERM changes nothing; INT/QUIT are already under way)."""
         fd = self.signals.fileno()
-        try:
-            select.select([fd] if fd >= 0 else [], [], [], seconds)
-        except (InterruptedError, OSError, ValueError):
+        if fd < 0:
+            time.sleep(seconds)
             return
-        if fd >= 0:
+        if fd in self.wait(fd, seconds):
             self.signals.read()
 
     def cleanup(self) -> None:

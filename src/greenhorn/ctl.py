@@ -330,6 +330,8 @@ def _exchange(sock: socket.socket, path: str, message: Mapping[str, Any], timeou
                 break
     except TimeoutError:
         raise CtlError(f"the master did not answer on {path} within {timeout:g}s")
+    except ConnectionResetError:
+        raise CtlError(f"the master closed {path} without answering (is it stopping?)")
     except OSError as exc:
         raise CtlError(f"lost the connection to {path}: {exc.strerror or exc}")
     line = b"".join(chunks).partition(b"\n")[0]
@@ -485,9 +487,9 @@ def format_stats(status: Mapping[str, Any]) -> str:
         ),
         ("restarts", ", ".join(f"{r} {n}" for r, n in sorted(restarts.items())) or "none"),
     ]
-    for name, queued in backlog.items():
-        rows.append((f"backlog {name}", "?" if queued is None else str(queued)))
-    return _table([(k, v) for k, v in rows], right=set())
+    queues = [f"{name} {'?' if n is None else n}" for name, n in backlog.items()]
+    rows.append(("accept queue", ", ".join(queues) or "-"))
+    return _table(rows, right=set())
 
 
 def format_done(command: str, data: Any) -> str:

@@ -47,6 +47,7 @@ HEADER_SIZE = N_COUNTERS * 8
 SLOT_LINE = 240  # bytes of "METHOD target" kept per slot
 SLOT_SIZE = 16 + SLOT_LINE  # started_at (double), line length (u64), line bytes
 _SLOT_HEAD = struct.Struct("=dQ")
+_SLOT = struct.Struct(f"=dQ{SLOT_LINE}s")  # the whole slot, written in one call
 
 
 def choose_tmp_dir(configured: str | None) -> str | None:
@@ -75,10 +76,8 @@ class Scoreboard:
 
     def start(self, slot: int, method: str, uri: str, now: float) -> None:
         """Record the request now in flight in ``slot`` (monotonic ``now``)."""
-        line = (method + " " + uri).encode("latin-1", "replace")[:SLOT_LINE]
-        off = HEADER_SIZE + slot * SLOT_SIZE
-        _SLOT_HEAD.pack_into(self._mm, off, now, len(line))
-        self._mm[off + 16 : off + 16 + len(line)] = line
+        line = (method + " " + uri).encode("latin-1", "replace")
+        _SLOT.pack_into(self._mm, HEADER_SIZE + slot * SLOT_SIZE, now, len(line), line)
         self.counters[IN_FLIGHT] += 1
 
     def finish(self, slot: int, status: int, duration: float, sent: int) -> None:

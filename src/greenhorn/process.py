@@ -20,6 +20,13 @@ EXIT_USAGE = 2  # bad setting or config file, like argparse
 WORKER_BOOT_ERROR = 3  # a worker could not boot (hook raised, import failed after fork)
 APP_LOAD_ERROR = 4  # the WSGI application could not be loaded
 
+# Where the command was started, recorded at import (before --chdir moves us): a USR2
+# re-exec must run the same command line from the same place.
+try:
+    START_CWD = os.getcwd()
+except OSError:  # the directory was deleted under us
+    START_CWD = "/"
+
 try:  # setproctitle is a declared dependency, but titles are cosmetic: never fail on them
     import setproctitle as _spt
 except ImportError:  # pragma: no cover - only without the dependency

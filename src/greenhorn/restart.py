@@ -57,6 +57,7 @@ def reload(arbiter: Any) -> None:
         arbiter.log.error("Reload failed, keeping the current configuration: %s", exc)
         systemd.ready()
         return
+    warn_fixed_settings(arbiter, arbiter.cfg, cfg)
     arbiter.previous_cfg, arbiter.cfg = arbiter.cfg, cfg
     try:
         arbiter.log.setup(cfg)
@@ -79,6 +80,21 @@ def reload(arbiter: Any) -> None:
     arbiter.generation += 1
     arbiter.ready_sent = False
     arbiter.manage_workers()
+
+
+def warn_fixed_settings(arbiter: Any, old: Any, new: Any) -> None:
+    """Name the settings that changed but only take effect on a restart (or USR2)."""
+    from greenhorn.config.settings import SETTINGS
+
+    fixed = [
+        s.name
+        for s in SETTINGS
+        if not s.reloadable and s.name != "bind" and getattr(old, s.name) != getattr(new, s.name)
+    ]
+    if fixed:
+        arbiter.log.warning(
+            "Reload: %s changed but need a restart (or USR2) to take effect", ", ".join(fixed)
+        )
 
 
 def rollback_reload(arbiter: Any, code: int) -> None:

@@ -125,8 +125,8 @@ class Scaler:
 
     def recycle(self, arbiter: Any, views: list[policy.WorkerView]) -> None:
         cfg = self.cfg
-        if self.recycling is not None:
-            self._finish_recycle(arbiter)
+        if self.recycling is not None and self._finish_recycle(arbiter):
+            return  # ``views`` predates that retirement: decide again next loop
         soft = cfg.max_worker_memory * MIB if cfg.max_worker_memory else None
         hard = cfg.max_worker_memory_hard * MIB if cfg.max_worker_memory_hard else None
         if not soft and not hard and not cfg.max_worker_lifetime:
@@ -150,26 +150,27 @@ class Scaler:
                 self.recycling = decision.pid
                 self.surge += 1
 
-    def _finish_recycle(self, arbiter: Any) -> None:
-        """Retire the recycled worker once its replacement is up."""
+    def _finish_recycle(self, arbiter: Any) -> bool:
+        """Retire the recycled worker once its replacement is up; True when done."""
         pid = self.recycling
         worker = arbiter.WORKERS.get(pid) if pid is not None else None
         if worker is None:  # it died on its own meanwhile
             self.recycling = None
             self.surge = max(0, self.surge - 1)
-            return
+            return True
         current = [
             w
             for w in arbiter.WORKERS.values()
             if w.generation == arbiter.generation and w.retire_reason is None
         ]
         if len(current) < arbiter.num_workers + self.surge:
-            return
+            return False
         if not all(w.tmp.board.counters[BOOTED] for w in current):
-            return
+            return False
         self.recycling = None
         self.surge = max(0, self.surge - 1)
         arbiter.retire(worker, worker.recycle_reason or "recycle")
+        return True
 
     def lifetime_for(self) -> float:
         """A new worker's lifetime: ``max_worker_lifetime`` plus up to 10% jitter, so

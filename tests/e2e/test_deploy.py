@@ -248,6 +248,11 @@ def test_systemd_unit_serves_with_socket_activation_and_sd_notify(tmp_path, shor
     argv = shlex.split(service["ExecStart"][-1])
     assert service["WorkingDirectory"] == [UNIT_INSTALL_DIR]
     sock_path = short_dir / Path(listen).name  # ListenStream=/run/greenhorn.sock, moved
+    # RuntimeDirectory=greenhorn (/run/greenhorn) moves too.
+    assert service["RuntimeDirectory"] == ["greenhorn"]
+    args = [a.replace("/run/greenhorn/", f"{short_dir}/") for a in argv[1:]]
+    control = short_dir / "control.sock"
+    assert args[args.index("--control-socket") + 1] == str(control)
     notify = Notifications(short_dir / "notify.sock")
     setenv = [f"NOTIFY_SOCKET={notify.path}"]
     for assignments in service.get("Environment", []):
@@ -255,7 +260,7 @@ def test_systemd_unit_serves_with_socket_activation_and_sd_notify(tmp_path, shor
     cmd = ["systemd-socket-activate", "-l", str(sock_path)]
     for assignment in setenv:  # systemd-socket-activate passes on only what -E names
         cmd += ["-E", assignment]
-    cmd += [greenhorn_executable(tmp_path), *argv[1:]]
+    cmd += [greenhorn_executable(tmp_path), *args]
     err = tmp_path / "service.err"
     with open(err, "wb") as e:
         proc = subprocess.Popen(
@@ -278,6 +283,15 @@ def test_systemd_unit_serves_with_socket_activation_and_sd_notify(tmp_path, shor
         assert log.count("Listening at:") == 1, "the activated socket is the only listener"
         workers = set(live_children(proc.pid))
         assert len(workers) == 4, log
+        ctl = subprocess.run(
+            [sys.executable, "-m", "greenhorn", "ctl", "-s", str(control), "--json", "workers"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            env=base_env(),
+        )
+        assert ctl.returncode == 0, ctl.stderr
+        assert {w["pid"] for w in json.loads(ctl.stdout)["workers"]} == workers
 
         # ExecReload, as systemd would run it.
         reload_cmd = service["ExecReload"][-1].replace("$MAINPID", str(proc.pid))
@@ -476,10 +490,17 @@ def test_kubernetes_deployment_drains_before_it_is_killed():
     port = int(env["PORT"])
     assert cfg.bind == [f"0.0.0.0:{port}"]
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe in ("readinessProbe", "livenessProbe"):
-        spec = container[probe]
-        target = (spec.get("httpGet") or spec.get("tcpSocket"))["port"]
-        assert named.get(target, target) == port, probe
+    # Readiness goes through a worker (the application's port); liveness asks the master.
+    ready = container["readinessProbe"]["httpGet"]
+    assert named.get(ready["port"], ready["port"]) == port
+    live = container["livenessProbe"]
+    if "httpGet" in live:
+        assert cfg.metrics_bind, "an HTTP liveness probe needs the master's /livez"
+        assert live["httpGet"]["path"] == "/livez"
+        metrics_port = int(cfg.metrics_bind.rsplit(":", 1)[1])
+        assert named.get(live["httpGet"]["port"]) == metrics_port
+    else:
+        assert named.get(live["tcpSocket"]["port"]) == port
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     drain = float(pre_stop[1])
@@ -487,6 +508,51 @@ def test_kubernetes_deployment_drains_before_it_is_killed():
     assert pod["terminationGracePeriodSeconds"] > drain + cfg.graceful_timeout
     service = next(d for d in docs if d["kind"] == "Service")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_kubernetes_probes_answer(tmp_path):
+    """The container's args and env, run for real: readiness through a worker, liveness
+    from the master's /livez (addresses moved to loopback ports)."""
+    docs = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "deployment.yaml").read_text()))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    args = list(container["args"])
+    app_port, metrics_port = free_port(), free_port()
+    if "--metrics-bind" in args:
+        args[args.index("--metrics-bind") + 1] = f"127.0.0.1:{metrics_port}"
+    environ = base_env(**env, GREENHORN_CMD_ARGS=f"--bind 127.0.0.1:{app_port}")
+    err = tmp_path / "pod.err"
+    with open(err, "wb") as e:
+        proc = subprocess.Popen(
+            [greenhorn_executable(tmp_path), *args],
+            cwd=str(EXAMPLES),
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        ready = container["readinessProbe"]["httpGet"]
+        live = container["livenessProbe"]["httpGet"]
+        ports = {"http": app_port, "metrics": metrics_port}
+
+        def probe(spec: dict) -> int:
+            url = f"http://127.0.0.1:{ports[spec['port']]}{spec['path']}"
+            try:
+                return requests.get(url, timeout=2).status_code
+            except requests.RequestException:
+                return 0
+
+        wait_until(lambda: probe(ready) == 200, 20, what=f"readiness\n{err.read_text()}")
+        assert probe(live) == 200
+        # The master's own readiness: 200 once every worker has booted.
+        readyz = {"port": "metrics", "path": "/readyz"}
+        wait_until(lambda: probe(readyz) == 200, 20, what="/readyz")
+        assert stop_process(proc) == 0, err.read_text()
+    finally:
+        kill_group(proc)
 
 
 # --- nginx ------------------------------------------------------------------------------------
@@ -517,7 +583,16 @@ http {{
 @pytest.mark.skipif(NGINX is None, reason="nginx not installed")
 def test_nginx_site_proxies_to_the_unix_socket(greenhorn, tmp_path, short_dir):
     sock = short_dir / "greenhorn.sock"
-    server = greenhorn("-b", f"unix:{sock}", "--forwarded-allow-ips", "*", "echo:app", wait=False)
+    server = greenhorn(
+        "-b",
+        f"unix:{sock}",
+        "--forwarded-allow-ips",
+        "*",
+        "--access-logfile",
+        "-",
+        "echo:app",
+        wait=False,
+    )
     server.wait_for_log(r"Listening at: unix:")
     port = free_port()
     static = tmp_path / "static"
@@ -588,10 +663,11 @@ def test_nginx_site_proxies_to_the_unix_socket(greenhorn, tmp_path, short_dir):
         assert "HTTP_TRANSFER_ENCODING" not in info["headers"]
         assert echoed == body
 
-        # Static files never reach greenhorn.
+        # Static files never reach greenhorn (whose access log has the proxied requests).
         r = requests.get(f"{base}/static/hello.txt", timeout=10)
         assert r.text == "static from nginx\n"
-        assert "/static/" not in server.log + server.out
+        wait_until(lambda: '"POST /upload HTTP/1.0" 200' in server.out, 10, what=server.out)
+        assert "/static/" not in server.out
     finally:
         stop_process(nginx, signal.SIGQUIT, timeout=10)
     errors = (tmp_path / "nginx-error.log").read_text()

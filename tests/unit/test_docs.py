@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from greenhorn import ctl
 from greenhorn.config.layers import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,8 +55,7 @@ def test_setup_page_repeats_the_readme_commands():
         assert command in page, f"docs/setup.md lacks {command!r}"
 
 
-def _known_options() -> set[str]:
-    parser = build_parser()
+def _options(parser: argparse.ArgumentParser) -> set[str]:
     return {opt for action in parser._actions for opt in action.option_strings}
 
 
@@ -81,9 +82,11 @@ def _pages() -> list[Path]:
 
 @pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_documented_greenhorn_commands_use_real_options(page):
-    known = _known_options()
+    server_options = _options(build_parser())
+    ctl_options = _options(ctl._parser())
     for line in _greenhorn_command_lines(page.read_text()):
         words = shlex.split(line, comments=True)
+        known = ctl_options if words[1:2] == ["ctl"] else server_options
         for word in words[1:]:
             if word in ("|", "&"):
                 break

@@ -218,8 +218,10 @@ OPS_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "control_socket", CONTROL, t.to_opt_str, None,
-        "A unix socket path on which the master answers status and control commands. Unset "
-        "opens none (gunicorn opens one by default).",
+        "The unix socket on which the master answers `greenhorn ctl` (worker table, stats, "
+        "add/remove workers, reload). Unset: `$XDG_RUNTIME_DIR/greenhorn-<pid>.ctl`, or "
+        "`<tmpdir>/greenhorn-<uid>/greenhorn-<pid>.ctl`, found by `greenhorn ctl --pid FILE`. "
+        "Turn it off with `--no-control-socket`.",
         flags=("--control-socket",), metavar="PATH", reloadable=False,
     ),
     Setting(

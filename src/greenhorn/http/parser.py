@@ -30,7 +30,7 @@ Theory of operation:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from greenhorn.http import errors
 from greenhorn.http.body import END, ChunkedReader, ContentLengthReader, Data, EndOfMessage
@@ -75,7 +75,11 @@ EOF = _Sentinel("EOF")
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The parser's knobs, named after gunicorn's settings (0 means unlimited)."""
+    """The parser's knobs, named after gunicorn's settings (0 means unlimited).
+
+    The effective limits (``line_limit``, ``field_limit``, ``fields_limit``,
+    ``head_limit``) are computed once here, not on every request.
+    """
 
     max_line: int = 4094  # limit_request_line
     max_fields: int = 100  # limit_request_fields
@@ -85,24 +89,20 @@ class Limits:
     casefold_http_method: bool = False
     permit_unconventional_http_method: bool = False
     permit_unconventional_http_version: bool = False
+    line_limit: int = field(init=False, default=0)
+    field_limit: int = field(init=False, default=0)
+    fields_limit: int = field(init=False, default=0)
+    head_limit: int = field(init=False, default=0)
 
-    @property
-    def line_limit(self) -> int:
-        return self.max_line if 0 < self.max_line <= MAX_LINE_CAP else MAX_LINE_CAP
-
-    @property
-    def field_limit(self) -> int:
-        return self.max_field_size if self.max_field_size > 0 else MAX_FIELD_CAP
-
-    @property
-    def fields_limit(self) -> int:
-        return self.max_fields if 0 < self.max_fields <= MAX_FIELDS_CAP else MAX_FIELDS_CAP
-
-    @property
-    def head_limit(self) -> int:
-        """Bytes a complete head may take, CRLFs included (never more than MAX_HEAD_CAP)."""
-        size = self.line_limit + 2 + (self.fields_limit + 1) * (self.field_limit + 2) + 2
-        return min(size, MAX_HEAD_CAP)
+    def __post_init__(self) -> None:
+        line = self.max_line if 0 < self.max_line <= MAX_LINE_CAP else MAX_LINE_CAP
+        size = self.max_field_size if self.max_field_size > 0 else MAX_FIELD_CAP
+        count = self.max_fields if 0 < self.max_fields <= MAX_FIELDS_CAP else MAX_FIELDS_CAP
+        head = min(line + 2 + (count + 1) * (size + 2) + 2, MAX_HEAD_CAP)
+        object.__setattr__(self, "line_limit", line)
+        object.__setattr__(self, "field_limit", size)
+        object.__setattr__(self, "fields_limit", count)
+        object.__setattr__(self, "head_limit", head)
 
 
 class Request:
@@ -392,6 +392,11 @@ class Parser:
             self._parse_fields(block, request)
         elif version >= (1, 1):
             raise errors.MissingHost("HTTP/1.1 request without a Host header")
+        if uri[0] != "/" and "://" in uri:
+            # absolute-form: the target's authority replaces Host (RFC 9112 §3.2.2)
+            m = ABSOLUTE_RE.fullmatch(uri)
+            if m is not None:
+                request.host = m.group(1).rpartition("@")[2]
         return request
 
     def _version(self, major: str, minor: str) -> tuple[int, int]:
@@ -441,11 +446,13 @@ class Parser:
         if len(lines) > limits.fields_limit:
             raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
         field_limit = limits.field_limit
+        if len(block) > field_limit:  # only then can one line be over the limit
+            for line in lines:
+                if len(line) > field_limit:
+                    raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
         headers = request.headers
         special = None
         for line in lines:
-            if len(line) > field_limit:
-                raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
             name, _, value = line.partition(":")
             name = name.upper()
             value = value.strip(" \t")
@@ -495,7 +502,10 @@ class Parser:
             raise errors.DuplicateHeader("more than one Content-Type header")
         connection = special.get("CONNECTION")
         if connection is not None:
-            tokens = {t.strip(" \t").lower() for v in connection for t in v.split(",")}
+            if len(connection) == 1 and "," not in connection[0]:
+                tokens = {connection[0].lower()}
+            else:
+                tokens = {t.strip(" \t").lower() for v in connection for t in v.split(",")}
             if "close" in tokens:
                 request.keep_alive = False
             elif request.version == (1, 0) and "keep-alive" in tokens:

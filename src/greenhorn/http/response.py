@@ -50,7 +50,7 @@ HOP_BY_HOP = frozenset(
 _GOOD_NAMES: set[str] = set()
 _GOOD_NAMES_MAX = 1024
 
-_date_cache = [0, ""]
+_date_cache: list = [-1, ""]  # [second, formatted]
 
 
 def http_date(now: float | None = None) -> str:
@@ -105,6 +105,8 @@ def prepare(
     has_date = has_server = False
     lines = ["HTTP/1.1 ", status, "\r\n"]
     for item in headers:
+        if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
+            raise InvalidResponse(f"header {item!r} is not a (name, value) pair")
         name, value = item
         if type(name) is not str or type(value) is not str:
             raise InvalidResponse(f"header {item!r} is not a pair of str")

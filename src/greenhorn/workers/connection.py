@@ -25,6 +25,7 @@ from greenhorn.wsgi import ConnInfo
 __all__ = ["Connection", "Timeout", "TimeoutConnection"]
 
 RECV_SIZE = 65536
+LINGER_SECONDS = 0.5  # how long a close waits for a client still sending an unread body
 _DONTWAIT = socket.MSG_DONTWAIT
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _POLLOUT = select.POLLOUT | select.POLLERR | select.POLLHUP
@@ -41,6 +42,7 @@ class Connection:
         "accepted_at",
         "closed",
         "info",
+        "linger",
         "parser",
         "peer",
         "registered",
@@ -59,37 +61,45 @@ class Connection:
         self.requests = 0
         self.closed = False
         self.registered = False  # known to a poller (threaded worker keep-alive)
+        self.linger = False  # request body left unread: drain briefly on close (no RST)
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def recv(self, deadline: float | None) -> bytes:
+    def recv(self, deadline: float | None, size: int = RECV_SIZE) -> bytes:
         """Bytes from the peer (``b""`` at EOF); raise ``Timeout`` after ``deadline``."""
         sock = self.sock
         try:
-            return sock.recv(RECV_SIZE, _DONTWAIT)
+            return sock.recv(size, _DONTWAIT)
         except BlockingIOError:
             pass
         while True:
             self._wait(_POLLIN, deadline)
             try:
-                return sock.recv(RECV_SIZE, _DONTWAIT)
+                return sock.recv(size, _DONTWAIT)
             except BlockingIOError:
                 continue
 
     def send(self, *buffers: bytes, deadline: float | None = None) -> int:
         """Send every buffer (gathered in one system call when possible); return bytes sent."""
         sock = self.sock
-        total = sum(map(len, buffers))
         if len(buffers) == 1:
-            data = memoryview(buffers[0])
-            sent = 0
+            first = buffers[0]
+            total = len(first)
+            try:
+                sent = sock.send(first, _DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            if sent == total:
+                return total
+            data = memoryview(first)
             while sent < total:
                 try:
                     sent += sock.send(data[sent:], _DONTWAIT)
                 except BlockingIOError:
                     self._wait(_POLLOUT, deadline)
             return total
+        total = sum(map(len, buffers))
         pending = [memoryview(b) for b in buffers if b]
         while pending:
             try:
@@ -136,8 +146,12 @@ class Connection:
             raise Timeout()
 
     def close(self) -> None:
-        """Close the socket now (see ``lingering_close`` when unread bytes may remain)."""
+        """Close the socket; linger briefly first when the request body was left unread."""
         if self.closed:
+            return
+        if self.linger:
+            self.linger = False
+            self.lingering_close(seconds=LINGER_SECONDS)
             return
         self.closed = True
         sock = self.sock
@@ -154,6 +168,7 @@ class Connection:
         """
         if self.closed:
             return
+        self.linger = False
         try:
             self.sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + seconds
@@ -173,10 +188,10 @@ class TimeoutConnection(Connection):
 
     __slots__ = ()
 
-    def recv(self, deadline: float | None) -> bytes:
+    def recv(self, deadline: float | None, size: int = RECV_SIZE) -> bytes:
         self.sock.settimeout(_remaining(deadline))
         try:
-            return self.sock.recv(RECV_SIZE)
+            return self.sock.recv(size)
         except TimeoutError as exc:
             raise Timeout() from exc
 

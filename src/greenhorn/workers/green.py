@@ -73,7 +73,10 @@ def run_green(worker: Any, backend: Backend) -> None:
 
     def acceptor(listener: Any) -> None:
         sock = listener.sock
-        sock.setblocking(True)
+        try:
+            sock.setblocking(True)
+        except OSError:  # closed by a TERM that arrived while booting
+            return
         while worker.alive:
             backend.wait_free(pool)
             if not worker.alive:

@@ -64,9 +64,13 @@ class ThreadWorker(Worker):
         self.parked: dict[int, tuple[Connection, float]] = {}  # fd -> (conn, parked at)
         self.listening = False
         self.tasks: queue.SimpleQueue[Connection | tuple | None] = queue.SimpleQueue()
-        self.listener_fds = {listener.sock.fileno(): listener for listener in self.listeners}
-        for listener in self.listeners:
-            listener.sock.setblocking(False)
+        with self._closing:  # a TERM during boot may already have closed the listeners
+            open_now = self._listeners_open
+            self.listener_fds = {
+                listener.sock.fileno(): listener for listener in self.listeners if open_now
+            }
+            for listener in self.listener_fds.values():
+                listener.sock.setblocking(False)
         self.poller.register(self._wake_r, select.EPOLLIN)
         pool = [
             threading.Thread(target=self._serve_loop, args=(i,), name=f"greenhorn-{i}", daemon=True)

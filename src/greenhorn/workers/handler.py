@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from greenhorn import hooks
 from greenhorn.heartbeat import REJECTED, Scoreboard
 from greenhorn.http import errors
 from greenhorn.http.body import Data, EndOfMessage
@@ -37,7 +38,7 @@ from greenhorn.http.response import (
     error_response,
     prepare,
 )
-from greenhorn.workers.connection import Connection, Timeout
+from greenhorn.workers.connection import RECV_SIZE, Connection, Timeout
 from greenhorn.wsgi import (
     Body,
     ConflictingSchemeHeaders,
@@ -52,6 +53,8 @@ __all__ = ["Handler", "Response"]
 SERVER = "greenhorn"
 DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
+SMALL_WRITE = 65536  # body items below this are framed and sent as one buffer
+BIG_RECV = 1 << 20  # receive size while a large request body is still coming
 _monotonic = time.monotonic
 
 
@@ -160,10 +163,12 @@ class Response:
             if len(data) > room:
                 data = data[:room]
                 self.keep_alive = False
-        if framing.chunked:
-            self._conn.send(b"%x\r\n" % len(data), data, b"\r\n", deadline=self._deadline)
-        else:
+        if not framing.chunked:
             self._conn.send(data, deadline=self._deadline)
+        elif len(data) < SMALL_WRITE:  # one buffer: cheaper than gathering three
+            self._conn.send(b"%x\r\n%b\r\n" % (len(data), data), deadline=self._deadline)
+        else:
+            self._conn.send(b"%x\r\n" % len(data), data, b"\r\n", deadline=self._deadline)
         self.sent += len(data)
 
     def finish(self) -> None:
@@ -177,6 +182,68 @@ class Response:
             self._conn.send(LAST_CHUNK, deadline=self._deadline)
         elif framing.length is not None and framing.body_allowed and self.sent < framing.length:
             self.keep_alive = False
+
+
+class BodySource:
+    """Pulls the request body from the parser for ``wsgi.input``, receiving as needed.
+
+    ``100 Continue`` goes out on the first pull, and only while the response head has not
+    been sent (after it, the client gets the final status instead). A body that arrives
+    slower than ``body_min_rate`` bytes/s, after a grace of ``header_timeout``, is cut off
+    with 408.
+    """
+
+    __slots__ = (
+        "conn",
+        "continue_pending",
+        "expected",
+        "grace",
+        "min_rate",
+        "received",
+        "resp",
+        "started",
+    )
+
+    def __init__(
+        self, conn: Connection, req: Request, min_rate: int, grace: float, resp: Response
+    ) -> None:
+        self.conn = conn
+        self.continue_pending = req.expect_continue
+        self.min_rate = min_rate
+        self.grace = grace
+        self.resp = resp
+        self.received = 0
+        self.started = 0.0
+        self.expected = req.content_length or 0  # 0 for chunked: size unknown
+
+    def pull(self) -> bytes:
+        conn = self.conn
+        parser = conn.parser
+        if self.continue_pending:
+            self.continue_pending = False
+            if not self.resp.head_sent and not parser.buffered:
+                conn.send(CONTINUE)
+        if not self.started:
+            self.started = _monotonic()
+        while True:
+            event = parser.next_event()
+            if event.__class__ is Data:
+                self.received += len(event.data)  # type: ignore[union-attr]
+                return event.data  # type: ignore[union-attr]
+            if event is NEED_DATA:
+                deadline = None
+                if self.min_rate:
+                    deadline = self.started + self.grace + (self.received + 1) / self.min_rate
+                left = self.expected - self.received
+                size = BIG_RECV if left > BIG_RECV else RECV_SIZE if left < RECV_SIZE else left
+                try:
+                    parser.feed(conn.recv(deadline, size))
+                except Timeout:
+                    raise errors.BodyTimeout("request body arrived too slowly") from None
+                continue
+            if event.__class__ is EndOfMessage:
+                return b""
+            raise errors.IncompleteRequest("unexpected event in the body")
 
 
 class Handler:
@@ -210,8 +277,10 @@ class Handler:
         )
         self.proxy_protocol = _proxy_mode(cfg.proxy_protocol)
         self.proxy_trust = ProxyTrust(list(cfg.proxy_allow_ips), {})
-        self.pre_request = cfg.pre_request
-        self.post_request = cfg.post_request
+        # default (no-op) hooks are skipped on the hot path
+        self.pre_request = None if hooks.is_default(cfg, "pre_request") else cfg.pre_request
+        self.post_request = None if hooks.is_default(cfg, "post_request") else cfg.post_request
+        self.no_body = Body(None)  # shared: a body-less request's wsgi.input never changes
 
     # -- the request cycle -----------------------------------------------------------------
 
@@ -248,7 +317,7 @@ class Handler:
             self.reject(conn, exc)
             return False
         except Timeout:
-            if parser.buffered or conn.requests == 0:
+            if parser.buffered:  # part of a head: answer 408; nothing at all: just close
                 self.reject(conn, errors.HeadTimeout("request head not received in time"))
             return False
         except OSError:
@@ -270,11 +339,16 @@ class Handler:
         resp = Response(conn, req, keep_alive)
         resp._deadline = now + self.send_timeout if self.send_timeout else None
         has_body = req.chunked or bool(req.content_length)
-        body = Body(self._puller(conn, req) if has_body else None)
+        if has_body:
+            source = BodySource(conn, req, self.min_rate, self.header_timeout or 0.0, resp)
+            body = Body(source.pull)
+        else:
+            body = self.no_body
         environ: dict[str, Any] = {}
         try:
             environ = build_environ(self.base, req, conn.info, body, self.trust)
-            self.pre_request(self.worker, req)
+            if self.pre_request is not None:
+                self.pre_request(self.worker, req)
             self._call_app(conn, req, resp, environ)
         except ConflictingSchemeHeaders:
             self._error(conn, resp, 400, "Bad Request", "conflicting scheme headers")
@@ -285,23 +359,28 @@ class Handler:
             duration = _monotonic() - now
             if board is not None:
                 board.finish(slot, resp.status_code or 500, duration, resp.sent)
-            try:
-                self.post_request(self.worker, req, environ, resp)
-            except Exception:
-                self.log.exception("Exception in post_request hook")
+            if self.post_request is not None:
+                try:
+                    self.post_request(self.worker, req, environ, resp)
+                except Exception:
+                    self.log.exception("Exception in post_request hook")
             if self.log.access_enabled:
                 try:
                     self.log.access(req, resp, environ, duration)
                 except Exception:
                     self.log.exception("Error writing the access log")
-        if not resp.keep_alive or conn.closed:
-            return False
         if has_body and not body.finished:
+            conn.linger = True  # if we close now, let the client finish sending first
+            if not resp.keep_alive or conn.closed or source.continue_pending:
+                return False  # (a client waiting for 100 Continue never gets its body read)
             try:
                 if not body.drain(DRAIN_LIMIT):
                     return False
             except (errors.HTTPError, Timeout, OSError):
                 return False
+            conn.linger = False
+        elif not resp.keep_alive or conn.closed:
+            return False
         try:
             conn.parser.start_next()
         except RuntimeError:
@@ -392,41 +471,6 @@ class Handler:
             conn.info.remote_port = str(result.src_port)
         conn.parser.feed(data[result.consumed :])
         return True
-
-    def _puller(self, conn: Connection, req: Request) -> Callable[[], bytes]:
-        """The function ``wsgi.input`` calls for the next piece of body."""
-        parser = conn.parser
-        state = {"continue": req.expect_continue, "received": 0, "start": 0.0}
-        min_rate = self.min_rate
-        grace = self.header_timeout or 0.0
-
-        def pull() -> bytes:
-            if state["continue"]:
-                state["continue"] = False
-                if not parser.buffered:
-                    conn.send(CONTINUE)
-            if not state["start"]:
-                state["start"] = _monotonic()
-            while True:
-                event = parser.next_event()
-                if event.__class__ is Data:
-                    state["received"] += len(event.data)  # type: ignore[union-attr]
-                    return event.data  # type: ignore[union-attr]
-                if event is NEED_DATA:
-                    deadline = None
-                    if min_rate:
-                        allowed = grace + (state["received"] + 1) / min_rate
-                        deadline = state["start"] + allowed
-                    try:
-                        parser.feed(conn.recv(deadline))
-                    except Timeout:
-                        raise errors.BodyTimeout("request body arrived too slowly") from None
-                    continue
-                if event.__class__ is EndOfMessage:
-                    return b""
-                raise errors.IncompleteRequest("unexpected event in the body")
-
-        return pull
 
     def _can_sendfile(self, conn: Connection, wrapper: FileWrapper) -> bool:
         if not self.sendfile or getattr(conn.sock, "cipher", None) is not None:

@@ -40,9 +40,11 @@ class SyncWorker(Worker):
             board=self.tmp.board,
         )
         self._poller = poller = select.epoll()
-        for listener in self.listeners:
-            listener.sock.setblocking(False)
-            poller.register(listener.sock.fileno(), select.EPOLLIN | _EXCLUSIVE)
+        with self._closing:  # a TERM during boot may already have closed the listeners
+            if self._listeners_open:
+                for listener in self.listeners:
+                    listener.sock.setblocking(False)
+                    poller.register(listener.sock.fileno(), select.EPOLLIN | _EXCLUSIVE)
         poller.register(self._wake_r, select.EPOLLIN)
         listeners = list(self.listeners)
         monotonic = time.monotonic
@@ -62,10 +64,12 @@ class SyncWorker(Worker):
             if served:
                 continue
             try:
-                poller.poll(idle_wait)
+                events = poller.poll(idle_wait)
             except InterruptedError:
-                pass
-            self.drain_wake()
+                continue
+            for fd, _ in events:
+                if fd == self._wake_r:
+                    self.drain_wake()
         # Stopping: serve what was accepted from the backlog, then leave.
         while self.pending:
             client, addr, listener, accepted_at = self.pending.popleft()

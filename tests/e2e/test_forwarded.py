@@ -1,0 +1,94 @@
+"""Forwarded scheme headers end to end: secure_scheme_headers are honoured only from
+forwarded_allow_ips peers, and trusted headers that disagree answer 400."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from conftest import read_all
+
+
+def get(server: Any, *headers: str) -> bytes:
+    extra = "".join(f"{h}\r\n" for h in headers)
+    return server.raw(f"GET /f HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode())
+
+
+def scheme(response: bytes) -> str:
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), response[:300]
+    return json.loads(body.split(b"\n", 1)[0])["wsgi.url_scheme"]
+
+
+def test_trusted_by_default_from_localhost(greenhorn):
+    s = greenhorn("-w", "1", "echo:app")
+    assert scheme(get(s)) == "http"
+    assert scheme(get(s, "X-Forwarded-Proto: https")) == "https"
+    assert scheme(get(s, "X-Forwarded-Ssl: on")) == "https"
+    assert scheme(get(s, "X-Forwarded-Protocol: ssl")) == "https"
+    assert scheme(get(s, "X-Forwarded-Proto: http")) == "http"
+    # two trusted headers that agree
+    assert scheme(get(s, "X-Forwarded-Proto: https", "X-Forwarded-Ssl: on")) == "https"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ("X-Forwarded-Proto: https", "X-Forwarded-Ssl: off"),
+        ("X-Forwarded-Proto: http", "X-Forwarded-Ssl: on"),
+        ("X-Forwarded-Proto: https", "X-Forwarded-Proto: http"),
+    ],
+)
+def test_conflicting_trusted_headers_are_400(greenhorn, headers):
+    s = greenhorn("-w", "1", "echo:app")
+    pids = s.worker_pids()
+    assert get(s, *headers).startswith(b"HTTP/1.1 400 ")
+    assert scheme(get(s)) == "http"
+    assert s.worker_pids() == pids
+
+
+def test_untrusted_peer_cannot_set_the_scheme(greenhorn):
+    s = greenhorn("-w", "1", "--forwarded-allow-ips", "10.0.0.1", "echo:app")
+    assert scheme(get(s, "X-Forwarded-Proto: https")) == "http"
+    # and headers that would conflict are ignored, not refused, from an untrusted peer
+    assert scheme(get(s, "X-Forwarded-Proto: https", "X-Forwarded-Ssl: off")) == "http"
+
+
+def test_environment_variable_sets_the_default(greenhorn):
+    s = greenhorn("-w", "1", "echo:app", env={"FORWARDED_ALLOW_IPS": "10.0.0.1"})
+    assert scheme(get(s, "X-Forwarded-Proto: https")) == "http"
+
+
+@pytest.mark.parametrize("allow", ["*", "10.0.0.1,127.0.0.0/8"])
+def test_allow_everyone_or_a_network(greenhorn, allow):
+    s = greenhorn("-w", "1", "--forwarded-allow-ips", allow, "echo:app")
+    assert scheme(get(s, "X-Forwarded-Proto: https")) == "https"
+
+
+def test_custom_secure_scheme_headers(greenhorn, tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text("secure_scheme_headers = {'X-Scheme': 'https'}\n")
+    s = greenhorn("-w", "1", "-c", str(conf), "echo:app")
+    assert scheme(get(s, "X-Scheme: https")) == "https"
+    assert scheme(get(s, "X-Forwarded-Proto: https")) == "http"  # the defaults are replaced
+
+
+def test_unix_socket_peer_is_trusted(greenhorn, tmp_path):
+    """Only local processes reach a unix socket: its peers are trusted (as in gunicorn)."""
+    path = tmp_path / "f.sock"
+    s = greenhorn(
+        "-b", f"unix:{path}", "-w", "1", "--forwarded-allow-ips", "10.0.0.1", "echo:app",
+        wait=False,
+    )  # fmt: skip
+    s.wait_for_log(r"Listening at: unix:")
+    with socket.socket(socket.AF_UNIX) as c:
+        c.settimeout(10)
+        c.connect(str(path))
+        c.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n"
+        )
+        response = read_all(c)
+    assert scheme(response) == "https"
