@@ -241,7 +241,7 @@ def greenhorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server = Server(proc, err, out)
         started.append(server)
         if wait:
-            m = server.wait_for_log(r"Listening at: http://[^\s:]+:(\d+)", timeout)
+            m = server.wait_for_log(r"Listening at: https?://[^\s:]+:(\d+)", timeout)
             server.port = int(m[0])
             if ready_path is not None:
                 wait_until(

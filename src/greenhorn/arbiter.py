@@ -137,6 +137,14 @@ class Arbiter:
         except AppImportError as exc:
             self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
             return process.APP_LOAD_ERROR
+        if cfg.reload:
+            from greenhorn import reload
+
+            try:
+                reload.choose_engine(cfg.reload_engine)
+            except reload.ReloadError as exc:
+                self.log.error("Cannot watch for code changes (--reload): %s", exc)
+                return process.EXIT_USAGE
         if cfg.certfile:
             from greenhorn import tls
 
@@ -161,8 +169,9 @@ class Arbiter:
                 return process.EXIT_FAILURE
         self.signals.install(MASTER_SIGNALS)
         self.log.info("Starting greenhorn %s", __version__)
+        scheme = "https" if cfg.certfile else "http"
         for listener in self.LISTENERS:
-            self.log.info("Listening at: %s (%s)", listener.name, self.pid)
+            self.log.info("Listening at: %s (%s)", listener.url(scheme), self.pid)
         self.log.info("Using worker: %s", cfg.worker_class)
         code = self.open_servers()
         if code is not None:

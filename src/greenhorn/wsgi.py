@@ -85,7 +85,16 @@ class ProxyTrust:
 class ConnInfo:
     """What the environ needs to know about one connection."""
 
-    __slots__ = ("remote_addr", "remote_port", "scheme", "server_name", "server_port", "sock")
+    __slots__ = (
+        "peer",
+        "proxy",
+        "remote_addr",
+        "remote_port",
+        "scheme",
+        "server_name",
+        "server_port",
+        "sock",
+    )
 
     def __init__(
         self,
@@ -102,6 +111,19 @@ class ConnInfo:
         self.server_name = server_name
         self.server_port = server_port
         self.scheme = scheme
+        # the socket's real peer: forwarded headers are trusted by it, even when a PROXY
+        # header replaced remote_addr with the original client's address
+        self.peer = remote_addr
+        self.proxy: tuple[str, str, str] | None = None  # PROXY_PROTOCOL, _ADDR, _PORT
+
+    def apply_proxy(self, header: Any) -> None:
+        """Take the client's address from a PROXY protocol header (``http.proxy``)."""
+        if header.local:
+            return
+        self.remote_addr = header.src_addr
+        self.remote_port = str(header.src_port)
+        family = "TCP6" if ":" in header.src_addr else "TCP4"
+        self.proxy = (family, header.dst_addr, str(header.dst_port))
 
 
 def base_environ(
@@ -174,7 +196,9 @@ def build_environ(
             env["SERVER_PORT"] = "443" if conn.scheme == "https" else "80"
     else:
         env["SERVER_NAME"], env["SERVER_PORT"] = conn.server_name, conn.server_port
-    if scheme_hits is not None and trust is not None and trust.trusts(conn.remote_addr):
+    if conn.proxy is not None:
+        env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
+    if scheme_hits is not None and trust is not None and trust.trusts(conn.peer):
         if len(set(scheme_hits)) > 1:
             raise ConflictingSchemeHeaders()
         env["wsgi.url_scheme"] = "https" if scheme_hits[0] else "http"

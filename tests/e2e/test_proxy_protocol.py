@@ -133,11 +133,6 @@ def test_keep_alive_connection_keeps_the_proxied_address(greenhorn):
         assert json.loads(response.partition(b"\r\n\r\n")[2])["REMOTE_ADDR"] == "1.2.3.4"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wsgi.build_environ checks forwarded_allow_ips against the PROXY client address, "
-    "not the proxy that sent the headers (gunicorn uses the socket peer)",
-)
 def test_forwarded_headers_are_trusted_by_the_real_peer(proxied):
     req = REQ.replace(b"Host: x\r\n", b"Host: x\r\nX-Forwarded-Proto: https\r\n")
     env = environ_of(send(proxied, V1 + req))
@@ -145,9 +140,6 @@ def test_forwarded_headers_are_trusted_by_the_real_peer(proxied):
     assert env["wsgi.url_scheme"] == "https"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="PROXY_PROTOCOL/PROXY_ADDR/PROXY_PORT environ keys (gunicorn) missing"
-)
 def test_gunicorn_proxy_environ_keys(proxied):
     env = environ_of(send(proxied, V1 + REQ))
     assert (env.get("PROXY_PROTOCOL"), env.get("PROXY_ADDR"), env.get("PROXY_PORT")) == (

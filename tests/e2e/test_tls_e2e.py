@@ -201,10 +201,6 @@ def test_proxy_header_before_tls(greenhorn, certs):
     assert info["wsgi.url_scheme"] == "https"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers/base.py make_connection does not yet apply tls.proxy_header(sock)",
-)
 def test_proxy_header_before_tls_sets_remote_addr(greenhorn, certs):
     s = start_tls(greenhorn, certs, "-w", "1", "--proxy-protocol", "v1", "echo:app")
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as raw:

@@ -208,8 +208,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "reload_engine", DEBUGGING, t.choice("auto", "poll", "inotify"), "auto",
-        "How --reload notices changes: `poll` checks modification times, `inotify` uses "
-        "the inotify package, `auto` picks inotify when it is installed.",
+        "How --reload notices changes: `poll` checks modification times once a second, "
+        "`inotify` uses Linux inotify (through libc, no extra package), `auto` picks inotify "
+        "when the kernel offers it. A changed file with a syntax error is logged and the "
+        "running workers keep serving.",
         flags=("--reload-engine",), metavar="STRING", reloadable=False,
     ),
     Setting(

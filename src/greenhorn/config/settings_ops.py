@@ -201,7 +201,8 @@ OPS_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "do_handshake_on_connect", TLS, t.to_bool, False,
-        "Do the TLS handshake as soon as a connection is accepted rather than on first read.",
+        "Accepted for gunicorn compatibility; changes nothing: greenhorn always completes "
+        "the TLS handshake (under --header-timeout) before reading a request.",
         flags=("--do-handshake-on-connect",), action="store_true",
     ),
     Setting(

@@ -310,6 +310,9 @@ class Worker:
                 return None
             info.sock = client
             info.scheme = "https"
+            header = tls.proxy_header(client)  # a PROXY header comes before TLS
+            if header is not None:
+                info.apply_proxy(header)
             cls = TimeoutConnection
         return cls(client, addr, info, self.limits, accepted_at)
 

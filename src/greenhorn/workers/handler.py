@@ -293,7 +293,11 @@ class Handler:
         parser = conn.parser
         if conn.requests == 0:
             begun = conn.accepted_at
-            if self.proxy_protocol != "off" and not self._read_proxy_header(conn, begun):
+            if (
+                self.proxy_protocol != "off"
+                and conn.info.scheme != "https"  # TLS: the header came before the handshake
+                and not self._read_proxy_header(conn, begun)
+            ):
                 conn.lingering_close(seconds=0.0)
                 return False
         else:
@@ -466,9 +470,7 @@ class Handler:
         if not self.proxy_trust.trusts(peer):
             self.log.warning("PROXY header from untrusted ip=%s refused", peer)
             return False
-        if not result.local:
-            conn.info.remote_addr = result.src_addr
-            conn.info.remote_port = str(result.src_port)
+        conn.info.apply_proxy(result)
         conn.parser.feed(data[result.consumed :])
         return True
 
