@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,7 +139,8 @@ class Server:
             return []
 
 
-def wait_for(predicate, timeout: float, what: str, server: Server):  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, server: Server) -> object:
+    """Poll ``predicate`` until truthy; RuntimeError (with the log tail) after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -177,7 +178,7 @@ def running(name: str, argv: list[str], workdir: Path, workers: int) -> Iterator
         found = wait_for(
             lambda: rx.findall(log.read_text(errors="replace")), START_TIMEOUT, "listen", server
         )
-        server.port = int(found[0])
+        server.port = int(found[0])  # type: ignore[index]
 
         def booted() -> bool:
             pids = set(server.workers())

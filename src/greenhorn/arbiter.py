@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
 import sys
 import time
 from typing import Any
 
-from greenhorn import __version__, policy, process, restart, sockets, systemd
+from greenhorn import __version__, master_sockets, policy, process, restart, sockets, systemd
 from greenhorn.heartbeat import BOOTED, DRAIN, EXIT_REASON, WorkerTmp, choose_tmp_dir
 from greenhorn.pidfile import Pidfile, PidfileError
 from greenhorn.signals import SignalPipe
@@ -190,33 +189,7 @@ class Arbiter:
         return self.cfg.proc_name or self.cfg.default_proc_name
 
     def open_servers(self) -> int | None:
-        """The master's own listeners: Prometheus metrics (asked for: failure is fatal) and
-        the control socket (on by default: failure is only a warning)."""
-        cfg = self.cfg
-        if cfg.metrics_bind:
-            from greenhorn.metrics import MetricsServer
-
-            try:
-                server = MetricsServer(cfg.metrics_bind)
-            except (OSError, ValueError) as exc:
-                self.log.error("%s", exc)
-                return process.EXIT_FAILURE
-            self.servers.append(("metrics", server))
-            self.log.info("Metrics at: %s", server.name)
-        if not cfg.control_socket_disable:
-            try:
-                from greenhorn import ctl
-
-                path = cfg.control_socket or ctl.default_socket_path(self.pid)
-                # a USR2 child takes the socket over from its parent (same explicit path)
-                server = ctl.ControlServer(
-                    path, cfg.control_socket_mode, takeover=bool(self.master_pid)
-                )
-                self.servers.append(("control", server))
-                self.log.debug("Control socket at: %s", path)
-            except (ImportError, OSError, ValueError) as exc:
-                self.log.warning("Control socket disabled: %s", exc)
-        return None
+        return master_sockets.open_servers(self)
 
     def open_listeners(self) -> list[sockets.Listener]:
         inherited = sockets.inherited_listeners(os.environ, backlog=self.cfg.backlog)
@@ -263,40 +236,11 @@ class Arbiter:
             self.check_reload_requests()
 
     def wait(self, fd: int, seconds: float) -> list[int]:
-        """Sleep until a signal arrives (its fd is in the result) or ``seconds`` pass, while
-        answering /metrics, /readyz and control commands (never blocking on a client)."""
-        owners = {f: server for _, server in self.servers for f in server.fds()}
-        writers = {f: server for _, server in self.servers for f in server.wfds()}
-        try:
-            ready, writable, _ = select.select([fd, *owners], list(writers), [], seconds)
-        except (InterruptedError, ValueError, OSError):
-            return []
-        self.serve_master_sockets([*ready, *writable], {**owners, **writers})
-        return ready
-
-    def serve_master_sockets(self, ready: list[int], owners: dict[int, Any]) -> None:
-        """Answer /metrics, /livez, /readyz and control-socket commands (never blocks)."""
-        now = time.monotonic()
-        for name, server in self.servers:
-            for fd in set(ready):
-                if owners.get(fd) is server:
-                    try:
-                        if name == "metrics":
-                            server.handle(fd, self.status)
-                        else:
-                            server.handle(fd, self.control)
-                    except Exception:
-                        self.log.exception("Error serving the %s socket", name)
-            server.expire(now)
+        """Sleep until a signal arrives or ``seconds`` pass; /metrics and ctl are served."""
+        return master_sockets.wait(self, fd, seconds)
 
     def backlog(self) -> int:
-        """Connections waiting in the kernels' accept queues, all listeners together."""
-        from greenhorn.status import accept_queue
-
-        total = 0
-        for listener in self.LISTENERS:
-            total += accept_queue(listener.sock) or 0
-        return total
+        return master_sockets.backlog(self)
 
     def status(self) -> dict[str, Any]:
         """Everything /metrics and ``greenhorn ctl`` show."""
@@ -304,27 +248,7 @@ class Arbiter:
 
     def control(self, command: str, args: list[str]) -> dict[str, Any]:
         """A command from ``greenhorn ctl`` (ValueError for a bad one)."""
-        if command in ("workers", "status", "stats"):
-            return self.status()
-        if command in ("add", "remove"):
-            try:
-                n = int(args[0]) if args else 1
-            except ValueError:
-                raise ValueError(f"{command}: expected a number, got {args[0]!r}") from None
-            if n < 1:
-                raise ValueError(f"{command}: expected a positive number")
-            delta = n if command == "add" else -n
-            self.set_num_workers(max(1, self.num_workers + delta))
-            self.manage_workers()
-            return {"workers_target": self.num_workers}
-        if command == "reload":
-            self.reload()
-            return {"generation": self.generation}
-        if command == "reopen":
-            self.log.reopen_files()
-            self.kill_workers(signal.SIGUSR1)
-            return {}
-        raise ValueError(f"unknown command {command!r}")
+        return master_sockets.control(self, command, args)
 
     def dispatch(self, sig: int) -> int | None:
         """Handle one queued signal; return an exit code to stop."""

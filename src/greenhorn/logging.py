@@ -47,11 +47,8 @@ SYSLOG_FORMAT = "[%(process)d] %(message)s"
 
 LOG_LEVELS: Mapping[str, int] = MappingProxyType(
     {
-        "critical": logging.CRITICAL,
-        "error": logging.ERROR,
-        "warning": logging.WARNING,
-        "info": logging.INFO,
-        "debug": logging.DEBUG,
+        name.lower(): getattr(logging, name)
+        for name in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
     }
 )
 

@@ -175,6 +175,7 @@ _SPECIAL = frozenset(
 )
 
 _HEAD, _BODY, _DONE, _ERROR = range(4)
+_CR_OR_LF = (b"\r", b"\n")
 
 
 class Parser:
@@ -275,11 +276,12 @@ class Parser:
 
     def _next_head(self) -> Request | _Sentinel:
         buf = self._buf
-        # RFC 9112 §2.2: ignore empty lines before the request line.
-        while buf[:1] == b"\r" and buf[1:2] == b"\n":
-            del buf[:2]
-        if buf[:1] == b"\n":
-            raise errors.InvalidRequestLine("bare LF before the request line")
+        if buf[:1] in _CR_OR_LF:
+            # RFC 9112 §2.2: ignore empty lines before the request line.
+            while buf[:1] == b"\r" and buf[1:2] == b"\n":
+                del buf[:2]
+            if buf[:1] == b"\n":
+                raise errors.InvalidRequestLine("bare LF before the request line")
         end = buf.find(b"\r\n\r\n", self._scan)
         if end < 0:
             return self._incomplete_head()
@@ -287,7 +289,14 @@ class Parser:
         del buf[: end + 4]
         self._scan = self._checked = self._nfields = 0
         request = self._parse_head(head)
-        self._start_body(request)
+        # frame the body
+        self._state = _BODY
+        if request.chunked:
+            self._body = ChunkedReader()
+        elif request.content_length:
+            self._body = ContentLengthReader(request.content_length)
+        else:
+            self._body = None
         return request
 
     def _incomplete_head(self) -> _Sentinel:
@@ -384,8 +393,27 @@ class Parser:
         return method, uri, version, *self._other_target(method, uri)
 
     def _parse_head(self, head: str) -> Request:
-        line, _, block = head.partition("\r\n")
-        method, uri, version, path, query, fragment = self._request_line(line)
+        end = head.find("\r\n")
+        if end < 0:
+            line, block = head, ""
+        else:
+            line, block = head[:end], head[end + 2 :]
+        limits = self._limits
+        m = None
+        if len(line) <= limits.line_limit and not limits.casefold_http_method:
+            m = self._line_re.fullmatch(line)
+        if m is not None and m.group(3) == "1" and m.group(4) in "01":  # the common case
+            method, uri, _, minor = m.groups()
+            version = (1, 1) if minor == "1" else (1, 0)
+            if uri[0] == "/" and method != "CONNECT":
+                if "?" in uri or "#" in uri:
+                    path, query, fragment = _split_target(uri)
+                else:
+                    path, query, fragment = uri, "", ""
+            else:
+                path, query, fragment = self._other_target(method, uri)
+        else:  # everything else, including every error, takes the careful path
+            method, uri, version, path, query, fragment = self._request_line(line)
         headers: list[tuple[str, str]] = []
         request = Request(method, uri, path, query, fragment, version, headers)
         if block:
@@ -452,6 +480,7 @@ class Parser:
                     raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
         headers = request.headers
         special = None
+        host = connection = None
         for line in lines:
             name, _, value = line.partition(":")
             name = name.upper()
@@ -462,14 +491,32 @@ class Parser:
                 if limits.header_map == "refuse":
                     raise errors.InvalidHeaderName(f"underscore in header name {name}")
             if name in _SPECIAL:
-                if special is None:
-                    special = {}
-                special.setdefault(name, []).append(value)
+                if name == "HOST":
+                    if host is not None:
+                        raise errors.DuplicateHeader("more than one Host header")
+                    host = value
+                elif name == "CONNECTION":
+                    connection = value if connection is None else connection + "," + value
+                else:
+                    if special is None:
+                        special = {}
+                    special.setdefault(name, []).append(value)
             headers.append((name, value))
-        if special is not None:
-            self._apply_special(special, request)
+        if host is not None:
+            if HOST_RE.fullmatch(host) is None:
+                raise errors.InvalidHeader(f"invalid Host {errors.excerpt(host)}")
+            request.host = host
         elif request.version >= (1, 1):
             raise errors.MissingHost("HTTP/1.1 request without a Host header")
+        if connection is not None:
+            value = connection.lower()
+            tokens = {t.strip(" \t") for t in value.split(",")} if "," in value else {value}
+            if "close" in tokens:
+                request.keep_alive = False
+            elif request.version == (1, 0) and "keep-alive" in tokens:
+                request.keep_alive = True
+        if special is not None:
+            self._apply_special(special, request)
 
     def _repair_block(self, block: str) -> list[str]:
         """The fast check failed: unfold if allowed, else raise the precise error."""
@@ -487,29 +534,9 @@ class Parser:
         raise errors.InvalidHeader("malformed header section")  # pragma: no cover
 
     def _apply_special(self, special: dict[str, list[str]], request: Request) -> None:
-        hosts = special.get("HOST")
-        if hosts is None:
-            if request.version >= (1, 1):
-                raise errors.MissingHost("HTTP/1.1 request without a Host header")
-        elif len(hosts) > 1:
-            raise errors.DuplicateHeader("more than one Host header")
-        else:
-            host = hosts[0]
-            if HOST_RE.fullmatch(host) is None:
-                raise errors.InvalidHeader(f"invalid Host {errors.excerpt(host)}")
-            request.host = host
+        """Content-Type, Expect and the framing headers (Host and Connection are done)."""
         if len(special.get("CONTENT-TYPE", ())) > 1:
             raise errors.DuplicateHeader("more than one Content-Type header")
-        connection = special.get("CONNECTION")
-        if connection is not None:
-            if len(connection) == 1 and "," not in connection[0]:
-                tokens = {connection[0].lower()}
-            else:
-                tokens = {t.strip(" \t").lower() for v in connection for t in v.split(",")}
-            if "close" in tokens:
-                request.keep_alive = False
-            elif request.version == (1, 0) and "keep-alive" in tokens:
-                request.keep_alive = True
         expect = special.get("EXPECT")
         if expect is not None and request.version >= (1, 1):
             request.expect_continue = any(v.lower() == "100-continue" for v in expect)
@@ -530,15 +557,6 @@ class Parser:
             if DIGITS_RE.fullmatch(value) is None:
                 raise errors.InvalidContentLength(f"invalid Content-Length {errors.excerpt(value)}")
             request.content_length = int(value)
-
-    def _start_body(self, request: Request) -> None:
-        self._state = _BODY
-        if request.chunked:
-            self._body = ChunkedReader()
-        elif request.content_length:
-            self._body = ContentLengthReader(request.content_length)
-        else:
-            self._body = None
 
 
 def _split_target(target: str) -> tuple[str, str, str]:

@@ -117,6 +117,7 @@ class Worker:
         self._listeners_open = True
         self.ssl_context: Any = None  # built in the child when certfile is set
         self._families: dict[int, int] = {}  # listening fd -> address family (int)
+        self._server_names: dict[Any, tuple[str, str]] = {}  # listener -> SERVER_NAME/PORT
 
     def __repr__(self) -> str:
         return f"<Worker {self.pid}>"
@@ -324,14 +325,15 @@ class Worker:
 
     def conn_info(self, listener: Any, sock: Any, addr: Any) -> ConnInfo:
         """Environ facts about a new connection."""
-        if isinstance(addr, tuple):
-            remote_addr, remote_port = addr[0], str(addr[1])
-        else:
-            remote_addr, remote_port = "", ""
-        server = listener.address
-        host = getattr(server, "host", None) or "localhost"
-        port = getattr(listener, "port", None) or getattr(server, "port", None) or ""
-        return ConnInfo(sock, remote_addr, remote_port, str(host), str(port))
+        server = self._server_names.get(listener)
+        if server is None:
+            address = listener.address
+            host = getattr(address, "host", None) or "localhost"
+            port = getattr(listener, "port", None) or getattr(address, "port", None) or ""
+            server = self._server_names[listener] = (str(host), str(port))
+        if addr.__class__ is tuple:
+            return ConnInfo(sock, addr[0], str(addr[1]), server[0], server[1])
+        return ConnInfo(sock, "", "", server[0], server[1])
 
     def beat(self, now: float) -> None:
         """Heartbeat from the request loop, at most once a second."""

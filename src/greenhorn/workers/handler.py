@@ -339,7 +339,7 @@ class Handler:
         board = self.board
         if board is not None:
             board.start(slot, req.method, req.uri, now)
-        keep_alive = self.keep_alive and req.keep_alive and getattr(self.worker, "alive", True)
+        keep_alive = self.keep_alive and req.keep_alive and self.worker.alive
         resp = Response(conn, req, keep_alive)
         resp._deadline = now + self.send_timeout if self.send_timeout else None
         has_body = req.chunked or bool(req.content_length)
@@ -399,8 +399,11 @@ class Handler:
                 data = result[0]
                 if type(data) is not bytes:
                     raise TypeError(f"response body items must be bytes, not {type(data)}")
-                resp.send_head(data, len(data))
-            elif isinstance(result, FileWrapper) and self._can_sendfile(conn, result):
+                resp.send_head(data, len(data))  # the whole response in one system call
+                if resp.chunked or resp.sent != resp.response_length:
+                    resp.finish()  # (an app Content-Length that disagrees with the body)
+                return  # a list has no close()
+            if isinstance(result, FileWrapper) and self._can_sendfile(conn, result):
                 self._sendfile(conn, resp, result)
             else:
                 for data in result:
