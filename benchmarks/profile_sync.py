@@ -82,6 +82,8 @@ def make_server(app_name: str) -> tuple[Callable[[socket.socket], None], Callabl
 
     class Worker:  # what the handler reads from its worker
         alive = True
+        nr = 0
+        max_requests = 1 << 62
 
     handler = Handler(
         getattr(benchapp, app_name),

@@ -165,3 +165,28 @@ def test_worker_abort_hook_runs_on_timeout(greenhorn, tmp_path):
         pass
     assert time.monotonic() - t0 < 15
     wait_until(lambda: marker.exists() and marker.read_text() == str(victim), 10)
+
+
+def test_missing_extra_names_the_package_to_install(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        "class _Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('gevent', 'eventlet'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    env = base_env(PYTHONPATH=str(tmp_path))
+    for kind in ("gevent", "eventlet"):
+        proc = subprocess.run(
+            command("-b", "127.0.0.1:0", "-k", kind, "hello:app"),
+            env=env,
+            cwd=str(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert f"pip install 'greenhorn[{kind}]'" in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -72,6 +72,8 @@ class FakeLog:
 class FakeWorker:
     def __init__(self) -> None:
         self.alive = True
+        self.nr = 0
+        self.max_requests = 1 << 62
 
 
 class Reader:

@@ -59,6 +59,8 @@ class Worker:
     """What the handler reads from its worker."""
 
     alive = True
+    nr = 0
+    max_requests = 1 << 62
 
 
 class CountingSocket:

@@ -53,7 +53,18 @@ def load_worker_class(name: str, threads: int = 1) -> Any:
     if not sep:
         module_name, _, attr = path.rpartition(".")
     extra = EXTRAS.get(name)
-    if extra is not None and importlib.util.find_spec(extra) is None:
-        raise MissingExtra(f"worker class {name!r} needs {extra}: pip install 'greenhorn[{extra}]'")
-    module = importlib.import_module(module_name)
+    missing = f"worker class {name!r} needs {extra}: pip install 'greenhorn[{extra}]'"
+    if extra is not None:
+        try:
+            spec = importlib.util.find_spec(extra)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            raise MissingExtra(missing)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if extra is not None and (exc.name or "").split(".")[0] == extra:
+            raise MissingExtra(missing) from exc
+        raise
     return getattr(module, attr)

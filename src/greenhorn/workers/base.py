@@ -336,9 +336,14 @@ class Worker:
         return ConnInfo(sock, "", "", server[0], server[1])
 
     def beat(self, now: float) -> None:
-        """Heartbeat from the request loop, at most once a second."""
+        """Heartbeat from the request loop, at most once a second; also notice when the
+        master is gone (a worker never serves on as an orphan)."""
         if now - self.tmp.last_beat >= 1.0:
             self.tmp.beat(now)
+            if os.getppid() != self.ppid and self.alive:
+                self.log.info("Parent changed, shutting down: %s", self)
+                self.alive = False
+                self.close_listeners(drain=False)
 
     def count_request(self) -> None:
         self.nr += 1

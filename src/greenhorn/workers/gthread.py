@@ -150,10 +150,15 @@ class ThreadWorker(Worker):
         if not self.parked:
             return
         limit = self.keepalive
+        expired = False
         for fd, (conn, since) in list(self.parked.items()):
             if now - since >= limit and self.parked.pop(fd, None) is not None:
                 self._unpark(conn)
                 conn.close()
+                expired = True
+        if expired:  # room under worker_connections again: maybe listen again
+            with self.lock:
+                self._update_listening()
 
     def _unpark(self, conn: Connection) -> None:
         try:

@@ -339,7 +339,13 @@ class Handler:
         board = self.board
         if board is not None:
             board.start(slot, req.method, req.uri, now)
-        keep_alive = self.keep_alive and req.keep_alive and self.worker.alive
+        worker = self.worker  # the request that reaches max_requests says Connection: close
+        keep_alive = (
+            self.keep_alive
+            and req.keep_alive
+            and worker.alive
+            and worker.nr + 1 < worker.max_requests
+        )
         resp = Response(conn, req, keep_alive)
         resp._deadline = now + self.send_timeout if self.send_timeout else None
         has_body = req.chunked or bool(req.content_length)
