@@ -51,6 +51,7 @@ _GOOD_NAMES: set[str] = set()
 _GOOD_NAMES_MAX = 1024
 
 _date_cache: list = [-1, ""]  # [second, formatted]
+_time = time.time
 
 
 def http_date(now: float | None = None) -> str:
@@ -150,7 +151,9 @@ def prepare(
         else:
             keep_alive = False
     if not has_date:
-        lines += ("Date: ", http_date(), "\r\n")
+        second = int(_time())
+        date = _date_cache[1] if _date_cache[0] == second else http_date(second)
+        lines += ("Date: ", date, "\r\n")
     if not has_server:
         lines += ("Server: ", server, "\r\n")
     if not keep_alive:

@@ -301,7 +301,13 @@ class Worker:
     ) -> Connection | None:
         """Wrap an accepted socket; for TLS, do the handshake here (in the thread or greenlet
         that will serve it) under the header deadline. None when the handshake fails."""
-        info = self.conn_info(listener, client, addr)
+        server = self._server_names.get(listener)
+        if server is None:
+            server = self.server_name(listener)
+        if addr.__class__ is tuple:
+            info = ConnInfo(client, addr[0], str(addr[1]), server[0], server[1])
+        else:  # UNIX socket peers have no address
+            info = ConnInfo(client, "", "", server[0], server[1])
         if self.ssl_context is not None:
             from greenhorn import tls
 
@@ -323,17 +329,13 @@ class Worker:
         self.log.info("Worker reloading: %s", reason)
         self.tmp.board.counters[RELOAD] = 1
 
-    def conn_info(self, listener: Any, sock: Any, addr: Any) -> ConnInfo:
-        """Environ facts about a new connection."""
-        server = self._server_names.get(listener)
-        if server is None:
-            address = listener.address
-            host = getattr(address, "host", None) or "localhost"
-            port = getattr(listener, "port", None) or getattr(address, "port", None) or ""
-            server = self._server_names[listener] = (str(host), str(port))
-        if addr.__class__ is tuple:
-            return ConnInfo(sock, addr[0], str(addr[1]), server[0], server[1])
-        return ConnInfo(sock, "", "", server[0], server[1])
+    def server_name(self, listener: Any) -> tuple[str, str]:
+        """SERVER_NAME and SERVER_PORT for requests without a Host (cached per listener)."""
+        address = listener.address
+        host = getattr(address, "host", None) or "localhost"
+        port = getattr(listener, "port", None) or getattr(address, "port", None) or ""
+        server = self._server_names[listener] = (str(host), str(port))
+        return server
 
     def beat(self, now: float) -> None:
         """Heartbeat from the request loop, at most once a second; also notice when the

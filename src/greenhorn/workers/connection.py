@@ -13,6 +13,7 @@ on the socket's own timeouts (cooperative ones under gevent/eventlet) instead of
 
 from __future__ import annotations
 
+import _socket
 import os
 import select
 import socket
@@ -25,7 +26,12 @@ from greenhorn.wsgi import ConnInfo
 __all__ = ["Connection", "Timeout", "TimeoutConnection"]
 
 RECV_SIZE = 65536
-LINGER_SECONDS = 0.5  # how long a close waits for a client still sending an unread body
+LINGER_SECONDS = 0.5
+# socket.socket.close() spends two Python frames on makefile() reference counting, which a
+# server socket never uses: plain sockets are closed at the C level. Green and TLS sockets
+# (other classes) keep their own close().
+_PLAIN_SOCKET = socket.socket
+_c_close = _socket.socket.close  # how long a close waits for a client still sending an unread body
 _DONTWAIT = socket.MSG_DONTWAIT
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _POLLOUT = select.POLLOUT | select.POLLERR | select.POLLHUP
@@ -156,7 +162,10 @@ class Connection:
         self.closed = True
         sock = self.sock
         try:
-            sock.close()
+            if sock.__class__ is _PLAIN_SOCKET:
+                _c_close(sock)
+            else:
+                sock.close()
         except OSError:
             pass
 
