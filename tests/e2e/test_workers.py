@@ -507,6 +507,9 @@ def test_cooperative_hang_is_killed_by_its_request_slot(greenhorn, kind):
     s.wait_for_log(rf"WORKER TIMEOUT \(pid:{victim}\) while serving GET /\?t=60")
     # the worker itself was responsive: its control loop logged the request and exited
     s.wait_for_log(r"Worker timeout: aborting while serving GET /\?t=60")
+    # faulthandler only sees the hub; the greenlet stacks show where the request waits
+    s.wait_for_log(r"Greenlet stacks \(\d+\):")
+    s.wait_for_log(r'File ".*slow\.py", line \d+, in app')
     s.wait_for_log(rf"Worker \(pid:{victim}\) aborted after timeout \(exit code 1\)")
     s.wait_workers(1, exclude={victim})
     assert requests.get(s.url("/?t=0"), timeout=10).status_code == 200

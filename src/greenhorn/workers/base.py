@@ -229,12 +229,29 @@ class Worker:
                     line,
                     time.monotonic() - started,
                 )
+            self.log_green_stacks()
             try:
                 self.cfg.worker_abort(self)
             except Exception:
                 self.log.exception("worker_abort hook failed")
             self.exit(ABORT_EXIT)
         # HUP and WINCH are ignored by workers.
+
+    def log_green_stacks(self) -> None:
+        """faulthandler dumps OS threads only; under gevent/eventlet the request that hangs
+        cooperatively lives in a greenlet, so log every greenlet's stack as well."""
+        greenlet = sys.modules.get("greenlet")
+        if greenlet is None:
+            return
+        import gc
+        import traceback
+
+        stacks = []
+        for obj in gc.get_objects():
+            if isinstance(obj, greenlet.greenlet) and obj.gr_frame is not None:
+                stacks.append("".join(traceback.format_stack(obj.gr_frame)))
+        if stacks:
+            self.log.critical("Greenlet stacks (%d):\n%s", len(stacks), "\n".join(stacks).rstrip())
 
     def close_listeners(self, drain: bool) -> None:
         """Stop listening. With ``drain``, first accept what the kernel already queued."""
