@@ -29,6 +29,7 @@ from greenhorn.pidfile import Pidfile, PidfileError
 from greenhorn.signals import SignalPipe
 from greenhorn.signals import name as signame
 from greenhorn.status import Observer
+from greenhorn.workers.base import WORKER_SIGNALS
 
 __all__ = ["Arbiter"]
 
@@ -330,13 +331,18 @@ class Arbiter:
         worker.lifetime = self.scaler.lifetime_for() if self.scaler else 0.0
         worker.recycle_reason = None
         self.call_hook("pre_fork", self, worker)
+        # Signals stay blocked across fork until the child has its own handlers: a TERM
+        # sent to a just-forked worker is then held, not lost (or fed to our pipe).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
         pid = os.fork()
         if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             worker.pid = pid
             self.WORKERS[pid] = worker
             self.log.info("Booting worker with pid: %s", pid)
             return worker
-        # -- in the child --
+        # -- in the child (signals blocked until Worker.init_signals) --
+        worker.sigmask = mask
         worker.pid = os.getpid()
         self.signals.close(restore=False)
         for _, server in self.servers:

@@ -117,6 +117,7 @@ class Worker:
         self._listeners_open = True
         self.ssl_context: Any = None  # built in the child when certfile is set
         self._families: dict[int, int] = {}  # listening fd -> address family (int)
+        self.sigmask: set[Any] | None = None  # the mask to restore once handlers are in
         self._server_names: dict[Any, tuple[str, str]] = {}  # listener -> SERVER_NAME/PORT
 
     def __repr__(self) -> str:
@@ -184,10 +185,14 @@ class Worker:
         # restores the previous handler (ours, queue-only) and re-raises, so the control
         # thread still sees ABRT and finishes the job.
         faulthandler.enable(file=stream, all_threads=True)
+        # created while signals are still blocked, the control thread keeps them blocked:
+        # the kernel delivers them to the main thread, whose C handler writes the pipe
         thread = threading.Thread(
             target=self._control_loop, args=(fd,), name="greenhorn-control", daemon=True
         )
         thread.start()
+        if self.sigmask is not None:  # blocked by the master around fork(): deliver now
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.sigmask)
 
     # -- control thread ----------------------------------------------------------------------
 
