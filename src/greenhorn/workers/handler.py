@@ -54,7 +54,7 @@ SERVER = "greenhorn"
 DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
 SMALL_WRITE = 65536  # body items below this are framed and sent as one buffer
-BIG_RECV = 1 << 20  # receive size while a large request body is still coming
+BIG_RECV = 256 * 1024  # receive size while a large request body is still coming
 _monotonic = time.monotonic
 
 
