@@ -43,6 +43,7 @@ from typing import Any
 
 from greenhorn.metrics import StreamEndpoint
 from greenhorn.pidfile import read_pid
+from greenhorn.process import is_alive
 from greenhorn.sockets import BindError
 
 __all__ = [
@@ -116,16 +117,6 @@ def candidate_paths(pid: int) -> list[str]:
         paths.append(os.path.join(_tmp_dir(uid), name))
         paths.append(os.path.join(f"/run/user/{uid}", name))
     return list(dict.fromkeys(paths))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- server side --------------------------------------------------------------------------------
@@ -353,7 +344,7 @@ def _pid_from(value: str) -> int:
             why = "not found" if not os.path.exists(value) else "holds no pid"
             raise NoMaster(f"no master running: pid file {value} {why}")
     assert pid is not None
-    if not _alive(pid):
+    if not is_alive(pid):
         raise NoMaster(f"no master running: pid {pid} (from {value}) is not running")
     return pid
 
@@ -379,7 +370,7 @@ def discover() -> str:
                 m = _SOCKET_NAME.fullmatch(entry)
                 pid = int(m.group(1)) if m else 0
                 path = os.path.join(directory, entry)
-                if pid and pid not in found and _alive(pid) and _listening(path):
+                if pid and pid not in found and is_alive(pid) and _listening(path):
                     found[pid] = path
     if not found:
         raise NoMaster(

@@ -27,6 +27,8 @@ import errno
 import os
 import tempfile
 
+from greenhorn.process import is_alive
+
 _MODE = 0o644  # -rw-r--r--, as gunicorn
 
 
@@ -47,16 +49,6 @@ def read_pid(path: str) -> int | None:
     return pid if pid > 0 else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 class Pidfile:
     """One pid file at ``path`` (kept up to date by ``rename``); ``pid`` is what we wrote."""
 
@@ -67,7 +59,7 @@ class Pidfile:
     def validate(self) -> int | None:
         """The pid in the file if that process is alive, else None (missing or stale)."""
         pid = read_pid(self.path)
-        return pid if pid is not None and _alive(pid) else None
+        return pid if pid is not None and is_alive(pid) else None
 
     def create(self, pid: int) -> None:
         """Write ``pid`` to the file atomically.
@@ -113,7 +105,7 @@ class Pidfile:
     @staticmethod
     def _check_free(path: str, pid: int) -> None:
         other = read_pid(path)
-        if other is not None and other not in (pid, os.getpid()) and _alive(other):
+        if other is not None and other not in (pid, os.getpid()) and is_alive(other):
             raise PidfileError(f"Already running on PID {other} (or pid file '{path}' is stale)")
 
     def rename(self, new_path: str) -> None:

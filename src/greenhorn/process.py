@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import sys
+from collections.abc import Callable
 
 # Exit codes of the master process (gunicorn's values, so scripts keep working).
 EXIT_OK = 0
@@ -65,30 +66,26 @@ def worker_title(proc_name: str) -> str:
     return f"greenhorn: worker [{proc_name}]"
 
 
-def resolve_uid(value: int | str) -> int:
-    """A user name or number to a uid; ValueError (one line) for an unknown name."""
+def _resolve(value: int | str, lookup: Callable[[str], int], what: str) -> int:
     if isinstance(value, int):
         return value
     text = value.strip()
     if text.isascii() and text.isdigit():
         return int(text)
     try:
-        return pwd.getpwnam(text).pw_uid
+        return lookup(text)
     except KeyError:
-        raise ValueError(f"no such user: {text!r}") from None
+        raise ValueError(f"no such {what}: {text!r}") from None
+
+
+def resolve_uid(value: int | str) -> int:
+    """A user name or number to a uid; ValueError (one line) for an unknown name."""
+    return _resolve(value, lambda name: pwd.getpwnam(name).pw_uid, "user")
 
 
 def resolve_gid(value: int | str) -> int:
     """A group name or number to a gid; ValueError (one line) for an unknown name."""
-    if isinstance(value, int):
-        return value
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return int(text)
-    try:
-        return grp.getgrnam(text).gr_gid
-    except KeyError:
-        raise ValueError(f"no such group: {text!r}") from None
+    return _resolve(value, lambda name: grp.getgrnam(name).gr_gid, "group")
 
 
 def drop_privileges(uid: int | None, gid: int | None, initgroups: bool = False) -> None:

@@ -184,7 +184,7 @@ def handshake(
     ip, peer = _peer(sock)
     header: proxy.ProxyHeader | None = None
     try:
-        mode = _proxy_mode(cfg.proxy_protocol)
+        mode = proxy.mode_from_setting(cfg.proxy_protocol)
         if mode != "off":
             header = _read_proxy_header(sock, deadline, mode)
             if header is not None and not ProxyTrust(list(cfg.proxy_allow_ips), {}).trusts(ip):
@@ -301,14 +301,6 @@ def _read_proxy_header(sock: socket.socket, deadline: float, mode: str) -> proxy
             raise OSError("connection closed inside the PROXY header")
         left -= len(chunk)
     return result
-
-
-def _proxy_mode(value: Any) -> str:
-    if value is True:
-        return "auto"
-    if not value:
-        return "off"
-    return str(value)
 
 
 def _refuse_plain_http(sock: socket.socket, deadline: float) -> None:

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import grp
 import importlib
 import ipaddress
-import pwd
 import re
 import ssl
 import sys
@@ -31,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from greenhorn import hooks
+from greenhorn import hooks, process
 from greenhorn.app import AppImportError, parse_uri
 
 Converter = Callable[[Any], Any]
@@ -412,28 +410,16 @@ def app_uri(value: Any) -> str | None:
 
 def user_id(value: Any) -> int:
     """A user name or numeric id → uid."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    text = to_str(value)
-    if text.isdigit():
-        return int(text)
-    try:
-        return pwd.getpwnam(text).pw_uid
-    except KeyError:
-        raise ValueError(f"no such user: {text!r}")
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError(f"invalid user id {value!r}")
+    return process.resolve_uid(value if isinstance(value, int) else to_str(value))
 
 
 def group_id(value: Any) -> int:
     """A group name or numeric id → gid."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    text = to_str(value)
-    if text.isdigit():
-        return int(text)
-    try:
-        return grp.getgrnam(text).gr_gid
-    except KeyError:
-        raise ValueError(f"no such group: {text!r}")
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError(f"invalid group id {value!r}")
+    return process.resolve_gid(value if isinstance(value, int) else to_str(value))
 
 
 def existing_dir(value: Any) -> str | None:

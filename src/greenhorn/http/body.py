@@ -58,6 +58,17 @@ FORBIDDEN_TRAILERS = frozenset(
 )
 
 
+def _take(buf: bytearray, n: int) -> bytes:
+    """Remove and return up to ``n`` bytes from the front of ``buf``."""
+    if len(buf) <= n:
+        data = bytes(buf)
+        buf.clear()
+    else:
+        data = bytes(buf[:n])
+        del buf[:n]
+    return data
+
+
 class Data:
     """A piece of the request body."""
 
@@ -100,13 +111,7 @@ class ContentLengthReader:
             if eof:
                 raise errors.IncompleteRequest("connection closed inside the request body")
             return None
-        n = self.remaining
-        if len(buf) <= n:
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:n])
-            del buf[:n]
+        data = _take(buf, self.remaining)
         self.remaining -= len(data)
         return Data(data)
 
@@ -131,13 +136,7 @@ class ChunkedReader:
             if state == _DATA:
                 if not buf:
                     return self._need(eof)
-                n = self.remaining
-                if len(buf) <= n:
-                    data = bytes(buf)
-                    buf.clear()
-                else:
-                    data = bytes(buf[:n])
-                    del buf[:n]
+                data = _take(buf, self.remaining)
                 self.remaining -= len(data)
                 if self.remaining == 0:
                     self.state = _DATA_END

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from greenhorn.http import errors
 from greenhorn.http.parser import NEED_DATA
@@ -208,3 +208,12 @@ def _check_tlvs(tlvs: bytes) -> None:
         pos += 3 + size
         if pos > len(tlvs):
             raise errors.InvalidProxyHeader("PROXY v2: TLV longer than the header")
+
+
+def mode_from_setting(value: Any) -> str:
+    """``proxy_protocol`` as off|v1|v2|auto (gunicorn's boolean form means auto)."""
+    if value is True:
+        return "auto"
+    if not value:
+        return "off"
+    return str(value)

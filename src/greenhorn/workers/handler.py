@@ -27,7 +27,7 @@ from typing import Any
 
 from greenhorn import hooks
 from greenhorn.heartbeat import REJECTED, Scoreboard
-from greenhorn.http import errors
+from greenhorn.http import errors, proxy
 from greenhorn.http.body import Data, EndOfMessage
 from greenhorn.http.parser import EOF, NEED_DATA, Request
 from greenhorn.http.response import (
@@ -275,7 +275,7 @@ class Handler:
         self.base = base_environ(
             multithread=multithread, errors=_errors_stream(log), script_name=script_name
         )
-        self.proxy_protocol = _proxy_mode(cfg.proxy_protocol)
+        self.proxy_protocol = proxy.mode_from_setting(cfg.proxy_protocol)
         self.proxy_trust = ProxyTrust(list(cfg.proxy_allow_ips), {})
         # default (no-op) hooks are skipped on the hot path
         self.pre_request = None if hooks.is_default(cfg, "pre_request") else cfg.pre_request
@@ -453,7 +453,6 @@ class Handler:
         (``proxy_allow_ips``); a malformed header, or one from an untrusted peer, is logged
         and the connection closed (never answered: the peer is not an HTTP client).
         """
-        from greenhorn.http import proxy
         from greenhorn.http.parser import NEED_DATA as MORE
 
         deadline = begun + self.header_timeout if self.header_timeout else None
@@ -531,15 +530,6 @@ class Handler:
         except (OSError, Timeout):
             pass
         conn.lingering_close(seconds=0.0)
-
-
-def _proxy_mode(value: Any) -> str:
-    """``proxy_protocol`` as off|v1|v2|auto (gunicorn's boolean form means auto)."""
-    if value is True:
-        return "auto"
-    if not value:
-        return "off"
-    return str(value)
 
 
 def _has_length(headers: list[tuple[str, str]]) -> bool:
