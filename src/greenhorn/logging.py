@@ -67,39 +67,20 @@ STATSD_LOGGER_CLASSES = frozenset(
     {"greenhorn.statsd.StatsdLogger", "gunicorn.instrument.statsd.Statsd"}
 )
 
-# Settings read here, with gunicorn's defaults (a cfg object may lack greenhorn-only ones).
-_SETTING_DEFAULTS: Mapping[str, Any] = MappingProxyType(
-    {
-        "accesslog": None,
-        "access_log_format": DEFAULT_FORMAT,
-        "access_log_json": False,
-        "errorlog": "-",
-        "loglevel": "info",
-        "capture_output": False,
-        "logconfig": None,
-        "logconfig_dict": {},
-        "logconfig_json": None,
-        "syslog": False,
-        "syslog_addr": "udp://localhost:514",
-        "syslog_prefix": None,
-        "syslog_facility": "user",
-        "disable_redirect_access_to_syslog": False,
-        "statsd_host": None,
-        "statsd_prefix": "",
-        "dogstatsd_tags": "",
-        "proc_name": None,
-        "logger_class": "greenhorn.logging.Logger",
-    }
-)
-
 
 class LogConfigError(RuntimeError):
     """A logging setting cannot be applied; ``str()`` is a one-line message."""
 
 
 def setting(cfg: Any, name: str) -> Any:
-    """``cfg.<name>``, or gunicorn's default when the config object does not have it."""
-    return getattr(cfg, name, _SETTING_DEFAULTS[name])
+    """``cfg.<name>``, or the setting's default when the config object does not have it
+    (a custom config object, or a gunicorn one without greenhorn's extra settings)."""
+    try:
+        return getattr(cfg, name)
+    except AttributeError:
+        from greenhorn.config import Config
+
+        return getattr(Config(), name)
 
 
 def default_dict_config() -> dict[str, Any]:
