@@ -424,6 +424,13 @@ class Logger:
     def _dict_config(user: Mapping[str, Any]) -> set[str]:
         config = default_dict_config()
         config.update(user)
+        # A user dict that brings its own handlers but keeps our root/loggers must not
+        # leave them pointing at handlers that no longer exist (gunicorn fails there).
+        handlers = config.get("handlers") or {}
+        kept = [config["root"]] if "root" not in user else []
+        kept += list(config["loggers"].values()) if "loggers" not in user else []
+        for entry in kept:
+            entry["handlers"] = [h for h in entry.get("handlers", []) if h in handlers]
         try:
             logging.config.dictConfig(config)
         except (AttributeError, ImportError, ValueError, TypeError, KeyError) as exc:

@@ -6,7 +6,7 @@ import json
 import socket
 import time
 
-from conftest import wait_until
+from conftest import APPS, wait_until
 
 
 def test_access_log_default_format_and_atoms(greenhorn, tmp_path):
@@ -174,3 +174,79 @@ def test_capture_output_sends_prints_to_the_error_log(greenhorn, tmp_path):
     time.sleep(0.2)
     text = wait_until(lambda: "stderr from the app" in errors.read_text() and errors.read_text(), 5)
     assert "printed by the app" in text
+
+
+def test_custom_logger_class(greenhorn, tmp_path):
+    marker = tmp_path / "custom.log"
+    (tmp_path / "mylog.py").write_text(
+        "from greenhorn.logging import Logger\n"
+        "class MyLogger(Logger):\n"
+        "    def __init__(self, cfg):\n"
+        "        super().__init__(cfg)\n"
+        "        self.access_enabled = True\n"
+        "    def access(self, req, resp, environ, request_time):\n"
+        f"        with open({str(marker)!r}, 'a') as f:\n"
+        "            f.write(f'{req.method} {req.path} {resp.status_code}\\n')\n"
+    )
+    s = greenhorn(
+        "--pythonpath", f"{tmp_path},{APPS}", "--logger-class", "mylog.MyLogger", "hello:app"
+    )
+    s.get("/custom")
+    wait_until(lambda: marker.exists() and "GET /custom 200" in marker.read_text(), 5)
+
+
+def test_log_config_ini_json_and_dict(greenhorn, tmp_path):
+    ini_out = tmp_path / "ini.log"
+    ini = tmp_path / "logging.ini"
+    ini.write_text(
+        "[loggers]\nkeys=root,error\n[handlers]\nkeys=file\n[formatters]\nkeys=plain\n"
+        "[logger_root]\nlevel=INFO\nhandlers=\n"
+        "[logger_error]\nlevel=INFO\nhandlers=file\npropagate=0\nqualname=gunicorn.error\n"
+        f"[handler_file]\nclass=FileHandler\nformatter=plain\nargs=({str(ini_out)!r},)\n"
+        "[formatter_plain]\nformat=INI %(levelname)s %(message)s\n"
+    )
+    s = greenhorn("hello:app", "--log-config", str(ini), wait=False)
+    try:
+        wait_until(
+            lambda: ini_out.exists() and "INI INFO Booting worker" in ini_out.read_text(), 15
+        )
+    except AssertionError:
+        raise AssertionError(s.log + "\n---\n" + ini.read_text()) from None
+
+    json_out = tmp_path / "json.log"
+    js = tmp_path / "logging.json"
+    js.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "formatters": {"j": {"format": "JSON %(levelname)s %(message)s"}},
+                "handlers": {
+                    "f": {
+                        "class": "logging.FileHandler",
+                        "filename": str(json_out),
+                        "formatter": "j",
+                    }
+                },
+                "loggers": {
+                    "greenhorn.error": {"handlers": ["f"], "level": "INFO", "propagate": False}
+                },
+            }
+        )
+    )
+    greenhorn("hello:app", "--log-config-json", str(js), wait=False)
+    wait_until(lambda: json_out.exists() and "JSON INFO Booting worker" in json_out.read_text(), 15)
+
+    dict_out = tmp_path / "dict.log"
+    conf = tmp_path / "dict.conf.py"
+    conf.write_text(
+        "logconfig_dict = {\n"
+        "    'version': 1,\n"
+        "    'formatters': {'d': {'format': 'DICT %(levelname)s %(message)s'}},\n"
+        f"    'handlers': {{'f': {{'class': 'logging.FileHandler', 'filename': {str(dict_out)!r},"
+        " 'formatter': 'd'}},\n"
+        "    'loggers': {'gunicorn.error': {'handlers': ['f'], 'level': 'INFO',"
+        " 'propagate': False}},\n"
+        "}\n"
+    )
+    greenhorn("hello:app", "-c", str(conf), wait=False)
+    wait_until(lambda: dict_out.exists() and "DICT INFO Booting worker" in dict_out.read_text(), 15)
