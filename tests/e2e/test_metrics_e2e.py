@@ -50,7 +50,10 @@ def test_counters_move_with_traffic(greenhorn: Any) -> None:
     server, base = start(greenhorn, "hello:app", "-w", "2")
     workers = server.wait_workers(2)
     idle = 'greenhorn_workers{state="idle"}'
-    before = wait_until(lambda: (m := scrape(base)).get(idle) == 2 and m, what="2 idle workers")
+    before = wait_until(
+        lambda: (m := scrape(base)).get(idle) == 2 and m.get("greenhorn_ready") == 1 and m,
+        what="2 idle workers and ready (the master flips ready on its next loop turn)",
+    )
     assert isinstance(before, dict)
     assert before["greenhorn_up"] == 1 and before["greenhorn_ready"] == 1
     assert before["greenhorn_workers_target"] == 2
