@@ -573,6 +573,16 @@ class Logger:
         for failure in failures:
             self.error("cannot reopen log file %s", failure)
 
+    def error_stream(self) -> Any:
+        """The stream the error log writes to (a file or stderr), for what must land in the
+        error log without going through ``logging``: ``wsgi.errors`` and the stack dumps
+        ``faulthandler`` writes on a worker timeout. None when no handler has a stream."""
+        for handler in self.error_log.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is not None and hasattr(stream, "fileno"):
+                return stream
+        return None
+
     def close_on_exec(self) -> None:
         """Set FD_CLOEXEC on every log file descriptor."""
         for handler in _file_handlers():

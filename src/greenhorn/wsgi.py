@@ -15,14 +15,22 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
 from greenhorn import SERVER_SOFTWARE
 from greenhorn.http.parser import Request
 
-__all__ = ["Body", "ConnInfo", "FileWrapper", "ProxyTrust", "base_environ", "build_environ"]
+__all__ = [
+    "Body",
+    "ConnInfo",
+    "ErrorsStream",
+    "FileWrapper",
+    "ProxyTrust",
+    "base_environ",
+    "build_environ",
+]
 
 _KEY_CACHE: dict[str, str] = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": "CONTENT_LENGTH"}
 _KEY_CACHE_MAX = 2048
@@ -126,8 +134,27 @@ class ConnInfo:
         self.proxy = (family, header.dst_addr, str(header.dst_port))
 
 
+class ErrorsStream:
+    """``wsgi.errors``: writes go to whatever stream the error log uses *now*, so they keep
+    landing in the right file after USR1 reopened it."""
+
+    __slots__ = ("_current",)
+
+    def __init__(self, current: Callable[[], IO[str]]) -> None:
+        self._current = current
+
+    def write(self, text: str) -> int:
+        return self._current().write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        self._current().writelines(lines)
+
+    def flush(self) -> None:
+        self._current().flush()
+
+
 def base_environ(
-    *, multithread: bool, errors: IO[str] | None = None, script_name: str | None = None
+    *, multithread: bool, errors: Any = None, script_name: str | None = None
 ) -> dict[str, Any]:
     """The keys that are the same for every request a worker serves."""
     return {

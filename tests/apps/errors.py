@@ -18,6 +18,11 @@ class Closing:
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
+    if path == "/wsgi-errors":
+        environ["wsgi.errors"].write(f"wsgi.errors says {environ['QUERY_STRING']}\n")
+        environ["wsgi.errors"].flush()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"written\n"]
     if path == "/raise":
         raise RuntimeError("boom from the app")
     if path == "/str":

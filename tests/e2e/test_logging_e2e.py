@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import time
+
+import requests
 
 from conftest import APPS, wait_until
 
@@ -250,3 +254,70 @@ def test_log_config_ini_json_and_dict(greenhorn, tmp_path):
     )
     greenhorn("hello:app", "-c", str(conf), wait=False)
     wait_until(lambda: dict_out.exists() and "DICT INFO Booting worker" in dict_out.read_text(), 15)
+
+
+def test_timeout_stacks_and_wsgi_errors_land_in_the_error_log_file(greenhorn, tmp_path):
+    errors = tmp_path / "error.log"
+    s = greenhorn(
+        "--pythonpath",
+        f"{tmp_path},{APPS}",
+        "errors:app",
+        "--error-logfile",
+        str(errors),
+        wait=False,
+    )
+    m = wait_until(
+        lambda: (
+            errors.exists()
+            and __import__("re").findall(
+                r"Listening at: http://127.0.0.1:(\d+)", errors.read_text()
+            )
+        ),
+        15,
+    )
+    s.port = int(m[0])
+    wait_until(lambda: _ok(s), 15)
+    s.get("/wsgi-errors?first")
+    wait_until(lambda: "wsgi.errors says first" in errors.read_text(), 5)
+    # after logrotate + USR1, wsgi.errors follows the reopened file
+    rotated = tmp_path / "error.log.1"
+    os.rename(errors, rotated)
+    s.send_signal(signal.SIGUSR1)
+    # logged before the reopen, so into the old file; the reopen then creates the new one
+    wait_until(lambda: "Handling signal: usr1" in rotated.read_text() and errors.exists(), 10)
+
+    def second_in_new_file() -> bool:
+        s.get("/wsgi-errors?second")
+        return "wsgi.errors says second" in errors.read_text()
+
+    wait_until(second_in_new_file, 10, every=0.3, what="wsgi.errors in the reopened file")
+    assert "wsgi.errors says second" not in rotated.read_text()
+
+
+def test_timeout_stack_dump_goes_to_the_error_log_file(greenhorn, tmp_path):
+    errors = tmp_path / "error.log"
+    s = greenhorn("slow:app", "-t", "2", "--error-logfile", str(errors), wait=False)
+    m = wait_until(
+        lambda: (
+            errors.exists()
+            and __import__("re").findall(
+                r"Listening at: http://127.0.0.1:(\d+)", errors.read_text()
+            )
+        ),
+        15,
+    )
+    s.port = int(m[0])
+    try:
+        requests.get(s.url("/spin?t=60"), timeout=20)
+    except requests.RequestException:
+        pass
+    text = wait_until(
+        lambda: (
+            "WORKER TIMEOUT" in errors.read_text()
+            and 'slow.py", line' in errors.read_text()
+            and errors.read_text()
+        ),
+        15,
+        what="timeout report with the stack in the error log file",
+    )
+    assert "Worker timeout: aborting while serving GET /spin?t=60" in text

@@ -180,7 +180,7 @@ class Worker:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         fd = self._signals.install(WORKER_SIGNALS)
-        stream = _error_stream(self.log)
+        stream = error_stream(self.log)
         # On SIGABRT faulthandler dumps every thread from C (even if the loop is stuck in C),
         # restores the previous handler (ours, queue-only) and re-raises, so the control
         # thread still sees ABRT and finishes the job.
@@ -224,6 +224,8 @@ class Worker:
             self.exit(process.EXIT_OK)
         elif sig == signal.SIGUSR1:
             self.log.reopen_files()
+            # the dump target moved with the reopened file
+            faulthandler.enable(file=error_stream(self.log), all_threads=True)
         elif sig == signal.SIGABRT:
             self.alive = False
             stuck = self.tmp.board.oldest_request()
@@ -402,10 +404,8 @@ class Worker:
         os._exit(code)
 
 
-def _error_stream(log: Any) -> Any:
-    stream = getattr(log, "error_stream", None)
-    if callable(stream):
-        result = stream()
-        if result is not None and hasattr(result, "fileno"):
-            return result
-    return sys.stderr
+def error_stream(log: Any) -> Any:
+    """The error log's stream (``Logger.error_stream``), stderr for loggers without one."""
+    stream_of = getattr(log, "error_stream", None)
+    stream = stream_of() if callable(stream_of) else None
+    return stream if stream is not None else sys.stderr

@@ -20,7 +20,6 @@ Failure rules:
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,10 +37,12 @@ from greenhorn.http.response import (
     error_response,
     prepare,
 )
+from greenhorn.workers.base import error_stream
 from greenhorn.workers.connection import RECV_SIZE, Connection, Timeout
 from greenhorn.wsgi import (
     Body,
     ConflictingSchemeHeaders,
+    ErrorsStream,
     FileWrapper,
     ProxyTrust,
     base_environ,
@@ -273,7 +274,9 @@ class Handler:
         self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), dict(cfg.secure_scheme_headers))
         script_name = os.environ.get("SCRIPT_NAME")
         self.base = base_environ(
-            multithread=multithread, errors=_errors_stream(log), script_name=script_name
+            multithread=multithread,
+            errors=ErrorsStream(lambda: error_stream(log)),
+            script_name=script_name,
         )
         self.proxy_protocol = proxy.mode_from_setting(cfg.proxy_protocol)
         self.proxy_trust = ProxyTrust(list(cfg.proxy_allow_ips), {})
@@ -534,11 +537,3 @@ class Handler:
 
 def _has_length(headers: list[tuple[str, str]]) -> bool:
     return any(name.lower() == "content-length" for name, _ in headers)
-
-
-def _errors_stream(log: Any) -> Any:
-    """``wsgi.errors``: the error log's stream when it has one, else stderr."""
-    stream = getattr(log, "error_stream", None)
-    if callable(stream):
-        return stream() or sys.stderr
-    return sys.stderr
