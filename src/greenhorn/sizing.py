@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PROC_ROOT = "/proc"
@@ -108,6 +109,22 @@ def _smallest(values: list[float]) -> float | None:
     return min(values) if values else None
 
 
+def _level_limits(
+    levels: Iterator[str], filename: str, parse: Callable[[str], Any]
+) -> list[Any] | None:
+    """The limits ``filename`` sets at each cgroup level (unlimited levels left out), or
+    None when no level has the file at all."""
+    found, limits = False, []
+    for level in levels:
+        text = _read(os.path.join(level, filename))
+        if text is not None:
+            found = True
+            value = parse(text)
+            if value is not None:
+                limits.append(value)
+    return limits if found else None
+
+
 def read_cpu_limit(
     cgroup_root: str = CGROUP_ROOT, proc_root: str = PROC_ROOT
 ) -> tuple[float | None, str]:
@@ -118,15 +135,8 @@ def read_cpu_limit(
     """
     v2, v1 = _own_cgroups(proc_root)
     if v2 is not None:
-        found, limits = False, []
-        for level in _levels(cgroup_root, v2):
-            text = _read(os.path.join(level, "cpu.max"))
-            if text is not None:
-                found = True
-                limit = _parse_cpu_max(text)
-                if limit is not None:
-                    limits.append(limit)
-        if found:
+        limits = _level_limits(_levels(cgroup_root, v2), "cpu.max", _parse_cpu_max)
+        if limits is not None:
             return _smallest(limits), "cgroup v2 cpu.max"
     for mount, path in _v1_dirs(cgroup_root, "cpu", v1):
         found, limits = False, []
@@ -211,26 +221,16 @@ def read_memory_limit(
     """
     v2, v1 = _own_cgroups(proc_root)
     if v2 is not None:
-        found, limits = False, []
-        for level in _levels(cgroup_root, v2):
-            text = _read(os.path.join(level, "memory.max"))
-            if text is not None:
-                found = True
-                value = _parse_bytes(text)
-                if value is not None:
-                    limits.append(value)
-        if found:
+        limits = _level_limits(_levels(cgroup_root, v2), "memory.max", _parse_bytes)
+        if limits is not None:
             return (min(limits) if limits else None), "cgroup v2 memory.max"
     for mount, path in _v1_dirs(cgroup_root, "memory", v1):
-        found, limits = False, []
-        for level in _levels(mount, path):
-            text = _read(os.path.join(level, "memory.limit_in_bytes"))
-            if text is not None:
-                found = True
-                value = _parse_bytes(text, _V1_UNLIMITED)
-                if value is not None:
-                    limits.append(value)
-        if found:
+        limits = _level_limits(
+            _levels(mount, path),
+            "memory.limit_in_bytes",
+            lambda text: _parse_bytes(text, _V1_UNLIMITED),
+        )
+        if limits is not None:
             return (min(limits) if limits else None), "cgroup v1 memory.limit_in_bytes"
     return None, ""
 
