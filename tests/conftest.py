@@ -203,6 +203,24 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "greenhorn", "--pythonpath", str(APPS), *args]
 
 
+def launch(
+    argv: list[str], stem: Path, env: dict[str, str] | None = None, cwd: str | Path = "."
+) -> Server:
+    """Start the real executable in its own session, stderr/stdout in ``<stem>.err/.out``."""
+    err, out = stem.with_suffix(".err"), stem.with_suffix(".out")
+    with open(err, "wb") as e, open(out, "wb") as o:
+        proc = subprocess.Popen(
+            command(*argv),
+            stdout=o,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+            env=base_env(**(env or {})),
+            cwd=str(cwd),
+            start_new_session=True,
+        )
+    return Server(proc, err, out)
+
+
 @pytest.fixture
 def greenhorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Factory: ``greenhorn("hello:app", "-w", "2")`` → a started, ready ``Server``.
@@ -225,20 +243,7 @@ def greenhorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         argv = list(args)
         if bind and not any(a in ("-b", "--bind") or a.startswith("--bind=") for a in argv):
             argv = ["-b", "127.0.0.1:0", *argv]
-        n = len(started)
-        err = tmp_path / f"server{n}.err"
-        out = tmp_path / f"server{n}.out"
-        with open(err, "wb") as e, open(out, "wb") as o:
-            proc = subprocess.Popen(
-                command(*argv),
-                stdout=o,
-                stderr=e,
-                stdin=subprocess.DEVNULL,
-                env=base_env(**(env or {})),
-                cwd=str(cwd or tmp_path),
-                start_new_session=True,
-            )
-        server = Server(proc, err, out)
+        server = launch(argv, tmp_path / f"server{len(started)}", env=env, cwd=cwd or tmp_path)
         started.append(server)
         if wait:
             m = server.wait_for_log(r"Listening at: https?://[^\s:]+:(\d+)", timeout)

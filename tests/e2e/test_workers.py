@@ -19,7 +19,6 @@ import importlib.util
 import json
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import Server, alive, base_env, command, wait_until
+from conftest import Server, alive, launch, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "requests"))
 import corpus
@@ -203,19 +202,8 @@ class Fleet:
         if server is not None and server.proc.poll() is None:
             return server
         n = len(list(self.tmp.glob("*.err")))
-        err, out = self.tmp / f"{kind}-{n}.err", self.tmp / f"{kind}-{n}.out"
         argv = ["-b", "127.0.0.1:0", *flags(kind), "--keep-alive", str(KEEPALIVE), app]
-        with open(err, "wb") as e, open(out, "wb") as o:
-            proc = subprocess.Popen(
-                command(*argv),
-                stdout=o,
-                stderr=e,
-                stdin=subprocess.DEVNULL,
-                env=base_env(),
-                cwd=str(self.tmp),
-                start_new_session=True,
-            )
-        server = Server(proc, err, out)
+        server = launch(argv, self.tmp / f"{kind}-{n}", cwd=self.tmp)
         self.servers[(kind, app)] = server
         server.port = int(server.wait_for_log(r"Listening at: http://127.0.0.1:(\d+)", 20)[0])
         wait_until(lambda: _answers(server), 20, 0.05, f"{kind} {app} answering\n{server.log}")
