@@ -13,7 +13,6 @@ costs one dict copy and one loop over the headers.
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
@@ -342,8 +341,3 @@ class Body:
             data = self._next()
             seen += len(data)
         return self._done
-
-
-def script_name_default() -> str | None:
-    """SCRIPT_NAME from the server's environment, as gunicorn reads it."""
-    return os.environ.get("SCRIPT_NAME")

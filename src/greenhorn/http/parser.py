@@ -221,16 +221,6 @@ class Parser:
         """Bytes received but not yet consumed (a pipelined request, for instance)."""
         return len(self._buf)
 
-    @property
-    def at_eof(self) -> bool:
-        return self._eof
-
-    def take_buffer(self) -> bytes:
-        """Hand over the unconsumed bytes (used when a connection is upgraded or drained)."""
-        data = bytes(self._buf)
-        self._buf.clear()
-        return data
-
     # -- output --------------------------------------------------------------------------
 
     def next_event(self) -> Request | Data | EndOfMessage | _Sentinel:

@@ -34,6 +34,7 @@ from greenhorn.http.response import (
     LAST_CHUNK,
     Framing,
     InvalidResponse,
+    chunk,
     error_response,
     prepare,
 )
@@ -167,7 +168,7 @@ class Response:
         if not framing.chunked:
             self._conn.send(data, deadline=self._deadline)
         elif len(data) < SMALL_WRITE:  # one buffer: cheaper than gathering three
-            self._conn.send(b"%x\r\n%b\r\n" % (len(data), data), deadline=self._deadline)
+            self._conn.send(chunk(data), deadline=self._deadline)
         else:
             self._conn.send(b"%x\r\n" % len(data), data, b"\r\n", deadline=self._deadline)
         self.sent += len(data)
