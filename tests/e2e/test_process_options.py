@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import alive, base_env, children, command, wait_until
+from conftest import alive, base_env, children, command, read_all, wait_until
 
 
 def _cmdline(pid: int) -> str:
@@ -190,3 +190,51 @@ def test_missing_extra_names_the_package_to_install(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert f"pip install 'greenhorn[{kind}]'" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_stale_unix_socket_is_replaced_and_umask_sets_its_mode(greenhorn, tmp_path):
+    path = tmp_path / "app.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # a socket file nobody listens on: a crashed server's leftover
+    stale.close()
+    assert path.exists()
+    s = greenhorn("hello:app", "-b", f"unix:{path}", "-m", "007", wait=False)
+    s.wait_for_log(rf"Listening at: unix:{path}")
+    assert (os.stat(path).st_mode & 0o777) == 0o770
+    with socket.socket(socket.AF_UNIX) as c:
+        c.settimeout(10)
+        c.connect(str(path))
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert read_all(c).endswith(b"Hello, world!\n")
+
+
+def test_reuse_port_lets_two_masters_share_a_port(greenhorn):
+    first = greenhorn("echo:app", "--reuse-port")
+    second = greenhorn("echo:app", "--reuse-port", "-b", f"127.0.0.1:{first.port}")
+    assert second.port == first.port
+    masters = set()
+    for _ in range(60):
+        with socket.create_connection(("127.0.0.1", first.port), timeout=10) as c:
+            c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            body = read_all(c).partition(b"\r\n\r\n")[2]
+        masters.add(__import__("json").loads(body.partition(b"\n")[0])["pid"])
+    owners = {p: "first" for p in first.worker_pids()} | {p: "second" for p in second.worker_pids()}
+    assert {owners[p] for p in masters} == {"first", "second"}, "the kernel spreads connections"
+
+
+def test_max_requests_jitter_varies_the_limit(greenhorn):
+    s = greenhorn("echo:app", "--max-requests", "3", "--max-requests-jitter", "3", ready_path=None)
+    first = s.wait_workers(1)[0]
+    served = 0
+    while first in s.worker_pids() and served < 10:
+        assert s.get("/").status_code == 200
+        served += 1
+        time.sleep(0.05)
+    s.wait_for_log("Autorestarting worker after current request")
+    assert 3 <= served <= 6 + 1  # the limit is 3 + jitter in [0, 3]
+
+
+def test_web_concurrency_auto_sizes_the_workers(greenhorn):
+    s = greenhorn("hello:app", "--worker-memory", "64", env={"WEB_CONCURRENCY": "auto"})
+    count = int(s.wait_for_log(r"Auto-sizing workers: .*-> (\d+) workers?")[0])
+    assert len(s.wait_workers(count)) == count

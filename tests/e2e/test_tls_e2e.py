@@ -210,3 +210,24 @@ def test_proxy_header_before_tls_sets_remote_addr(greenhorn, certs):
             response = read_all(t)
     info = body_json(response.partition(b"\r\n\r\n")[2])
     assert (info["REMOTE_ADDR"], info["REMOTE_PORT"]) == ("1.2.3.4", "1111")
+
+
+def test_ssl_context_hook_in_the_config_file(greenhorn, certs, tmp_path):
+    marker = tmp_path / "hook.called"
+    conf = tmp_path / "tls.conf.py"
+    conf.write_text(
+        "import ssl\n"
+        "def ssl_context(config, default_ssl_context_factory):\n"
+        "    ctx = default_ssl_context_factory()\n"
+        "    ctx.minimum_version = ssl.TLSVersion.TLSv1_3\n"
+        f"    open({str(marker)!r}, 'a').write('called\\n')\n"
+        "    return ctx\n"
+    )
+    s = start_tls(greenhorn, certs, "-c", str(conf), "echo:app")
+    assert marker.exists()
+    old = client_context(certs)
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        tls_get(s.port, old)  # the hook's minimum version is enforced
+    r = requests.get(f"https://127.0.0.1:{s.port}/", verify=str(certs.server_cert), timeout=10)
+    assert r.status_code == 200
