@@ -193,17 +193,18 @@ class Arbiter:
         return master_sockets.open_servers(self)
 
     def open_listeners(self) -> list[sockets.Listener]:
-        inherited = sockets.inherited_listeners(os.environ, backlog=self.cfg.backlog)
-        if inherited:
-            return inherited
-        return sockets.bind_listeners(
-            self.cfg.bind,
-            backlog=self.cfg.backlog,
-            reuse_port=self.cfg.reuse_port,
-            umask=self.cfg.umask,
-            owner=self.owner(),
-            log=self.log.error,
-        )
+        listeners = sockets.inherited_listeners(os.environ, backlog=self.cfg.backlog)
+        if not listeners:
+            listeners = sockets.bind_listeners(
+                self.cfg.bind,
+                backlog=self.cfg.backlog,
+                reuse_port=self.cfg.reuse_port,
+                umask=self.cfg.umask,
+                owner=self.owner(),
+                log=self.log.error,
+            )
+        sockets.defer_accept(listeners, self.cfg.defer_accept)
+        return listeners
 
     def owner(self) -> tuple[int, int] | None:
         uid, gid = self.cfg.user, self.cfg.group

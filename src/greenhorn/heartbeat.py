@@ -24,13 +24,14 @@ import os
 import struct
 import tempfile
 import time
+from bisect import bisect_left
 
 __all__ = ["Scoreboard", "WorkerTmp", "choose_tmp_dir"]
 
 # Counters (unsigned 64-bit) at the start of the mapping.
-REQUESTS = 0  # requests completed
+OTHER_STATUS = 0  # responses with a status outside 1xx-5xx (an application's 6xx...)
 STATUS_1XX = 1  # ... STATUS_5XX = 5: responses by status class
-IN_FLIGHT = 6  # requests currently being served
+# 6 is unused (was the in-flight count: now read from the slots)
 BOOTED = 7  # 1 once post_worker_init has run (the worker is ready)
 DRAIN = 8  # set by the master before a full stop: accept the backlog, then close listeners
 REJECTED = 9  # requests refused by the parser (4xx/5xx before the app)
@@ -40,6 +41,7 @@ EXIT_REASON = 12  # why a worker is leaving on its own: 1 = max_requests reached
 HIST_BASE = 16  # request duration histogram, one counter per bucket
 # Upper bounds (seconds) of the duration histogram buckets; the last is +Inf.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+_FIRST_BUCKET = BUCKETS[0]
 DURATION_SUM = 32  # float64 index in the double view: total seconds spent in requests
 N_COUNTERS = 40
 HEADER_SIZE = N_COUNTERS * 8
@@ -78,24 +80,30 @@ class Scoreboard:
         """Record the request now in flight in ``slot`` (monotonic ``now``)."""
         line = (method + " " + uri).encode("latin-1", "replace")
         _SLOT.pack_into(self._mm, HEADER_SIZE + slot * SLOT_SIZE, now, len(line), line)
-        self.counters[IN_FLIGHT] += 1
 
     def finish(self, slot: int, status: int, duration: float, sent: int) -> None:
-        """Clear ``slot`` and count a completed request."""
-        off = HEADER_SIZE + slot * SLOT_SIZE
-        _SLOT_HEAD.pack_into(self._mm, off, 0.0, 0)
+        """Clear ``slot`` and count a completed request (by status class, size, duration)."""
+        _SLOT_HEAD.pack_into(self._mm, HEADER_SIZE + slot * SLOT_SIZE, 0.0, 0)
         c = self.counters
-        c[IN_FLIGHT] -= 1
-        c[REQUESTS] += 1
         klass = status // 100
-        if 1 <= klass <= 5:
-            c[klass] += 1
+        c[klass if klass <= 5 else OTHER_STATUS] += 1
         c[BYTES_OUT] += sent
-        i = 0
-        while duration > BUCKETS[i]:
-            i += 1
-        c[HIST_BASE + i] += 1
+        c[HIST_BASE + (0 if duration <= _FIRST_BUCKET else bisect_left(BUCKETS, duration))] += 1
         self.doubles[DURATION_SUM] += duration
+
+    def requests(self) -> int:
+        """Requests completed (every one is counted in exactly one status class)."""
+        c = self.counters
+        return c[1] + c[2] + c[3] + c[4] + c[5] + c[OTHER_STATUS]
+
+    def in_flight(self) -> int:
+        """Requests being served now (slots with a start time)."""
+        mm = self._mm
+        return sum(
+            1
+            for slot in range(self.slots)
+            if _SLOT_HEAD.unpack_from(mm, HEADER_SIZE + slot * SLOT_SIZE)[0]
+        )
 
     # -- master side ---------------------------------------------------------------------
 
@@ -121,9 +129,9 @@ class Scoreboard:
     def snapshot(self) -> dict[str, object]:
         c = self.counters
         return {
-            "requests": c[REQUESTS],
+            "requests": self.requests(),
             "status": {f"{k}xx": c[k] for k in range(1, 6)},
-            "in_flight": c[IN_FLIGHT],
+            "in_flight": self.in_flight(),
             "booted": bool(c[BOOTED]),
             "rejected": c[REJECTED],
             "bytes_out": c[BYTES_OUT],

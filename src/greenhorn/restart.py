@@ -66,6 +66,7 @@ def reload(arbiter: Any) -> None:
     if list(cfg.bind) != list(arbiter.previous_cfg.bind):
         try:
             new = sockets.bind_listeners(cfg.bind, backlog=cfg.backlog, reuse_port=cfg.reuse_port)
+            sockets.defer_accept(new, cfg.defer_accept)
         except (OSError, ValueError) as exc:
             arbiter.log.error("Reload: %s; keeping the old listeners", exc)
         else:

@@ -269,18 +269,6 @@ def _address_of(sock: socket.socket) -> Address:
     return Address("tcp", host=name[0], port=name[1])
 
 
-def tune_accepted(sock: socket.socket) -> None:
-    """Per-connection options for an accepted TCP socket (TCP_NODELAY).
-
-    On Linux accepted sockets inherit TCP_NODELAY from the listener, which
-    ``bind_listeners`` sets, so workers there need not call this; it is for sockets
-    that come from elsewhere. Never raises.
-    """
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _finish(sock: socket.socket, backlog: int) -> None:
     """listen() unless already listening (systemd sockets; SELinux may deny a second
     listen()), then non-blocking and close-on-exec."""
@@ -587,6 +575,21 @@ def make_inheritable(listeners: Iterable[Listener]) -> None:
     """Clear close-on-exec on the listener fds; call right before the USR2 exec."""
     for listener in listeners:
         os.set_inheritable(listener.fileno(), True)
+
+
+def defer_accept(listeners: Iterable[Listener], seconds: int) -> None:
+    """TCP_DEFER_ACCEPT on TCP listeners (Linux; nginx's ``listen ... deferred``): a
+    connection is queued for ``accept`` once its first bytes arrived (or after ``seconds``
+    of silence), so a worker never accepts only to wait for the request. 0: off."""
+    option = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if option is None:
+        return
+    for listener in listeners:
+        if listener.sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                listener.sock.setsockopt(socket.IPPROTO_TCP, option, max(0, int(seconds)))
+            except OSError:
+                pass
 
 
 def close_listeners(listeners: Iterable[Listener], unlink: bool) -> None:

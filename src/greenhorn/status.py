@@ -27,9 +27,7 @@ from greenhorn.heartbeat import (
     BYTES_OUT,
     DURATION_SUM,
     HIST_BASE,
-    IN_FLIGHT,
     REJECTED,
-    REQUESTS,
     Scoreboard,
 )
 from greenhorn.policy import WorkerView
@@ -77,7 +75,7 @@ class Observer:
             board: Scoreboard = worker.tmp.board
             total = board.doubles[DURATION_SUM]
             capacity = max(1, board.slots)
-            in_flight = board.counters[IN_FLIGHT]
+            in_flight = board.in_flight()
             previous = self._busy_sample.get(pid)
             rate = 0.0
             if previous is not None and now > previous[1]:
@@ -92,7 +90,7 @@ class Observer:
         board: Scoreboard = worker.tmp.board
         c = board.counters
         r = self.retired
-        r["requests"] += c[REQUESTS]
+        r["requests"] += board.requests()
         for k in range(1, 6):
             r["status"][f"{k}xx"] += c[k]
         r["rejected"] += c[REJECTED]

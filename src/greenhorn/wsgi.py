@@ -5,9 +5,10 @@ type builds its environ here, from a parsed ``Request`` and a small per-connecti
 ``ConnInfo``, and hands the application a ``Body`` that pulls from whatever reader the worker
 supplies.
 
-Speed notes: a per-worker base dict (the keys that never change) is copied for each request
-and header names map to ``HTTP_*`` keys through a bounded cache, so building an environ
-costs one dict copy and one loop over the headers.
+Speed notes: the per-request keys are one dict display, the per-worker keys (that never
+change) are merged into it in one call, header names map to ``HTTP_*`` keys through a
+bounded cache, and Host values to SERVER_NAME/SERVER_PORT through another; so building an
+environ costs two dict operations and one loop over the headers.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class FileWrapper:
 class ProxyTrust:
     """Which peers may set the URL scheme through headers (``forwarded_allow_ips``)."""
 
-    __slots__ = ("any", "headers", "networks")
+    __slots__ = ("any", "headers", "keys", "networks")
 
     def __init__(self, allow: list[str], secure_scheme_headers: dict[str, str]) -> None:
         self.any = "*" in allow
@@ -74,6 +75,8 @@ class ProxyTrust:
                     continue
         # header NAME (as parsed: UPPER) -> expected value (lowercase) meaning "https"
         self.headers = {k.upper(): v.lower() for k, v in secure_scheme_headers.items()}
+        # their environ keys: a request that has none of them skips the scheme check
+        self.keys = tuple("HTTP_" + k.replace("-", "_") for k in self.headers)
 
     def trusts(self, addr: str) -> bool:
         """True for an allowed IP, for ``*``, and for UNIX-socket peers (``addr`` empty):
@@ -177,58 +180,98 @@ def build_environ(
     trust: ProxyTrust | None = None,
 ) -> dict[str, Any]:
     """The PEP 3333 environ for one request. All values are native ``str`` (latin-1)."""
-    env = base.copy()
     path = req.path
     if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
-    script_name = env["SCRIPT_NAME"]
+    script_name = base["SCRIPT_NAME"]
     if script_name and (path == script_name or path.startswith(script_name + "/")):
         path = path[len(script_name) :]  # only at a path-segment boundary
-    env["REQUEST_METHOD"] = req.method
-    env["PATH_INFO"] = path
-    env["QUERY_STRING"] = req.query
-    env["RAW_URI"] = req.uri
-    env["REQUEST_URI"] = req.uri
-    env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == (1, 1) else "HTTP/1.0"
-    env["REMOTE_ADDR"] = conn.remote_addr
-    env["REMOTE_PORT"] = conn.remote_port
-    env["wsgi.url_scheme"] = conn.scheme
-    env["wsgi.input"] = body
-    env["greenhorn.socket"] = env["gunicorn.socket"] = conn.sock
+    uri = req.uri
+    sock = conn.sock
+    scheme = conn.scheme
+    env = {
+        "REQUEST_METHOD": req.method,
+        "PATH_INFO": path,
+        "QUERY_STRING": req.query,
+        "RAW_URI": uri,
+        "REQUEST_URI": uri,
+        "SERVER_PROTOCOL": "HTTP/1.1" if req.version == (1, 1) else "HTTP/1.0",
+        "REMOTE_ADDR": conn.remote_addr,
+        "REMOTE_PORT": conn.remote_port,
+        "wsgi.url_scheme": scheme,
+        "wsgi.input": body,
+        "greenhorn.socket": sock,
+        "gunicorn.socket": sock,
+    }
+    env.update(base)
     cache = _KEY_CACHE
-    scheme_hits = None
     for name, value in req.headers:
         key = cache.get(name)
         if key is None:
-            key = "HTTP_" + name.replace("-", "_")
-            if len(cache) < _KEY_CACHE_MAX:
-                cache[name] = key
-        if trust is not None and name in trust.headers:
-            if scheme_hits is None:
-                scheme_hits = []
-            scheme_hits.append(value.lower() == trust.headers[name])
+            key = _environ_key(name)
         if key in env:
-            env[key] = env[key] + "," + value  # RFC 9110 §5.3: combine repeated fields
+            env[key] += "," + value  # RFC 9110 §5.3: combine repeated fields
         else:
             env[key] = value
     host = req.host
     if host:
-        name, sep, port = host.rpartition(":")
-        if sep and not host.endswith("]") and (port.isdigit() or not port):
-            env["SERVER_NAME"] = name
-            env["SERVER_PORT"] = port or ("443" if conn.scheme == "https" else "80")
-        else:
-            env["SERVER_NAME"] = host
-            env["SERVER_PORT"] = "443" if conn.scheme == "https" else "80"
+        server = _HOST_CACHE.get(host)
+        if server is None:
+            server = _split_host(host)
+        env["SERVER_NAME"] = server[0]
+        env["SERVER_PORT"] = server[1] or ("443" if scheme == "https" else "80")
     else:
-        env["SERVER_NAME"], env["SERVER_PORT"] = conn.server_name, conn.server_port
+        env["SERVER_NAME"] = conn.server_name
+        env["SERVER_PORT"] = conn.server_port
     if conn.proxy is not None:
         env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
-    if scheme_hits is not None and trust is not None and trust.trusts(conn.peer):
-        if len(set(scheme_hits)) > 1:
-            raise ConflictingSchemeHeaders()
-        env["wsgi.url_scheme"] = "https" if scheme_hits[0] else "http"
+    if trust is not None and trust.keys:
+        for key in trust.keys:
+            if key in env:
+                _apply_scheme_headers(env, req, conn, trust)
+                break
     return env
+
+
+_HOST_CACHE: dict[str, tuple[str, str]] = {}
+_HOST_CACHE_MAX = 256
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    """Host header → (SERVER_NAME, SERVER_PORT or "" for the scheme's default), cached."""
+    name, sep, port = host.rpartition(":")
+    if sep and not host.endswith("]") and (port.isdigit() or not port):
+        server = (name, port)
+    else:
+        server = (host, "")
+    if len(_HOST_CACHE) >= _HOST_CACHE_MAX:
+        _HOST_CACHE.clear()
+    _HOST_CACHE[host] = server
+    return server
+
+
+def _environ_key(name: str) -> str:
+    """UPPER-CASE header name → its ``HTTP_*`` environ key (cached, bounded)."""
+    key = "HTTP_" + name.replace("-", "_")
+    if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+        _KEY_CACHE[name] = key
+    return key
+
+
+def _apply_scheme_headers(
+    env: dict[str, Any], req: Request, conn: ConnInfo, trust: ProxyTrust
+) -> None:
+    """A secure-scheme header is present: from a trusted peer it sets ``wsgi.url_scheme``
+    (every occurrence must agree, else ``ConflictingSchemeHeaders``)."""
+    if not trust.trusts(conn.peer):
+        return
+    wanted = trust.headers
+    hits = {value.lower() == wanted[name] for name, value in req.headers if name in wanted}
+    if not hits:
+        return
+    if len(hits) > 1:
+        raise ConflictingSchemeHeaders()
+    env["wsgi.url_scheme"] = "https" if hits.pop() else "http"
 
 
 class ConflictingSchemeHeaders(Exception):

@@ -213,6 +213,24 @@ def test_slow_header_client_gets_408_while_others_are_served(greenhorn):
         assert time.monotonic() - t0 < 5
 
 
+@pytest.mark.parametrize("defer", ["1", "0"])
+def test_silent_connection_and_defer_accept(greenhorn, defer):
+    """With TCP_DEFER_ACCEPT (the default) a connection that sends nothing is not handed to
+    the only sync worker, so the next client is served at once; with --defer-accept 0 the
+    worker accepts it and is held until the header timeout."""
+    s = greenhorn("hello:app", "-w", "1", "--header-timeout", "4", "--defer-accept", defer)
+    with s.connect() as silent:
+        time.sleep(0.3)  # the kernel has completed the handshake; the worker is idle
+        t0 = time.monotonic()
+        assert s.get("/", timeout=20).status_code == 200
+        waited = time.monotonic() - t0
+        if defer == "1":
+            assert waited < 2.5
+        else:
+            assert waited > 2.5  # the worker sat on the silent connection first
+            assert read_all(silent) == b""  # closed quietly: it had sent nothing
+
+
 def test_slow_body_is_cut_off(greenhorn):
     s = greenhorn("echo:app", "-w", "1", "--header-timeout", "1", "--body-min-rate", "1000")
     with s.connect() as c:

@@ -145,9 +145,16 @@ def test_accepted_sockets_get_tcp_nodelay(listeners: list[Listener]) -> None:
     with _connect(("127.0.0.1", listeners[0].port)):
         conn = _accept(listeners[0])
         with conn:
-            # Linux copies TCP_NODELAY from the listener; tune_accepted covers the rest.
-            sockets.tune_accepted(conn)
+            # Linux copies TCP_NODELAY from the listener: workers never set it themselves.
             assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_defer_accept_on_tcp_listeners_only(listeners: list[Listener], tmp_path) -> None:
+    listeners += bind_listeners(["127.0.0.1:0", f"unix:{tmp_path}/s.sock"])
+    sockets.defer_accept(listeners, 1)
+    assert listeners[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) >= 1
+    sockets.defer_accept(listeners, 0)
+    assert listeners[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) == 0
 
 
 def test_hostname_binds_ipv4(listeners: list[Listener]) -> None:

@@ -72,6 +72,7 @@ class Config:
     # Server Socket
     bind: list[str] = FROM_TABLE
     backlog: int = FROM_TABLE
+    defer_accept: int = FROM_TABLE
     # Worker Processes
     workers: int | Literal["auto"] = FROM_TABLE
     worker_class: str = FROM_TABLE

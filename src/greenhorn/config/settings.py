@@ -65,6 +65,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "new clients see connection errors; 64 to 2048 is the usual range.",
         flags=("--backlog",), metavar="INT",
     ),
+    Setting(
+        "defer_accept", SOCKET, t.int_range(0), 1,
+        "TCP_DEFER_ACCEPT on TCP listeners (Linux), like nginx's `listen ... deferred`: a "
+        "connection is handed to a worker only once its first bytes have arrived, or after "
+        "this many seconds for a client that stays silent. Saves a wake-up and a wait per "
+        "connection. 0 turns it off. (greenhorn only)",
+        flags=("--defer-accept",), metavar="SECONDS",
+    ),
     # --- Worker Processes ----------------------------------------------------------------
     Setting(
         "workers", WORKERS, t.workers, 1,

@@ -26,6 +26,36 @@ BAD_VALUE_RE = re.compile(f"[^{VCHAR}]")
 BAD_NAME_RE = re.compile(f"[^{TCHAR}]")
 
 
+# Field lines seen before, split: clients repeat the same lines (Host, User-Agent,
+# Accept...) on every request. Bounded in entries and in line length.
+PLAIN, SPECIAL, UNDERSCORE = "plain", "special", "underscore"  # kinds of field line
+# Headers with framing or routing meaning: the parser inspects them on every request.
+SPECIAL_NAMES = frozenset(
+    ("CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONNECTION", "EXPECT", "CONTENT-TYPE")
+)
+FIELD_CACHE: dict[str, tuple[tuple[str, str], str]] = {}
+FIELD_CACHE_MAX = 2048
+FIELD_CACHE_LINE = 256
+
+
+def split_field_line(line: str) -> tuple[tuple[str, str], str]:
+    """One validated field line → ((UPPER name, value without OWS), kind), remembered."""
+    name, _, value = line.partition(":")
+    name = name.upper()
+    if "_" in name:
+        kind = UNDERSCORE
+    elif name in SPECIAL_NAMES:
+        kind = SPECIAL
+    else:
+        kind = PLAIN
+    field = ((name, value.strip(" \t")), kind)
+    if len(line) <= FIELD_CACHE_LINE:
+        if len(FIELD_CACHE) >= FIELD_CACHE_MAX:
+            FIELD_CACHE.clear()
+        FIELD_CACHE[line] = field
+    return field
+
+
 def diagnose_line(line: str, error: type[errors.HTTPError]) -> errors.HTTPError:
     """Name what is wrong with one field line that failed the block check.
 

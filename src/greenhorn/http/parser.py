@@ -9,6 +9,7 @@ Interface (h11's shape, without h11's per-event overhead)::
     p = Parser(Limits())
     p.feed(data)            # p.feed(b"") means the peer closed
     ev = p.next_event()     # Request | Data | EndOfMessage | NEED_DATA | EOF, or raises
+    ev = p.receive(data)    # the same two steps in one call
     p.start_next()          # after EndOfMessage: next pipelined request
 
 Theory of operation:
@@ -37,9 +38,13 @@ from greenhorn.http.body import END, ChunkedReader, ContentLengthReader, Data, E
 from greenhorn.http.fields import (
     BAD_VALUE_RE,
     FIELD_BLOCK_RE,
+    FIELD_CACHE,
+    PLAIN,
     TCHAR,
     TOKEN_RE,
+    UNDERSCORE,
     diagnose_line,
+    split_field_line,
     unfold,
 )
 
@@ -169,11 +174,6 @@ HOST_RE = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]*")
 DIGITS_RE = re.compile(r"[0-9]{1,18}")
 BARE_LF_RE = re.compile(rb"[\r\n]")  # inside one line: any CR or LF is bare
 
-# Headers with framing or routing meaning, inspected while the head is split.
-_SPECIAL = frozenset(
-    ("CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONNECTION", "EXPECT", "CONTENT-TYPE")
-)
-
 _HEAD, _BODY, _DONE, _ERROR = range(4)
 _CR_OR_LF = (b"\r", b"\n")
 
@@ -227,6 +227,8 @@ class Parser:
         """Return the next event, ``NEED_DATA`` or ``EOF``; raise ``errors.HTTPError``."""
         state = self._state
         try:
+            if state == _HEAD:
+                return self._next_head()
             if state == _BODY:
                 body = self._body
                 if body is None:
@@ -238,8 +240,6 @@ class Parser:
                 if event.__class__ is EndOfMessage:
                     self._state = _DONE
                 return event
-            if state == _HEAD:
-                return self._next_head()
             if state == _DONE:
                 return NEED_DATA
         except errors.HTTPError as exc:
@@ -247,6 +247,14 @@ class Parser:
             raise
         assert self._error is not None
         raise self._error
+
+    def receive(self, data: bytes) -> Request | Data | EndOfMessage | _Sentinel:
+        """``feed(data)`` then ``next_event()``, in one call (the handler's common step)."""
+        if data:
+            self._buf += data
+        else:
+            self._eof = True
+        return self.next_event()
 
     def start_next(self) -> None:
         """Begin the next request on this connection (after EndOfMessage)."""
@@ -471,27 +479,32 @@ class Parser:
         headers = request.headers
         special = None
         host = connection = None
+        cache = FIELD_CACHE
         for line in lines:
-            name, _, value = line.partition(":")
-            name = name.upper()
-            value = value.strip(" \t")
-            if "_" in name:
+            field = cache.get(line)
+            if field is None:
+                field = split_field_line(line)
+            pair, kind = field
+            if kind is PLAIN:
+                headers.append(pair)
+                continue
+            name, value = pair
+            if kind is UNDERSCORE:
                 if limits.header_map == "drop":
                     continue
                 if limits.header_map == "refuse":
                     raise errors.InvalidHeaderName(f"underscore in header name {name}")
-            if name in _SPECIAL:
-                if name == "HOST":
-                    if host is not None:
-                        raise errors.DuplicateHeader("more than one Host header")
-                    host = value
-                elif name == "CONNECTION":
-                    connection = value if connection is None else connection + "," + value
-                else:
-                    if special is None:
-                        special = {}
-                    special.setdefault(name, []).append(value)
-            headers.append((name, value))
+            elif name == "HOST":
+                if host is not None:
+                    raise errors.DuplicateHeader("more than one Host header")
+                host = value
+            elif name == "CONNECTION":
+                connection = value if connection is None else connection + "," + value
+            else:
+                if special is None:
+                    special = {}
+                special.setdefault(name, []).append(value)
+            headers.append(pair)
         if host is not None:
             if HOST_RE.fullmatch(host) is None:
                 raise errors.InvalidHeader(f"invalid Host {errors.excerpt(host)}")

@@ -45,11 +45,6 @@ HOP_BY_HOP = frozenset(
     )
 )
 
-# Names already seen to be valid tokens. Applications send a small, fixed set of names, so
-# remembering them skips a regex per header per response. Bounded below.
-_GOOD_NAMES: set[str] = set()
-_GOOD_NAMES_MAX = 1024
-
 _date_cache: list = [-1, ""]  # [second, formatted]
 _time = time.time
 
@@ -70,11 +65,17 @@ class InvalidResponse(ValueError):
 class Framing:
     """How the body of one response is delimited, decided by ``prepare``."""
 
-    __slots__ = ("body_allowed", "chunked", "keep_alive", "length")
+    __slots__ = ("body_allowed", "chunked", "code", "keep_alive", "length")
 
     def __init__(
-        self, length: int | None, chunked: bool, keep_alive: bool, body_allowed: bool
+        self,
+        length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        body_allowed: bool,
+        code: int = 200,
     ) -> None:
+        self.code = code
         self.length = length
         self.chunked = chunked
         self.keep_alive = keep_alive
@@ -84,7 +85,6 @@ class Framing:
 def prepare(
     status: str,
     headers: list[tuple[str, str]],
-    *,
     version: tuple[int, int],
     method: str,
     keep_alive: bool,
@@ -97,7 +97,47 @@ def prepare(
     ``known_length`` is the body length when the worker already knows it (a one-item list),
     used when the application gave no Content-Length. The returned header list is what was
     actually sent (for the access log and hooks).
+
+    Applications send the same few heads again and again, so the result is remembered per
+    distinct input (all but the Date line, which is spliced in); the cache is bounded.
     """
+    try:
+        key = (status, method, version, keep_alive, known_length, server, *headers)
+        done = _PREPARED.get(key)
+    except TypeError:  # an unhashable header item: _build names the problem
+        key = done = None
+    if done is None:
+        done = _build(status, headers, version, method, keep_alive, server, known_length)
+        if key is not None:
+            if len(_PREPARED) >= _PREPARED_MAX:
+                _PREPARED.clear()
+            _PREPARED[key] = done
+    before, after, framing, sent = done
+    if after is None:  # the application sent its own Date
+        return before, framing, list(sent)
+    second = int(_time())
+    if _date_line[0] != second:
+        _date_line[1] = f"Date: {http_date(second)}\r\n".encode("latin-1")
+        _date_line[0] = second
+    return before + _date_line[1] + after, framing, list(sent)
+
+
+_PREPARED: dict[tuple, tuple[bytes, bytes | None, Framing, tuple]] = {}
+_PREPARED_MAX = 1024
+_date_line: list = [-1, b""]  # [second, b"Date: ...\r\n"]
+
+
+def _build(
+    status: str,
+    headers: list[tuple[str, str]],
+    version: tuple[int, int],
+    method: str,
+    keep_alive: bool,
+    server: str,
+    known_length: int | None,
+) -> tuple[bytes, bytes | None, Framing, tuple]:
+    """The uncached ``prepare``: (head before the Date line, after it or None when the
+    application sent a Date, framing, headers sent). Raises ``InvalidResponse``."""
     if type(status) is not str or STATUS_RE.fullmatch(status) is None:
         raise InvalidResponse(f"invalid status {status!r}")
     code = int(status[:3])
@@ -111,12 +151,9 @@ def prepare(
         name, value = item
         if type(name) is not str or type(value) is not str:
             raise InvalidResponse(f"header {item!r} is not a pair of str")
-        if name not in _GOOD_NAMES:
-            if NAME_RE.fullmatch(name) is None:
-                raise InvalidResponse(f"invalid header name {name!r}")
-            if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
-                _GOOD_NAMES.add(name)
-        if not value.isprintable() and BAD_VALUE_RE.search(value):
+        if NAME_RE.fullmatch(name) is None:
+            raise InvalidResponse(f"invalid header name {name!r}")
+        if BAD_VALUE_RE.search(value):
             raise InvalidResponse(f"invalid value for header {name!r}")
         lname = name.lower()
         if lname == "content-length":
@@ -131,7 +168,7 @@ def prepare(
             has_date = True
         elif lname == "server":
             has_server = True
-        sent.append(item)
+        sent.append((name, value))
         lines += (name, ": ", value, "\r\n")
 
     body_allowed = method != "HEAD" and code >= 200 and code != 204 and code != 304
@@ -150,10 +187,8 @@ def prepare(
             lines.append("Transfer-Encoding: chunked\r\n")
         else:
             keep_alive = False
-    if not has_date:
-        second = int(_time())
-        date = _date_cache[1] if _date_cache[0] == second else http_date(second)
-        lines += ("Date: ", date, "\r\n")
+    before = "".join(lines)
+    lines = []
     if not has_server:
         lines += ("Server: ", server, "\r\n")
     if not keep_alive:
@@ -161,11 +196,17 @@ def prepare(
     elif version < (1, 1):
         lines.append("Connection: keep-alive\r\n")
     lines.append("\r\n")
+    after = "".join(lines)
+    if has_date:
+        before, after = before + after, None
     try:
-        head = "".join(lines).encode("latin-1")
+        head = (
+            before.encode("latin-1"),
+            None if after is None else after.encode("latin-1"),
+        )
     except UnicodeEncodeError as exc:
         raise InvalidResponse("header text is not latin-1") from exc
-    return head, Framing(length, chunked, keep_alive, body_allowed), sent
+    return head[0], head[1], Framing(length, chunked, keep_alive, body_allowed, code), tuple(sent)
 
 
 def error_response(code: int, reason: str, message: str, server: str) -> bytes:

@@ -68,31 +68,41 @@ class Response:
         "_deadline",
         "_req",
         "app_headers",
-        "chunked",
         "framing",
         "head_sent",
         "headers",
         "keep_alive",
-        "response_length",
         "sent",
         "status",
         "status_code",
     )
 
-    def __init__(self, conn: Connection, req: Request, keep_alive: bool) -> None:
+    def __init__(
+        self, conn: Connection, req: Request, keep_alive: bool, deadline: float | None = None
+    ) -> None:
         self._conn = conn
         self._req = req
-        self._deadline: float | None = None
+        self._deadline = deadline  # for sending the response
         self.status: str | None = None
         self.status_code = 0
         self.app_headers: list[tuple[str, str]] = []
         self.headers: list[tuple[str, str]] = []
         self.sent = 0
-        self.response_length: int | None = None
-        self.chunked = False
         self.head_sent = False
         self.keep_alive = keep_alive
         self.framing: Framing | None = None
+
+    @property
+    def chunked(self) -> bool:
+        """True when the body is sent with chunked framing."""
+        framing = self.framing
+        return framing is not None and framing.chunked
+
+    @property
+    def response_length(self) -> int | None:
+        """The Content-Length sent, if any."""
+        framing = self.framing
+        return None if framing is None else framing.length
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -117,23 +127,20 @@ class Response:
         if self.status is None:
             raise AssertionError("the application did not call start_response()")
         req = self._req
-        head, framing, sent_headers = prepare(
+        head, framing, self.headers = prepare(
             self.status,
             self.app_headers,
-            version=req.version,
-            method=req.method,
-            keep_alive=self.keep_alive,
-            server=SERVER,
-            known_length=known_length,
+            req.version,
+            req.method,
+            self.keep_alive,
+            SERVER,
+            known_length,
         )
         self.head_sent = True
-        self.status_code = int(self.status[:3])
-        self.headers = sent_headers
+        self.status_code = framing.code
         self.framing = framing
-        self.chunked = framing.chunked
         self.keep_alive = framing.keep_alive
-        self.response_length = framing.length
-        if not framing.body_allowed or not first:
+        if not first or not framing.body_allowed:
             self._conn.send(head, deadline=self._deadline)
             return
         if framing.length is not None and len(first) > framing.length:
@@ -313,14 +320,10 @@ class Handler:
             begun = _monotonic()
         deadline = begun + self.header_timeout if self.header_timeout else None
         try:
-            if not parser.buffered:  # nothing to parse yet: receive before asking
-                parser.feed(conn.recv(deadline))
-            while True:
-                event = parser.next_event()
-                if event is NEED_DATA:
-                    parser.feed(conn.recv(deadline))
-                    continue
-                break
+            # nothing buffered yet: receive before asking the parser
+            event = parser.next_event() if parser.buffered else parser.receive(conn.recv(deadline))
+            while event is NEED_DATA:
+                event = parser.receive(conn.recv(deadline))
         except errors.HTTPError as exc:
             self.reject(conn, exc)
             return False
@@ -350,8 +353,9 @@ class Handler:
             and worker.alive
             and worker.nr + 1 < worker.max_requests
         )
-        resp = Response(conn, req, keep_alive)
-        resp._deadline = now + self.send_timeout if self.send_timeout else None
+        resp = Response(
+            conn, req, keep_alive, now + self.send_timeout if self.send_timeout else None
+        )
         has_body = req.chunked or bool(req.content_length)
         if has_body:
             source = BodySource(conn, req, self.min_rate, self.header_timeout or 0.0, resp)
@@ -410,7 +414,8 @@ class Handler:
                 if type(data) is not bytes:
                     raise TypeError(f"response body items must be bytes, not {type(data)}")
                 resp.send_head(data, len(data))  # the whole response in one system call
-                if resp.chunked or resp.sent != resp.response_length:
+                framing = resp.framing
+                if framing.chunked or resp.sent != framing.length:  # type: ignore[union-attr]
                     resp.finish()  # (an app Content-Length that disagrees with the body)
                 return  # a list has no close()
             if isinstance(result, FileWrapper) and self._can_sendfile(conn, result):
