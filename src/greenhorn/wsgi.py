@@ -1,8 +1,8 @@
 """PEP 3333: the environ, ``wsgi.input`` and ``wsgi.file_wrapper``.
 
 Why a module of its own: the WSGI contract is independent of how bytes arrive. Every worker
-type builds its environ here, from a parsed ``Request`` and a small per-connection
-``ConnInfo``, and hands the application a ``Body`` that pulls from whatever reader the worker
+type builds its environ here, from a parsed ``Request`` and the connection's addresses,
+and hands the application a ``Body`` that pulls from whatever reader the worker
 supplies.
 
 Speed notes: the per-request keys are one dict display, the per-worker keys (that never
@@ -24,7 +24,6 @@ from greenhorn.http.parser import Request
 
 __all__ = [
     "Body",
-    "ConnInfo",
     "ErrorsStream",
     "FileWrapper",
     "ProxyTrust",
@@ -92,50 +91,6 @@ class ProxyTrust:
         return any(ip in net for net in self.networks)
 
 
-class ConnInfo:
-    """What the environ needs to know about one connection."""
-
-    __slots__ = (
-        "peer",
-        "proxy",
-        "remote_addr",
-        "remote_port",
-        "scheme",
-        "server_name",
-        "server_port",
-        "sock",
-    )
-
-    def __init__(
-        self,
-        sock: Any,
-        remote_addr: str,
-        remote_port: str,
-        server_name: str,
-        server_port: str,
-        scheme: str = "http",
-    ) -> None:
-        self.sock = sock
-        self.remote_addr = remote_addr
-        self.remote_port = remote_port
-        self.server_name = server_name
-        self.server_port = server_port
-        self.scheme = scheme
-        # the socket's real peer: forwarded headers are trusted by it, even when a PROXY
-        # header replaced remote_addr with the original client's address
-        self.peer = remote_addr
-        self.proxy: tuple[str, str, str] | None = None  # PROXY_PROTOCOL, _ADDR, _PORT
-
-    def apply_proxy(self, header: Any) -> None:
-        """Take the client's address from a PROXY protocol header (``http.proxy``)."""
-        if header.local:
-            return
-        self.remote_addr = header.src_addr
-        self.remote_port = str(header.src_port)
-        family = "TCP6" if ":" in header.src_addr else "TCP4"
-        self.proxy = (family, header.dst_addr, str(header.dst_port))
-
-
 class ErrorsStream:
     """``wsgi.errors``: writes go to whatever stream the error log uses *now*, so they keep
     landing in the right file after USR1 reopened it."""
@@ -175,11 +130,16 @@ def base_environ(
 def build_environ(
     base: dict[str, Any],
     req: Request,
-    conn: ConnInfo,
+    conn: Any,
     body: Body,
     trust: ProxyTrust | None = None,
 ) -> dict[str, Any]:
-    """The PEP 3333 environ for one request. All values are native ``str`` (latin-1)."""
+    """The PEP 3333 environ for one request. All values are native ``str`` (latin-1).
+
+    ``conn`` is the worker's connection (``workers.connection.Connection``): ``sock``,
+    ``remote_addr``, ``remote_port``, ``peer``, ``scheme``, ``server_name``, ``server_port``
+    and ``proxy`` are read.
+    """
     path = req.path
     if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
@@ -225,11 +185,8 @@ def build_environ(
         env["SERVER_PORT"] = conn.server_port
     if conn.proxy is not None:
         env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
-    if trust is not None and trust.keys:
-        for key in trust.keys:
-            if key in env:
-                _apply_scheme_headers(env, req, conn, trust)
-                break
+    if trust is not None and not env.keys().isdisjoint(trust.keys):
+        _apply_scheme_headers(env, req, conn, trust)
     return env
 
 
@@ -258,9 +215,7 @@ def _environ_key(name: str) -> str:
     return key
 
 
-def _apply_scheme_headers(
-    env: dict[str, Any], req: Request, conn: ConnInfo, trust: ProxyTrust
-) -> None:
+def _apply_scheme_headers(env: dict[str, Any], req: Request, conn: Any, trust: ProxyTrust) -> None:
     """A secure-scheme header is present: from a trusted peer it sets ``wsgi.url_scheme``
     (every occurrence must agree, else ``ConflictingSchemeHeaders``)."""
     if not trust.trusts(conn.peer):

@@ -24,7 +24,6 @@ from greenhorn.http.parser import Limits
 from greenhorn.workers import handler as handler_module
 from greenhorn.workers.connection import Connection
 from greenhorn.workers.handler import Handler, Response
-from greenhorn.wsgi import ConnInfo
 
 WAIT = 5.0  # generous bound for every socket read and thread join
 
@@ -177,8 +176,8 @@ class Rig:
             multithread=False,
             board=None,
         )
-        info = ConnInfo(self.server, peer, "40000", "localhost", "8000")
-        self.conn = Connection(self.server, (peer, 40000), info, Limits(), time.monotonic())
+        server = ("localhost", "8000")
+        self.conn = Connection(self.server, (peer, 40000), server, Limits(), time.monotonic())
         self.reader = Reader(self.client)
 
     def send(self, data: bytes) -> None:

@@ -18,11 +18,11 @@ import pytest
 
 from greenhorn import SERVER_SOFTWARE
 from greenhorn.config import Config
-from greenhorn.http.parser import Parser, Request
+from greenhorn.http.parser import Limits, Parser, Request
+from greenhorn.workers.connection import Connection
 from greenhorn.wsgi import (
     Body,
     ConflictingSchemeHeaders,
-    ConnInfo,
     FileWrapper,
     ProxyTrust,
     base_environ,
@@ -50,13 +50,14 @@ def parse(raw: bytes) -> Request:
     return req
 
 
-def conn_info(addr: str = "10.1.2.3", port: str = "54321", scheme: str = "http") -> ConnInfo:
-    return ConnInfo(SOCK, addr, port, "listener.example", "8000", scheme)
+def conn_info(addr: str = "10.1.2.3", port: str = "54321", scheme: str = "http") -> Connection:
+    server = ("listener.example", "8000")
+    return Connection(SOCK, (addr, int(port)), server, Limits(), 0.0, scheme)
 
 
 def environ(
     raw: bytes,
-    conn: ConnInfo | None = None,
+    conn: Connection | None = None,
     trust: ProxyTrust | None = None,
     script_name: str | None = None,
     body: Body | None = None,

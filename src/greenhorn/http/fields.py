@@ -27,33 +27,51 @@ BAD_NAME_RE = re.compile(f"[^{TCHAR}]")
 
 
 # Field lines seen before, split: clients repeat the same lines (Host, User-Agent,
-# Accept...) on every request. Bounded in entries and in line length.
-PLAIN, SPECIAL, UNDERSCORE = "plain", "special", "underscore"  # kinds of field line
+# Accept...) on every request, so the parser looks a whole head's lines up in C
+# (``map(FIELD_PAIRS.get, lines)``) and only special lines reach Python code.
+# Bounded in entries and in line length; the three tables are cleared together.
 # Headers with framing or routing meaning: the parser inspects them on every request.
 SPECIAL_NAMES = frozenset(
     ("CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONNECTION", "EXPECT", "CONTENT-TYPE")
 )
-FIELD_CACHE: dict[str, tuple[tuple[str, str], str]] = {}
+FIELD_PAIRS: dict[str, tuple[str, str]] = {}  # line -> (UPPER name, value), every line
+SPECIAL_LINES: set[str] = set()  # lines whose name is in SPECIAL_NAMES
+UNDERSCORE_LINES: set[str] = set()  # lines whose name has "_" (dropped by default)
 FIELD_CACHE_MAX = 2048
 FIELD_CACHE_LINE = 256
 
 
-def split_field_line(line: str) -> tuple[tuple[str, str], str]:
-    """One validated field line → ((UPPER name, value without OWS), kind), remembered."""
+def split_field_line(line: str) -> tuple[str, str]:
+    """One validated field line → (UPPER name, value without OWS), remembered."""
     name, _, value = line.partition(":")
-    name = name.upper()
-    if "_" in name:
-        kind = UNDERSCORE
-    elif name in SPECIAL_NAMES:
-        kind = SPECIAL
-    else:
-        kind = PLAIN
-    field = ((name, value.strip(" \t")), kind)
+    pair = (name.upper(), value.strip(" \t"))
     if len(line) <= FIELD_CACHE_LINE:
-        if len(FIELD_CACHE) >= FIELD_CACHE_MAX:
-            FIELD_CACHE.clear()
-        FIELD_CACHE[line] = field
-    return field
+        if len(FIELD_PAIRS) >= FIELD_CACHE_MAX:
+            FIELD_PAIRS.clear()
+            SPECIAL_LINES.clear()
+            UNDERSCORE_LINES.clear()
+        if "_" in pair[0]:
+            UNDERSCORE_LINES.add(line)
+        elif pair[0] in SPECIAL_NAMES:
+            SPECIAL_LINES.add(line)
+        FIELD_PAIRS[line] = pair
+    return pair
+
+
+CONNECTION_CACHE: dict[str, frozenset[str]] = {}  # Connection value -> its tokens
+CONNECTION_CACHE_MAX = 256
+
+
+def connection_tokens(value: str) -> frozenset[str]:
+    """The lowercase tokens of a Connection header value (``close``, ``keep-alive``...),
+    remembered: clients send the same one or two values on every request."""
+    value_lower = value.lower()
+    tokens = frozenset(t.strip(" \t") for t in value_lower.split(","))
+    if len(value) <= FIELD_CACHE_LINE:
+        if len(CONNECTION_CACHE) >= CONNECTION_CACHE_MAX:
+            CONNECTION_CACHE.clear()
+        CONNECTION_CACHE[value] = tokens
+    return tokens
 
 
 def diagnose_line(line: str, error: type[errors.HTTPError]) -> errors.HTTPError:

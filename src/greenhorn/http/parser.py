@@ -37,12 +37,15 @@ from greenhorn.http import errors
 from greenhorn.http.body import END, ChunkedReader, ContentLengthReader, Data, EndOfMessage
 from greenhorn.http.fields import (
     BAD_VALUE_RE,
+    CONNECTION_CACHE,
     FIELD_BLOCK_RE,
-    FIELD_CACHE,
-    PLAIN,
+    FIELD_PAIRS,
+    SPECIAL_LINES,
+    SPECIAL_NAMES,
     TCHAR,
     TOKEN_RE,
-    UNDERSCORE,
+    UNDERSCORE_LINES,
+    connection_tokens,
     diagnose_line,
     split_field_line,
     unfold,
@@ -98,6 +101,7 @@ class Limits:
     field_limit: int = field(init=False, default=0)
     fields_limit: int = field(init=False, default=0)
     head_limit: int = field(init=False, default=0)
+    line_re: re.Pattern = field(init=False, default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         line = self.max_line if 0 < self.max_line <= MAX_LINE_CAP else MAX_LINE_CAP
@@ -108,6 +112,8 @@ class Limits:
         object.__setattr__(self, "field_limit", size)
         object.__setattr__(self, "fields_limit", count)
         object.__setattr__(self, "head_limit", head)
+        strict = not self.permit_unconventional_http_method
+        object.__setattr__(self, "line_re", STRICT_LINE_RE if strict else LOOSE_LINE_RE)
 
 
 class Request:
@@ -188,7 +194,6 @@ class Parser:
         "_eof",
         "_error",
         "_limits",
-        "_line_re",
         "_nfields",
         "_scan",
         "_state",
@@ -196,8 +201,6 @@ class Parser:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self._limits = limits or Limits()
-        strict = not self._limits.permit_unconventional_http_method
-        self._line_re = STRICT_LINE_RE if strict else LOOSE_LINE_RE
         self._buf = bytearray()
         self._scan = 0  # where the search for the end of the head resumes
         self._checked = 0  # incomplete head: offset of the first line not yet validated
@@ -285,7 +288,8 @@ class Parser:
             return self._incomplete_head()
         head = buf[:end].decode("latin-1")
         del buf[: end + 4]
-        self._scan = self._checked = self._nfields = 0
+        if self._scan or self._checked:  # the head came in pieces: reset that state
+            self._scan = self._checked = self._nfields = 0
         request = self._parse_head(head)
         # frame the body
         self._state = _BODY
@@ -381,7 +385,7 @@ class Parser:
         if limits.casefold_http_method:
             method, sp, rest = line.partition(" ")
             line = method.upper() + sp + rest
-        m = self._line_re.fullmatch(line)
+        m = limits.line_re.fullmatch(line)
         if m is None:
             raise self._diagnose_request_line(line)
         method, uri, major, minor = m.groups()
@@ -391,17 +395,14 @@ class Parser:
         return method, uri, version, *self._other_target(method, uri)
 
     def _parse_head(self, head: str) -> Request:
-        end = head.find("\r\n")
-        if end < 0:
-            line, block = head, ""
-        else:
-            line, block = head[:end], head[end + 2 :]
+        line, _, block = head.partition("\r\n")
         limits = self._limits
         m = None
         if len(line) <= limits.line_limit and not limits.casefold_http_method:
-            m = self._line_re.fullmatch(line)
-        if m is not None and m.group(3) == "1" and m.group(4) in "01":  # the common case
-            method, uri, _, minor = m.groups()
+            m = limits.line_re.fullmatch(line)
+        if m is not None:
+            method, uri, major, minor = m.groups()
+        if m is not None and major == "1" and (minor == "1" or minor == "0"):  # the common case
             version = (1, 1) if minor == "1" else (1, 0)
             if uri[0] == "/" and method != "CONNECT":
                 if "?" in uri or "#" in uri:
@@ -476,25 +477,16 @@ class Parser:
             for line in lines:
                 if len(line) > field_limit:
                     raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
-        headers = request.headers
+        pairs = list(map(FIELD_PAIRS.get, lines))  # every line seen before: no Python loop
+        if None in pairs or not UNDERSCORE_LINES.isdisjoint(lines):
+            pairs, specials = self._split_fields(lines)
+        else:
+            specials = list(map(FIELD_PAIRS.__getitem__, filter(SPECIAL_LINES.__contains__, lines)))
+        request.headers = pairs
         special = None
         host = connection = None
-        cache = FIELD_CACHE
-        for line in lines:
-            field = cache.get(line)
-            if field is None:
-                field = split_field_line(line)
-            pair, kind = field
-            if kind is PLAIN:
-                headers.append(pair)
-                continue
-            name, value = pair
-            if kind is UNDERSCORE:
-                if limits.header_map == "drop":
-                    continue
-                if limits.header_map == "refuse":
-                    raise errors.InvalidHeaderName(f"underscore in header name {name}")
-            elif name == "HOST":
+        for name, value in specials:
+            if name == "HOST":
                 if host is not None:
                     raise errors.DuplicateHeader("more than one Host header")
                 host = value
@@ -504,7 +496,6 @@ class Parser:
                 if special is None:
                     special = {}
                 special.setdefault(name, []).append(value)
-            headers.append(pair)
         if host is not None:
             if HOST_RE.fullmatch(host) is None:
                 raise errors.InvalidHeader(f"invalid Host {errors.excerpt(host)}")
@@ -512,14 +503,36 @@ class Parser:
         elif request.version >= (1, 1):
             raise errors.MissingHost("HTTP/1.1 request without a Host header")
         if connection is not None:
-            value = connection.lower()
-            tokens = {t.strip(" \t") for t in value.split(",")} if "," in value else {value}
+            tokens = CONNECTION_CACHE.get(connection)
+            if tokens is None:
+                tokens = connection_tokens(connection)
             if "close" in tokens:
                 request.keep_alive = False
             elif request.version == (1, 0) and "keep-alive" in tokens:
                 request.keep_alive = True
         if special is not None:
             self._apply_special(special, request)
+
+    def _split_fields(self, lines: list[str]) -> tuple[list, list]:
+        """Split every line (the cache did not know them all): (headers, special headers),
+        with names containing "_" dropped or refused as ``header_map`` says."""
+        header_map = self._limits.header_map
+        pairs = []
+        specials = []
+        for line in lines:
+            pair = FIELD_PAIRS.get(line)
+            if pair is None:
+                pair = split_field_line(line)
+            name = pair[0]
+            if "_" in name:
+                if header_map == "drop":
+                    continue
+                if header_map == "refuse":
+                    raise errors.InvalidHeaderName(f"underscore in header name {name}")
+            elif name in SPECIAL_NAMES:
+                specials.append(pair)
+            pairs.append(pair)
+        return pairs, specials
 
     def _repair_block(self, block: str) -> list[str]:
         """The fast check failed: unfold if allowed, else raise the precise error."""

@@ -38,7 +38,6 @@ from greenhorn.heartbeat import BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
 from greenhorn.http.parser import Limits
 from greenhorn.signals import SignalPipe
 from greenhorn.workers.connection import Connection, TimeoutConnection
-from greenhorn.wsgi import ConnInfo
 
 __all__ = ["Worker", "limits_from"]
 
@@ -328,24 +327,19 @@ class Worker:
         server = self._server_names.get(listener)
         if server is None:
             server = self.server_name(listener)
-        if addr.__class__ is tuple:
-            info = ConnInfo(client, addr[0], str(addr[1]), server[0], server[1])
-        else:  # UNIX socket peers have no address
-            info = ConnInfo(client, "", "", server[0], server[1])
-        if self.ssl_context is not None:
-            from greenhorn import tls
+        if self.ssl_context is None:
+            return cls(client, addr, server, self.limits, accepted_at)
+        from greenhorn import tls
 
-            deadline = accepted_at + (float(self.cfg.header_timeout) or 30.0)
-            client = tls.handshake(self.ssl_context, client, deadline, self.cfg, self.log)
-            if client is None:
-                return None
-            info.sock = client
-            info.scheme = "https"
-            header = tls.proxy_header(client)  # a PROXY header comes before TLS
-            if header is not None:
-                info.apply_proxy(header)
-            cls = TimeoutConnection
-        return cls(client, addr, info, self.limits, accepted_at)
+        deadline = accepted_at + (float(self.cfg.header_timeout) or 30.0)
+        client = tls.handshake(self.ssl_context, client, deadline, self.cfg, self.log)
+        if client is None:
+            return None
+        conn = TimeoutConnection(client, addr, server, self.limits, accepted_at, "https")
+        header = tls.proxy_header(client)  # a PROXY header comes before TLS
+        if header is not None:
+            conn.apply_proxy(header)
+        return conn
 
     def request_reload(self, reason: str) -> None:
         """Ask the master for a graceful reload (new generation of workers), e.g. after a
@@ -373,7 +367,12 @@ class Worker:
 
     def count_request(self) -> None:
         self.nr += 1
-        if self.nr >= self.max_requests and self.alive:
+        if self.nr >= self.max_requests:
+            self.max_requests_reached()
+
+    def max_requests_reached(self) -> None:
+        """Leave after the current request (``max_requests``): the master starts another."""
+        if self.alive:
             self.log.info("Autorestarting worker after current request.")
             self.tmp.board.counters[EXIT_REASON] = 1
             self.alive = False

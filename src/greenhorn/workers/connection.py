@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 from greenhorn.http.parser import Limits, Parser
-from greenhorn.wsgi import ConnInfo
 
 __all__ = ["Connection", "Timeout", "TimeoutConnection"]
 
@@ -42,32 +41,62 @@ class Timeout(Exception):
 
 
 class Connection:
-    """A client socket plus the parser fed from it."""
+    """A client socket, what the environ needs to know about it, and its parser.
+
+    ``remote_addr``/``remote_port`` are the client's (replaced by a trusted PROXY header);
+    ``peer`` stays the socket's real peer, by which forwarded headers are trusted.
+    """
 
     __slots__ = (
         "accepted_at",
         "closed",
-        "info",
         "linger",
         "parser",
         "peer",
+        "proxy",
         "registered",
+        "remote_addr",
+        "remote_port",
         "requests",
+        "scheme",
+        "server_name",
+        "server_port",
         "sock",
     )
 
     def __init__(
-        self, sock: socket.socket, peer: Any, info: ConnInfo, limits: Limits, now: float
+        self,
+        sock: socket.socket,
+        addr: Any,
+        server: tuple[str, str],
+        limits: Limits,
+        now: float,
+        scheme: str = "http",
     ) -> None:
         self.sock = sock
-        self.peer = peer
-        self.info = info
+        if addr.__class__ is tuple:
+            self.peer = self.remote_addr = addr[0]
+            self.remote_port = str(addr[1])
+        else:  # UNIX socket peers have no address
+            self.peer = self.remote_addr = self.remote_port = ""
+        self.server_name, self.server_port = server
+        self.scheme = scheme
+        self.proxy: tuple[str, str, str] | None = None  # PROXY_PROTOCOL, _ADDR, _PORT
         self.parser = Parser(limits)
         self.accepted_at = now
         self.requests = 0
         self.closed = False
         self.registered = False  # known to a poller (threaded worker keep-alive)
         self.linger = False  # request body left unread: drain briefly on close (no RST)
+
+    def apply_proxy(self, header: Any) -> None:
+        """Take the client's address from a PROXY protocol header (``http.proxy``)."""
+        if header.local:
+            return
+        self.remote_addr = header.src_addr
+        self.remote_port = str(header.src_port)
+        family = "TCP6" if ":" in header.src_addr else "TCP4"
+        self.proxy = (family, header.dst_addr, str(header.dst_port))
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -306,7 +306,7 @@ class Handler:
             begun = conn.accepted_at
             if (
                 self.proxy_protocol != "off"
-                and conn.info.scheme != "https"  # TLS: the header came before the handshake
+                and conn.scheme != "https"  # TLS: the header came before the handshake
                 and not self._read_proxy_header(conn, begun)
             ):
                 conn.lingering_close(seconds=0.0)
@@ -364,14 +364,14 @@ class Handler:
             body = self.no_body
         environ: dict[str, Any] = {}
         try:
-            environ = build_environ(self.base, req, conn.info, body, self.trust)
+            environ = build_environ(self.base, req, conn, body, self.trust)
             if self.pre_request is not None:
                 self.pre_request(self.worker, req)
             self._call_app(conn, req, resp, environ)
         except ConflictingSchemeHeaders:
             self._error(conn, resp, 400, "Bad Request", "conflicting scheme headers")
             self.log.warning(
-                "Invalid request from ip=%s: conflicting scheme headers", conn.info.remote_addr
+                "Invalid request from ip=%s: conflicting scheme headers", conn.remote_addr
             )
         finally:
             duration = _monotonic() - now
@@ -429,12 +429,12 @@ class Handler:
             resp.finish()
         except (Timeout, OSError) as exc:
             resp.keep_alive = False
-            self.log.debug("Client %s went away: %r", conn.info.remote_addr, exc)
+            self.log.debug("Client %s went away: %r", conn.remote_addr, exc)
         except errors.HTTPError as exc:  # raised while the app read a bad or slow body
             resp.keep_alive = False
             if not resp.head_sent:
                 self._error(conn, resp, exc.code, exc.reason, str(exc))
-            self.log.warning("Invalid request from ip=%s: %s", conn.info.remote_addr, exc)
+            self.log.warning("Invalid request from ip=%s: %s", conn.remote_addr, exc)
         except InvalidResponse as exc:
             self.log.error("Error handling request %s %s: %s", req.method, req.uri, exc)
             resp.keep_alive = False
@@ -466,7 +466,7 @@ class Handler:
 
         deadline = begun + self.header_timeout if self.header_timeout else None
         data = b""
-        peer = conn.info.remote_addr
+        peer = conn.remote_addr
         try:
             while True:
                 result = proxy.parse(data, self.proxy_protocol)
@@ -487,7 +487,7 @@ class Handler:
         if not self.proxy_trust.trusts(peer):
             self.log.warning("PROXY header from untrusted ip=%s refused", peer)
             return False
-        conn.info.apply_proxy(result)
+        conn.apply_proxy(result)
         conn.parser.feed(data[result.consumed :])
         return True
 
@@ -530,7 +530,7 @@ class Handler:
 
     def reject(self, conn: Connection, exc: errors.HTTPError) -> None:
         """Answer a protocol error with its status, log it, count it, and close."""
-        self.log.warning("Invalid request from ip=%s: %s", conn.info.remote_addr, exc)
+        self.log.warning("Invalid request from ip=%s: %s", conn.remote_addr, exc)
         if self.board is not None:
             self.board.counters[REJECTED] += 1
         try:

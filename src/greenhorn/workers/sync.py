@@ -49,16 +49,31 @@ class SyncWorker(Worker):
         listeners = list(self.listeners)
         monotonic = time.monotonic
         idle_wait = 1.0 if not self.timeout else min(1.0, self.timeout / 2.0)
+        tmp = self.tmp
+        accept = self.accept
+        make_connection = self.make_connection
+        serve = handler.serve
+        max_requests = self.max_requests
         while self.alive:
             now = monotonic()
-            self.beat(now)
+            if now - tmp.last_beat >= 1.0:
+                self.beat(now)
             served = False
             for listener in listeners:
-                accepted = self.accept(listener)
+                accepted = accept(listener)
                 if accepted is None:
                     continue
-                self.serve(handler, listener, accepted, now)
                 served = True
+                conn = make_connection(accepted[0], accepted[1], listener, now)
+                if conn is None:  # a failed TLS handshake
+                    continue
+                try:
+                    serve(conn)
+                finally:
+                    conn.close()
+                self.nr += 1
+                if self.nr >= max_requests:
+                    self.max_requests_reached()
                 if not self.alive:
                     break
             if served:
@@ -76,6 +91,7 @@ class SyncWorker(Worker):
             self.serve(handler, listener, (client, addr), accepted_at)
 
     def serve(self, handler: Handler, listener: object, accepted: tuple, now: float) -> None:
+        """Serve one accepted connection (the backlog drained at shutdown)."""
         client, addr = accepted
         conn = self.make_connection(client, addr, listener, now)
         if conn is None:
