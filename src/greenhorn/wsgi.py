@@ -241,13 +241,21 @@ class Body:
     ``100 Continue`` the first time it is called when the client asked for it.
 
     Reads are linear in the body size: pieces are collected in a list and joined once
-    (re-concatenating a growing buffer per piece made a 32 MB upload take seconds).
+    (re-concatenating a growing buffer per piece made a 32 MB upload take seconds). When
+    the worker also supplies ``rest(limit)``, a read that wants everything that is left
+    (``read()``, or ``read(n)`` with at most ``n`` bytes left) gets it in one piece from
+    there, received once, without going through pieces at all.
     """
 
-    __slots__ = ("_buf", "_done", "_pull")
+    __slots__ = ("_buf", "_done", "_pull", "_rest")
 
-    def __init__(self, pull: Callable[[], bytes] | None) -> None:
+    def __init__(
+        self,
+        pull: Callable[[], bytes] | None,
+        rest: Callable[[int | None], bytes | None] | None = None,
+    ) -> None:
         self._pull = pull
+        self._rest = rest  # all the rest in one piece, if at most N bytes are left (or None)
         self._buf = b""
         self._done = pull is None
 
@@ -267,6 +275,11 @@ class Body:
 
     def read(self, size: int | None = -1) -> bytes:
         buf = self._buf
+        if not buf and self._rest is not None and not self._done:
+            data = self._rest(None if size is None or size < 0 else size)
+            if data is not None:
+                self._done = True
+                return data
         if size is None or size < 0:
             parts = [buf] if buf else []
             while data := self._next():

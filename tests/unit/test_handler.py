@@ -483,6 +483,49 @@ def test_body_is_read_by_the_app(rigs):
     assert rig.reader.response().body == b"hello world"
 
 
+def test_large_body_arriving_after_the_head_is_read_whole_then_the_next_request(rigs):
+    """read() takes the rest of a Content-Length body straight from the socket: part came
+    with the head, the rest later in pieces; the pipelined request after it is intact."""
+    rig = rigs(echo_body)
+    body = bytes(range(256)) * 160  # 40 KiB: the echo fits the socket buffer unread
+    head = request("/", f"Content-Length: {len(body)}", method="POST")
+    rig.send(head + body[:1000])
+    thread, result = rig.serve_in_thread()
+    for start in range(1000, len(body), 7000):
+        time.sleep(0.01)
+        rig.send(body[start : start + 7000])
+    rig.send(request("/next"))
+    thread.join(WAIT)
+    assert result == [True]
+    assert rig.reader.response().body == body
+    assert rig.serve() is True
+    assert rig.reader.response().body == b""  # /next: GET with no body echoes nothing
+
+
+@pytest.mark.parametrize(
+    "size, expect", [(5, b"hello"), (11, b"hello world"), (99, b"hello world")]
+)
+def test_read_with_a_size_takes_the_rest_at_once_only_when_it_fits(rigs, size, expect):
+    def read_sized(environ, start_response):
+        first = environ["wsgi.input"].read(size)
+        rest = environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [first + b"|" + rest]
+
+    rig = rigs(read_sized)
+    rig.send(request("/", "Content-Length: 11", method="POST", body=b"hello world"))
+    assert rig.serve() is True
+    assert rig.reader.response().body == expect + b"|" + b"hello world"[len(expect) :]
+
+
+def test_body_cut_short_by_the_client_is_400(rigs):
+    rig = rigs(echo_body)
+    rig.send(request("/", "Content-Length: 100", method="POST", body=b"only 12 byte"))
+    rig.client.shutdown(socket.SHUT_WR)
+    assert rig.serve() is False
+    assert rig.reader.response().status == 400
+
+
 def test_chunked_body_is_read_by_the_app(rigs):
     rig = rigs(echo_body)
     chunks = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"

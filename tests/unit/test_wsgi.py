@@ -593,3 +593,24 @@ def test_file_wrapper_close_without_a_close_method():
 
 def test_file_wrapper_empty_file():
     assert list(FileWrapper(io.BytesIO(b""))) == []
+
+
+def test_parser_lets_the_caller_receive_a_content_length_body_itself():
+    parser = Parser()
+    parser.feed(get("/", "Host: h", "Content-Length: 10", method="POST") + b"abc")
+    assert isinstance(parser.next_event(), Request)
+    assert parser.body_left() == 10  # 3 of them buffered here
+    with pytest.raises(RuntimeError):
+        parser.body_received(7)  # not while bytes are buffered
+    assert parser.next_event().data == b"abc"  # type: ignore[union-attr]
+    assert parser.body_left() == 7
+    with pytest.raises(RuntimeError):
+        parser.body_received(8)  # past the body
+    parser.body_received(7)
+    assert parser.body_left() == 0
+    assert parser.next_event().__class__.__name__ == "EndOfMessage"
+    assert parser.body_left() is None
+    chunked = Parser()
+    chunked.feed(get("/", "Host: h", "Transfer-Encoding: chunked", method="POST"))
+    chunked.next_event()
+    assert chunked.body_left() is None

@@ -259,6 +259,21 @@ class Parser:
             self._eof = True
         return self.next_event()
 
+    def body_left(self) -> int | None:
+        """Bytes of a Content-Length body not yet returned as ``Data`` (buffered here or not);
+        None for a chunked body or outside a body. See ``body_received``."""
+        body = self._body
+        if self._state != _BODY or body.__class__ is not ContentLengthReader:
+            return None
+        return body.remaining  # type: ignore[union-attr]
+
+    def body_received(self, n: int) -> None:
+        """The caller received ``n`` body bytes itself, straight from the peer. Only allowed
+        while nothing is buffered here (``buffered == 0``) and ``n <= body_left()``."""
+        if self._buf or n > self._body.remaining:  # type: ignore[union-attr]
+            raise RuntimeError("body_received() with buffered bytes or past the body")
+        self._body.remaining -= n  # type: ignore[union-attr]
+
     def start_next(self) -> None:
         """Begin the next request on this connection (after EndOfMessage)."""
         if self._state == _BODY and self._body is None:

@@ -115,25 +115,36 @@ class Connection:
             except BlockingIOError:
                 continue
 
-    def send(self, *buffers: bytes, deadline: float | None = None) -> int:
-        """Send every buffer (gathered in one system call when possible); return bytes sent."""
+    def recv_into(self, view: memoryview, deadline: float | None) -> int:
+        """Receive into ``view`` (0 at EOF); raise ``Timeout`` after ``deadline``."""
         sock = self.sock
-        if len(buffers) == 1:
-            first = buffers[0]
-            total = len(first)
+        while True:
             try:
-                sent = sock.send(first, _DONTWAIT)
+                return sock.recv_into(view, 0, _DONTWAIT)
             except BlockingIOError:
-                sent = 0
-            if sent == total:
-                return total
-            data = memoryview(first)
-            while sent < total:
-                try:
-                    sent += sock.send(data[sent:], _DONTWAIT)
-                except BlockingIOError:
-                    self._wait(_POLLOUT, deadline)
+                self._wait(_POLLIN, deadline)
+
+    def send(self, data: bytes, deadline: float | None = None) -> int:
+        """Send all of ``data``; return its length."""
+        sock = self.sock
+        total = len(data)
+        try:
+            sent = sock.send(data, _DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if sent == total:
             return total
+        view = memoryview(data)
+        while sent < total:
+            try:
+                sent += sock.send(view[sent:], _DONTWAIT)
+            except BlockingIOError:
+                self._wait(_POLLOUT, deadline)
+        return total
+
+    def sendv(self, buffers: tuple[bytes, ...], deadline: float | None = None) -> int:
+        """Send every buffer, gathered in one system call when possible; return bytes sent."""
+        sock = self.sock
         total = sum(map(len, buffers))
         pending = [memoryview(b) for b in buffers if b]
         while pending:
@@ -233,14 +244,23 @@ class TimeoutConnection(Connection):
         except TimeoutError as exc:
             raise Timeout() from exc
 
-    def send(self, *buffers: bytes, deadline: float | None = None) -> int:
+    def recv_into(self, view: memoryview, deadline: float | None) -> int:
         self.sock.settimeout(_remaining(deadline))
         try:
-            data = b"".join(buffers) if len(buffers) > 1 else buffers[0]
+            return self.sock.recv_into(view)
+        except TimeoutError as exc:
+            raise Timeout() from exc
+
+    def send(self, data: bytes, deadline: float | None = None) -> int:
+        self.sock.settimeout(_remaining(deadline))
+        try:
             self.sock.sendall(data)
         except TimeoutError as exc:
             raise Timeout() from exc
         return len(data)
+
+    def sendv(self, buffers: tuple[bytes, ...], deadline: float | None = None) -> int:
+        return self.send(b"".join(buffers), deadline)
 
     def sendfile(self, fileobj: Any, offset: int, count: int, deadline: float | None) -> int:
         self.sock.settimeout(_remaining(deadline))

@@ -19,6 +19,7 @@ Failure rules:
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -141,17 +142,17 @@ class Response:
         self.framing = framing
         self.keep_alive = framing.keep_alive
         if not first or not framing.body_allowed:
-            self._conn.send(head, deadline=self._deadline)
+            self._conn.send(head, self._deadline)
             return
         if framing.length is not None and len(first) > framing.length:
             first = first[: framing.length]
             self.keep_alive = False
         if framing.chunked:
-            self._conn.send(head, b"%x\r\n" % len(first), first, b"\r\n", deadline=self._deadline)
+            self._conn.sendv((head, b"%x\r\n" % len(first), first, b"\r\n"), self._deadline)
         elif len(first) < 16384:
-            self._conn.send(head + first, deadline=self._deadline)
+            self._conn.send(head + first, self._deadline)
         else:
-            self._conn.send(head, first, deadline=self._deadline)
+            self._conn.sendv((head, first), self._deadline)
         self.sent = len(first)
 
     def write(self, data: bytes) -> None:
@@ -173,11 +174,11 @@ class Response:
                 data = data[:room]
                 self.keep_alive = False
         if not framing.chunked:
-            self._conn.send(data, deadline=self._deadline)
+            self._conn.send(data, self._deadline)
         elif len(data) < SMALL_WRITE:  # one buffer: cheaper than gathering three
-            self._conn.send(chunk(data), deadline=self._deadline)
+            self._conn.send(chunk(data), self._deadline)
         else:
-            self._conn.send(b"%x\r\n" % len(data), data, b"\r\n", deadline=self._deadline)
+            self._conn.sendv((b"%x\r\n" % len(data), data, b"\r\n"), self._deadline)
         self.sent += len(data)
 
     def finish(self) -> None:
@@ -188,7 +189,7 @@ class Response:
         if framing is None:
             return
         if framing.chunked:
-            self._conn.send(LAST_CHUNK, deadline=self._deadline)
+            self._conn.send(LAST_CHUNK, self._deadline)
         elif framing.length is not None and framing.body_allowed and self.sent < framing.length:
             self.keep_alive = False
 
@@ -225,34 +226,80 @@ class BodySource:
         self.started = 0.0
         self.expected = req.content_length or 0  # 0 for chunked: size unknown
 
+    def _begin(self) -> None:
+        """First read: send ``100 Continue`` if asked for, start the min-rate clock."""
+        if self.continue_pending:
+            self.continue_pending = False
+            if not self.resp.head_sent and not self.conn.parser.buffered:
+                self.conn.send(CONTINUE)
+        if not self.started:
+            self.started = _monotonic()
+
+    def _deadline(self) -> float | None:
+        if not self.min_rate:
+            return None
+        return self.started + self.grace + (self.received + 1) / self.min_rate
+
     def pull(self) -> bytes:
         conn = self.conn
         parser = conn.parser
-        if self.continue_pending:
-            self.continue_pending = False
-            if not self.resp.head_sent and not parser.buffered:
-                conn.send(CONTINUE)
-        if not self.started:
-            self.started = _monotonic()
+        self._begin()
         while True:
             event = parser.next_event()
             if event.__class__ is Data:
                 self.received += len(event.data)  # type: ignore[union-attr]
                 return event.data  # type: ignore[union-attr]
             if event is NEED_DATA:
-                deadline = None
-                if self.min_rate:
-                    deadline = self.started + self.grace + (self.received + 1) / self.min_rate
                 left = self.expected - self.received
                 size = BIG_RECV if left > BIG_RECV else RECV_SIZE if left < RECV_SIZE else left
                 try:
-                    parser.feed(conn.recv(deadline, size))
+                    parser.feed(conn.recv(self._deadline(), size))
                 except Timeout:
                     raise errors.BodyTimeout("request body arrived too slowly") from None
                 continue
             if event.__class__ is EndOfMessage:
                 return b""
             raise errors.IncompleteRequest("unexpected event in the body")
+
+    def rest(self, limit: int | None) -> bytes | None:
+        """All the rest of a Content-Length body in one bytes object, or None (chunked, or
+        more than ``limit`` bytes left: the caller pulls pieces instead).
+
+        The bytes are received straight into the object that is returned (a ``BytesIO``
+        buffer handed over by ``getvalue()`` without a copy), not through the parser: a
+        large upload is in memory once, not three times.
+        """
+        conn = self.conn
+        parser = conn.parser
+        left = parser.body_left()
+        if left is None or (limit is not None and left > limit):
+            return None
+        self._begin()
+        out = io.BytesIO()
+        if left:
+            out.seek(left - 1)
+            out.write(b"\0")  # the whole buffer at once
+            with out.getbuffer() as view:
+                pos = 0
+                while pos < left and parser.buffered:  # what arrived with the head
+                    event = parser.next_event()
+                    data = event.data  # type: ignore[union-attr]
+                    view[pos : pos + len(data)] = data
+                    pos += len(data)
+                while pos < left:
+                    try:
+                        n = conn.recv_into(view[pos:], self._deadline())
+                    except Timeout:
+                        raise errors.BodyTimeout("request body arrived too slowly") from None
+                    if not n:
+                        raise errors.IncompleteRequest("connection closed inside the request body")
+                    parser.body_received(n)
+                    pos += n
+                    self.received += n
+        event = parser.next_event()
+        if event.__class__ is not EndOfMessage:
+            raise errors.IncompleteRequest("unexpected event in the body")  # pragma: no cover
+        return out.getvalue()
 
 
 class Handler:
@@ -359,7 +406,7 @@ class Handler:
         has_body = req.chunked or bool(req.content_length)
         if has_body:
             source = BodySource(conn, req, self.min_rate, self.header_timeout or 0.0, resp)
-            body = Body(source.pull)
+            body = Body(source.pull, source.rest)
         else:
             body = self.no_body
         environ: dict[str, Any] = {}
@@ -523,7 +570,7 @@ class Handler:
         resp.status_code = code
         resp.keep_alive = False
         try:
-            conn.send(error_response(code, reason, msg, SERVER), deadline=resp._deadline)
+            conn.send(error_response(code, reason, msg, SERVER), resp._deadline)
             resp.head_sent = True
         except (OSError, Timeout):
             pass
@@ -535,7 +582,7 @@ class Handler:
             self.board.counters[REJECTED] += 1
         try:
             deadline = _monotonic() + REJECT_SEND_SECONDS
-            conn.send(error_response(exc.code, exc.reason, str(exc), SERVER), deadline=deadline)
+            conn.send(error_response(exc.code, exc.reason, str(exc), SERVER), deadline)
         except (OSError, Timeout):
             pass
         conn.lingering_close(seconds=0.0)
