@@ -1,5 +1,5 @@
 """The field-line grammar (RFC 9110 §5, RFC 9112 §5), shared by the request head and by
-chunked trailers.
+chunked trailers, and the splitting of validated field lines (cached: see FIELD_PAIRS).
 
 Strategy: validate a whole block of field lines with ONE regular expression, then split.
 The expression is linear (possessive quantifiers, character classes that cannot overlap at
@@ -56,6 +56,27 @@ def split_field_line(line: str) -> tuple[str, str]:
             SPECIAL_LINES.add(line)
         FIELD_PAIRS[line] = pair
     return pair
+
+
+def split_fields(lines: list[str], header_map: str) -> tuple[list, list]:
+    """Split every validated line (the cache did not know them all): (headers, special
+    headers), names containing "_" dropped or refused as ``header_map`` says."""
+    pairs = []
+    specials = []
+    for line in lines:
+        pair = FIELD_PAIRS.get(line)
+        if pair is None:
+            pair = split_field_line(line)
+        name = pair[0]
+        if "_" in name:
+            if header_map == "drop":
+                continue
+            if header_map == "refuse":
+                raise errors.InvalidHeaderName(f"underscore in header name {name}")
+        elif name in SPECIAL_NAMES:
+            specials.append(pair)
+        pairs.append(pair)
+    return pairs, specials
 
 
 CONNECTION_CACHE: dict[str, frozenset[str]] = {}  # Connection value -> its tokens

@@ -41,13 +41,12 @@ from greenhorn.http.fields import (
     FIELD_BLOCK_RE,
     FIELD_PAIRS,
     SPECIAL_LINES,
-    SPECIAL_NAMES,
     TCHAR,
     TOKEN_RE,
     UNDERSCORE_LINES,
     connection_tokens,
     diagnose_line,
-    split_field_line,
+    split_fields,
     unfold,
 )
 
@@ -257,7 +256,13 @@ class Parser:
             self._buf += data
         else:
             self._eof = True
-        return self.next_event()
+        if self._state != _HEAD:
+            return self.next_event()
+        try:
+            return self._next_head()
+        except errors.HTTPError as exc:
+            self._fail(exc)
+            raise
 
     def body_left(self) -> int | None:
         """Bytes of a Content-Length body not yet returned as ``Data`` (buffered here or not);
@@ -494,7 +499,7 @@ class Parser:
                     raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
         pairs = list(map(FIELD_PAIRS.get, lines))  # every line seen before: no Python loop
         if None in pairs or not UNDERSCORE_LINES.isdisjoint(lines):
-            pairs, specials = self._split_fields(lines)
+            pairs, specials = split_fields(lines, limits.header_map)
         else:
             specials = list(map(FIELD_PAIRS.__getitem__, filter(SPECIAL_LINES.__contains__, lines)))
         request.headers = pairs
@@ -527,27 +532,6 @@ class Parser:
                 request.keep_alive = True
         if special is not None:
             self._apply_special(special, request)
-
-    def _split_fields(self, lines: list[str]) -> tuple[list, list]:
-        """Split every line (the cache did not know them all): (headers, special headers),
-        with names containing "_" dropped or refused as ``header_map`` says."""
-        header_map = self._limits.header_map
-        pairs = []
-        specials = []
-        for line in lines:
-            pair = FIELD_PAIRS.get(line)
-            if pair is None:
-                pair = split_field_line(line)
-            name = pair[0]
-            if "_" in name:
-                if header_map == "drop":
-                    continue
-                if header_map == "refuse":
-                    raise errors.InvalidHeaderName(f"underscore in header name {name}")
-            elif name in SPECIAL_NAMES:
-                specials.append(pair)
-            pairs.append(pair)
-        return pairs, specials
 
     def _repair_block(self, block: str) -> list[str]:
         """The fast check failed: unfold if allowed, else raise the precise error."""
