@@ -5,10 +5,11 @@ type builds its environ here, from a parsed ``Request`` and the connection's add
 and hands the application a ``Body`` that pulls from whatever reader the worker
 supplies.
 
-Speed notes: the per-request keys are one dict display, the per-worker keys (that never
-change) are merged into it in one call, header names map to ``HTTP_*`` keys through a
-bounded cache, and Host values to SERVER_NAME/SERVER_PORT through another; so building an
-environ costs two dict operations and one loop over the headers.
+Speed notes: the per-worker base dict holds the keys that never change plus placeholders
+for the per-request ones, so one copy gives a table that needs no resizing; header names
+map to ``HTTP_*`` keys through a bounded cache, and Host values to SERVER_NAME/SERVER_PORT
+through another. Building an environ is one dict copy, a dozen stores and one loop over
+the headers.
 """
 
 from __future__ import annotations
@@ -110,11 +111,32 @@ class ErrorsStream:
         self._current().flush()
 
 
+# Keys every request sets: they are in the base dict (as None) so that copying it gives a
+# table already big enough, and the per-request stores only overwrite.
+PER_REQUEST_KEYS = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "RAW_URI",
+    "REQUEST_URI",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "wsgi.url_scheme",
+    "wsgi.input",
+    "greenhorn.socket",
+    "gunicorn.socket",
+)
+
+
 def base_environ(
     *, multithread: bool, errors: Any = None, script_name: str | None = None
 ) -> dict[str, Any]:
-    """The keys that are the same for every request a worker serves."""
-    return {
+    """The keys that are the same for every request a worker serves, plus a None
+    placeholder for each of ``PER_REQUEST_KEYS`` (``build_environ`` sets them all)."""
+    base = {
         "wsgi.version": (1, 0),
         "wsgi.multithread": multithread,
         "wsgi.multiprocess": True,
@@ -125,6 +147,8 @@ def base_environ(
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
         "SCRIPT_NAME": script_name if script_name is not None else "",
     }
+    base.update(dict.fromkeys(PER_REQUEST_KEYS))
+    return base
 
 
 def build_environ(
@@ -149,21 +173,17 @@ def build_environ(
     uri = req.uri
     sock = conn.sock
     scheme = conn.scheme
-    env = {
-        "REQUEST_METHOD": req.method,
-        "PATH_INFO": path,
-        "QUERY_STRING": req.query,
-        "RAW_URI": uri,
-        "REQUEST_URI": uri,
-        "SERVER_PROTOCOL": "HTTP/1.1" if req.version == (1, 1) else "HTTP/1.0",
-        "REMOTE_ADDR": conn.remote_addr,
-        "REMOTE_PORT": conn.remote_port,
-        "wsgi.url_scheme": scheme,
-        "wsgi.input": body,
-        "greenhorn.socket": sock,
-        "gunicorn.socket": sock,
-    }
-    env.update(base)
+    env = base.copy()  # already sized for a full environ: the stores below only overwrite
+    env["REQUEST_METHOD"] = req.method
+    env["PATH_INFO"] = path
+    env["QUERY_STRING"] = req.query
+    env["RAW_URI"] = env["REQUEST_URI"] = uri
+    env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == (1, 1) else "HTTP/1.0"
+    env["REMOTE_ADDR"] = conn.remote_addr
+    env["REMOTE_PORT"] = conn.remote_port
+    env["wsgi.url_scheme"] = scheme
+    env["wsgi.input"] = body
+    env["greenhorn.socket"] = env["gunicorn.socket"] = sock
     cache = _KEY_CACHE
     for name, value in req.headers:
         key = cache.get(name)

@@ -178,6 +178,8 @@ AUTHORITY_RE = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=%]+:[0-9]+|\[[0-9A-Fa-f:.]
 HOST_RE = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]*")
 DIGITS_RE = re.compile(r"[0-9]{1,18}")
 BARE_LF_RE = re.compile(rb"[\r\n]")  # inside one line: any CR or LF is bare
+GOOD_HOSTS: set[str] = set()  # Host values that passed HOST_RE (a server sees few); bounded
+GOOD_HOSTS_MAX = 256
 
 _HEAD, _BODY, _DONE, _ERROR = range(4)
 _CR_OR_LF = (b"\r", b"\n")
@@ -486,10 +488,11 @@ class Parser:
 
     def _parse_fields(self, block: str, request: Request) -> None:
         limits = self._limits
-        if FIELD_BLOCK_RE.fullmatch(block) is None:
+        lines = block.split("\r\n")
+        pairs = list(map(FIELD_PAIRS.get, lines))  # lines seen before are valid: no regex
+        known = None not in pairs
+        if not known and FIELD_BLOCK_RE.fullmatch(block) is None:
             lines = self._repair_block(block)
-        else:
-            lines = block.split("\r\n")
         if len(lines) > limits.fields_limit:
             raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
         field_limit = limits.field_limit
@@ -497,8 +500,7 @@ class Parser:
             for line in lines:
                 if len(line) > field_limit:
                     raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
-        pairs = list(map(FIELD_PAIRS.get, lines))  # every line seen before: no Python loop
-        if None in pairs or not UNDERSCORE_LINES.isdisjoint(lines):
+        if not known or not UNDERSCORE_LINES.isdisjoint(lines):
             pairs, specials = split_fields(lines, limits.header_map)
         else:
             specials = list(map(FIELD_PAIRS.__getitem__, filter(SPECIAL_LINES.__contains__, lines)))
@@ -517,8 +519,12 @@ class Parser:
                     special = {}
                 special.setdefault(name, []).append(value)
         if host is not None:
-            if HOST_RE.fullmatch(host) is None:
-                raise errors.InvalidHeader(f"invalid Host {errors.excerpt(host)}")
+            if host not in GOOD_HOSTS:
+                if HOST_RE.fullmatch(host) is None:
+                    raise errors.InvalidHeader(f"invalid Host {errors.excerpt(host)}")
+                if len(GOOD_HOSTS) >= GOOD_HOSTS_MAX:
+                    GOOD_HOSTS.clear()
+                GOOD_HOSTS.add(host)
             request.host = host
         elif request.version >= (1, 1):
             raise errors.MissingHost("HTTP/1.1 request without a Host header")
