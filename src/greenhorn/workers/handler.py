@@ -125,35 +125,33 @@ class Response:
 
     def send_head(self, first: bytes, known_length: int | None) -> None:
         """Validate and send the head, with ``first`` body bytes in the same system call."""
-        if self.status is None:
+        status = self.status
+        if status is None:
             raise AssertionError("the application did not call start_response()")
         req = self._req
         head, framing, self.headers = prepare(
-            self.status,
-            self.app_headers,
-            req.version,
-            req.method,
-            self.keep_alive,
-            SERVER,
-            known_length,
+            status, self.app_headers, req.version, req.method, self.keep_alive, SERVER, known_length
         )
         self.head_sent = True
         self.status_code = framing.code
         self.framing = framing
         self.keep_alive = framing.keep_alive
-        if not first or not framing.body_allowed:
+        size = len(first)
+        if not size or not framing.body_allowed:
             self._conn.send(head, self._deadline)
             return
-        if framing.length is not None and len(first) > framing.length:
-            first = first[: framing.length]
+        length = framing.length
+        if length is not None and size > length:
+            first = first[:length]
+            size = length
             self.keep_alive = False
         if framing.chunked:
-            self._conn.sendv((head, b"%x\r\n" % len(first), first, b"\r\n"), self._deadline)
-        elif len(first) < 16384:
+            self._conn.sendv((head, b"%x\r\n" % size, first, b"\r\n"), self._deadline)
+        elif size < 16384:
             self._conn.send(head + first, self._deadline)
         else:
             self._conn.sendv((head, first), self._deadline)
-        self.sent = len(first)
+        self.sent = size
 
     def write(self, data: bytes) -> None:
         """The ``write()`` callable and the per-item body writer."""
@@ -493,7 +491,7 @@ class Handler:
             if not resp.head_sent:
                 self._error(conn, resp, 500, "Internal Server Error", "")
         finally:
-            close = getattr(result, "close", None)
+            close = None if result.__class__ is list else getattr(result, "close", None)
             if close is not None:
                 try:
                     close()
