@@ -143,3 +143,15 @@ def unfold(lines: list[str]) -> list[str]:
         else:
             out.append(line)
     return out
+
+
+def check_codings(values: list[str]) -> None:
+    """Transfer-Encoding must be a clean list ending in exactly one ``chunked``."""
+    codings = [c.strip(" \t").lower() for v in values for c in v.split(",")]
+    for coding in codings:
+        if TOKEN_RE.fullmatch(coding) is None:
+            raise errors.InvalidTransferEncoding("malformed Transfer-Encoding")
+    if codings[-1] != "chunked" or codings.count("chunked") != 1:
+        raise errors.InvalidTransferEncoding("Transfer-Encoding must end with one chunked")
+    if len(codings) > 1:
+        raise errors.UnsupportedTransferCoding(f"unsupported transfer coding {codings[0]}")

@@ -44,6 +44,7 @@ from greenhorn.http.fields import (
     TCHAR,
     TOKEN_RE,
     UNDERSCORE_LINES,
+    check_codings,
     connection_tokens,
     diagnose_line,
     split_fields,
@@ -568,7 +569,7 @@ class Parser:
                 raise errors.ConflictingFraming("both Transfer-Encoding and Content-Length")
             if request.version < (1, 1):
                 raise errors.InvalidTransferEncoding("Transfer-Encoding on HTTP/1.0")
-            _check_codings(codings)
+            check_codings(codings)
             request.chunked = True
             request.content_length = None
         elif lengths is not None:
@@ -589,15 +590,3 @@ def _split_target(target: str) -> tuple[str, str, str]:
         path, _, query = target.partition("?")
         return path, query, fragment
     return target, "", fragment
-
-
-def _check_codings(values: list[str]) -> None:
-    """Transfer-Encoding must be a clean list ending in exactly one ``chunked``."""
-    codings = [c.strip(" \t").lower() for v in values for c in v.split(",")]
-    for coding in codings:
-        if TOKEN_RE.fullmatch(coding) is None:
-            raise errors.InvalidTransferEncoding("malformed Transfer-Encoding")
-    if codings[-1] != "chunked" or codings.count("chunked") != 1:
-        raise errors.InvalidTransferEncoding("Transfer-Encoding must end with one chunked")
-    if len(codings) > 1:
-        raise errors.UnsupportedTransferCoding(f"unsupported transfer coding {codings[0]}")
