@@ -7,8 +7,9 @@ in one run, interleaved, makes the ratio hold on any machine.
 
 What is timed, per request (a new parser each time, as a new connection gets):
 
-- greenhorn: ``Parser(limits)`` + ``feed`` + ``next_event`` (the head), then ``ConnInfo`` +
-  ``Body`` + ``build_environ`` with the per-worker base environ and proxy trust built the way
+- greenhorn: ``Parser(limits)`` + ``feed`` + ``next_event`` (the head); for parse + environ,
+  a ``Connection`` (which carries the addresses and a new parser) + ``receive`` + ``Body`` +
+  ``build_environ`` with the per-worker base environ and proxy trust built the way
   ``Handler`` builds them from ``Config()`` defaults.
 - gunicorn: ``RequestParser`` over a fake socket whose ``recv`` returns the request in one
   piece + ``next(parser)``, then ``gunicorn.http.wsgi.create`` (what its workers call: it
@@ -77,7 +78,8 @@ def greenhorn_cases() -> tuple[Callable[[], Any], Callable[[], Any]]:
     from greenhorn.config import Config
     from greenhorn.http.parser import Parser
     from greenhorn.workers.base import limits_from
-    from greenhorn.wsgi import Body, ConnInfo, ProxyTrust, base_environ, build_environ
+    from greenhorn.workers.connection import Connection
+    from greenhorn.wsgi import Body, ProxyTrust, base_environ, build_environ
 
     cfg = Config()
     limits = limits_from(cfg)
@@ -91,12 +93,12 @@ def greenhorn_cases() -> tuple[Callable[[], Any], Callable[[], Any]]:
         p.feed(data)
         return p.next_event()
 
+    server = (SERVER[0], str(SERVER[1]))
+
     def parse_environ() -> dict[str, Any]:
-        p = Parser(limits)
-        p.feed(data)
-        req = p.next_event()
-        info = ConnInfo(sock, PEER[0], str(PEER[1]), SERVER[0], str(SERVER[1]))
-        return build_environ(base, req, info, Body(None), trust)  # type: ignore[arg-type]
+        conn = Connection(sock, PEER, server, limits, 0.0)  # type: ignore[arg-type]
+        req = conn.parser.receive(data)
+        return build_environ(base, req, conn, Body(None), trust)  # type: ignore[arg-type]
 
     return parse, parse_environ
 

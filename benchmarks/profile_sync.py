@@ -74,7 +74,6 @@ def make_server(app_name: str) -> tuple[Callable[[socket.socket], None], Callabl
     from greenhorn.workers.base import limits_from
     from greenhorn.workers.connection import Connection
     from greenhorn.workers.handler import Handler
-    from greenhorn.wsgi import ConnInfo
 
     cfg = Config()
     log = glogging.create(cfg)
@@ -98,8 +97,8 @@ def make_server(app_name: str) -> tuple[Callable[[socket.socket], None], Callabl
     monotonic = time.monotonic
 
     def serve(sock: Any) -> None:
-        info = ConnInfo(sock, "127.0.0.1", "40000", "127.0.0.1", "8000")
-        conn = Connection(sock, ("127.0.0.1", 40000), info, limits, monotonic())
+        server = ("127.0.0.1", "8000")
+        conn = Connection(sock, ("127.0.0.1", 40000), server, limits, monotonic())
         try:
             handler.serve(conn)
         finally:
