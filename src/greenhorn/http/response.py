@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import time
 from email.utils import formatdate
+from typing import Any
 
 from greenhorn.http.fields import TCHAR
 
@@ -127,17 +128,11 @@ _PREPARED_MAX = 1024
 _date_line: list = [-1, b""]  # [second, b"Date: ...\r\n"]
 
 
-def _build(
-    status: str,
-    headers: list[tuple[str, str]],
-    version: tuple[int, int],
-    method: str,
-    keep_alive: bool,
-    server: str,
-    known_length: int | None,
-) -> tuple[bytes, bytes | None, Framing, tuple]:
-    """The uncached ``prepare``: (head before the Date line, after it or None when the
-    application sent a Date, framing, headers sent). Raises ``InvalidResponse``."""
+def _build(*args: Any) -> tuple[bytes, bytes | None, Framing, tuple]:
+    """The uncached ``prepare`` (same arguments, in order): (head before the Date line,
+    after it or None when the application sent a Date, framing, headers sent). Raises
+    ``InvalidResponse``."""
+    status, headers, version, method, keep_alive, server, known_length = args
     if type(status) is not str or STATUS_RE.fullmatch(status) is None:
         raise InvalidResponse(f"invalid status {status!r}")
     code = int(status[:3])
