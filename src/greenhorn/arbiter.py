@@ -481,10 +481,17 @@ class Arbiter:
         restart.maybe_promote_master(self)
 
     def stop(self, graceful: bool = True) -> None:
-        """Stop every worker: TERM (finish in-flight work) or QUIT, then KILL at the deadline."""
+        """Stop every worker: TERM (finish in-flight work) or QUIT, then KILL at the deadline.
+
+        A graceful stop with ``shutdown_delay`` first keeps serving that long while /readyz
+        says 503, so a load balancer takes the instance out of rotation before its listeners
+        close. A second TERM ends the delay; INT or QUIT also turn the stop into a fast one.
+        """
         self.stopping = True
         self.state = "stopping"
         systemd.stopping()
+        if graceful and self.cfg.shutdown_delay > 0:
+            graceful = self.delay_shutdown(float(self.cfg.shutdown_delay))
         unlink = not self.reexec_pid and not self.master_pid
         if graceful:
             for worker in self.WORKERS.values():
@@ -503,6 +510,24 @@ class Arbiter:
             while self.WORKERS and time.monotonic() < end:
                 self.reap_workers()
                 self.wait_for_children(0.05)
+
+    def delay_shutdown(self, seconds: float) -> bool:
+        """Serve on for ``seconds`` (not ready); False when INT/QUIT asked for a fast stop."""
+        self.log.info("Shutdown delay: serving %gs more while not ready", seconds)
+        fd = self.signals.fileno()
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            ready = self.wait(fd, min(LOOP_SECONDS, left))
+            for sig in self.signals.read() if fd in ready else ():
+                if sig in (signal.SIGINT, signal.SIGQUIT):
+                    self.log.info("Handling signal: %s", signame(sig).lower())
+                    return False
+                if sig == signal.SIGTERM:
+                    self.log.info("Handling signal: term (ending the shutdown delay)")
+                    return True
+            self.reap_workers()
+            self.murder_workers()
+        return True
 
     def wait_for_children(self, seconds: float) -> None:
         """While stopping: wait a little, keep /readyz (503) and ctl answering, and drop

@@ -166,6 +166,43 @@ def test_readyz_turns_503_during_a_graceful_stop(greenhorn: Any) -> None:
     assert server.proc.wait(20) == 0
 
 
+def test_shutdown_delay_keeps_serving_while_not_ready(greenhorn: Any) -> None:
+    """--shutdown-delay: after TERM, /readyz says 503 at once, yet new connections are still
+    served for the delay; then the graceful stop runs and the master exits 0."""
+    server, base = start(greenhorn, "hello:app", "-w", "2", "--shutdown-delay", "3")
+    wait_until(lambda: requests.get(base + "/readyz", timeout=5).status_code == 200, what="ready")
+    t0 = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    server.wait_for_log("Shutdown delay: serving 3s more while not ready")
+    assert requests.get(base + "/readyz", timeout=5).status_code == 503
+    served = 0
+    while time.monotonic() - t0 < 2.0:  # well inside the delay: a fresh connection each time
+        assert server.get("/", timeout=5).status_code == 200
+        served += 1
+        time.sleep(0.2)
+    assert served >= 5
+    assert server.proc.wait(20) == 0
+    assert time.monotonic() - t0 >= 2.5  # it did wait (out of 3 s) before stopping
+    assert "Shutting down: Master" in server.log
+
+
+@pytest.mark.parametrize("sig, fast", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_shutdown_delay_is_cut_short_by_a_second_signal(
+    greenhorn: Any, sig: int, fast: bool
+) -> None:
+    server = greenhorn("hello:app", "-w", "1", "--shutdown-delay", "60")
+    server.send_signal(signal.SIGTERM)
+    server.wait_for_log("Shutdown delay")
+    t0 = time.monotonic()
+    server.send_signal(sig)
+    assert server.proc.wait(20) == 0
+    assert time.monotonic() - t0 < 15  # not the 60 s delay
+    if fast:
+        assert "Handling signal: int" in server.log
+    else:
+        assert "ending the shutdown delay" in server.log
+
+
 def test_bad_metrics_bind_fails_the_start(greenhorn: Any) -> None:
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))

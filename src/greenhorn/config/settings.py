@@ -134,9 +134,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "shutdown_delay", WORKERS, t.float_min(0), 0.0,
-        "Seconds to keep accepting connections after SIGTERM while readiness reports false, "
-        "so a load balancer can take this instance out of rotation before it stops. 0 stops "
-        "accepting at once. (greenhorn only)",
+        "Seconds to keep serving after SIGTERM while /readyz answers 503, so a load balancer "
+        "takes the instance out of rotation before its listeners close. Then the graceful "
+        "stop proceeds; a second SIGTERM ends the delay early, SIGINT/SIGQUIT stop at once. "
+        "0 stops accepting at once. (greenhorn only)",
         flags=("--shutdown-delay",), metavar="SECONDS",
     ),
     Setting(
