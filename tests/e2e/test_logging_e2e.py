@@ -286,12 +286,19 @@ def test_timeout_stacks_and_wsgi_errors_land_in_the_error_log_file(greenhorn, tm
     # logged before the reopen, so into the old file; the reopen then creates the new one
     wait_until(lambda: "Handling signal: usr1" in rotated.read_text() and errors.exists(), 10)
 
+    probes = iter(range(1000))
+
     def second_in_new_file() -> bool:
-        s.get("/wsgi-errors?second")
-        return "wsgi.errors says second" in errors.read_text()
+        # the worker reopens once it gets the forwarded USR1; until then probes land in the
+        # rotated file, so each probe is unique
+        probe = f"second{next(probes)}"
+        s.get(f"/wsgi-errors?{probe}")
+        return f"wsgi.errors says {probe}\n" in errors.read_text()
 
     wait_until(second_in_new_file, 10, every=0.3, what="wsgi.errors in the reopened file")
-    assert "wsgi.errors says second" not in rotated.read_text()
+    s.get("/wsgi-errors?third")  # from now on, only the new file
+    wait_until(lambda: "wsgi.errors says third" in errors.read_text(), 5, what="third")
+    assert "wsgi.errors says third" not in rotated.read_text()
 
 
 def test_timeout_stack_dump_goes_to_the_error_log_file(greenhorn, tmp_path):

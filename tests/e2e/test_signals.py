@@ -133,12 +133,19 @@ def test_usr1_reopens_log_files(greenhorn, tmp_path):
     s.send_signal(signal.SIGUSR1)
     s.wait_for_log("Handling signal: usr1")
 
+    probes = iter(range(1000))
+
     def logged_in_new_file() -> bool:
-        s.get("/second")
-        return access.exists() and "/second" in access.read_text()
+        # the worker reopens when its control thread gets the USR1 the master forwards: a
+        # probe sent before that still lands in the rotated file, so each probe is unique
+        path = f"/second-{next(probes)}"
+        s.get(path)
+        return access.exists() and path in access.read_text()
 
     wait_until(logged_in_new_file, 10, every=0.2, what="access line in the reopened file")
-    assert "/second" not in rotated.read_text()
+    s.get("/third")  # once reopened, every line goes to the new file only
+    wait_until(lambda: "/third" in access.read_text(), 5, what="/third in the new file")
+    assert "/third" not in rotated.read_text()
 
 
 def test_winch_is_ignored_when_not_daemonized(greenhorn):
