@@ -21,6 +21,7 @@ from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
 from greenhorn import SERVER_SOFTWARE
+from greenhorn.http import errors
 from greenhorn.http.parser import Request
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ProxyTrust",
     "base_environ",
     "build_environ",
+    "settle_forwarded",
 ]
 
 _KEY_CACHE: dict[str, str] = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": "CONTENT_LENGTH"}
@@ -168,6 +170,9 @@ def build_environ(
     if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
     script_name = base["SCRIPT_NAME"]
+    forwarded = req.forwarded  # from a trusted proxy (the worker checked): SCRIPT_NAME...
+    if forwarded is not None:
+        script_name = dict(forwarded).get("SCRIPT_NAME", script_name)
     if script_name and (path == script_name or path.startswith(script_name + "/")):
         path = path[len(script_name) :]  # only at a path-segment boundary
     uri = req.uri
@@ -205,6 +210,8 @@ def build_environ(
         env["SERVER_PORT"] = conn.server_port
     if conn.proxy is not None:
         env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
+    if forwarded is not None:
+        env.update(forwarded)  # SCRIPT_NAME, PATH_INFO, REMOTE_USER... as the proxy says
     if trust is not None and not env.keys().isdisjoint(trust.keys):
         _apply_scheme_headers(env, req, conn, trust)
     return env
@@ -247,6 +254,19 @@ def _apply_scheme_headers(env: dict[str, Any], req: Request, conn: Any, trust: P
     if len(hits) > 1:
         raise ConflictingSchemeHeaders()
     env["wsgi.url_scheme"] = "https" if hits.pop() else "http"
+
+
+def settle_forwarded(req: Request, trusted: bool, header_map: str) -> None:
+    """The parser set ``forwarder_headers`` apart (``req.forwarded``): from a trusted peer
+    they stay for ``build_environ`` to apply; from anyone else they get ``header_map``'s
+    treatment: dropped, refused (``InvalidHeaderName``) or kept as ``HTTP_*`` headers."""
+    if trusted or not req.forwarded:
+        return
+    forwarded, req.forwarded = req.forwarded, None
+    if header_map == "refuse":
+        raise errors.InvalidHeaderName(f"underscore in header name {forwarded[0][0]}")
+    if header_map == "dangerous":
+        req.headers.extend(forwarded)
 
 
 class ConflictingSchemeHeaders(Exception):

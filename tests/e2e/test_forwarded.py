@@ -92,3 +92,43 @@ def test_unix_socket_peer_is_trusted(greenhorn, tmp_path):
         )
         response = read_all(c)
     assert scheme(response) == "https"
+
+
+def info(response: bytes) -> dict[str, Any]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), response[:300]
+    return json.loads(body.split(b"\n", 1)[0])
+
+
+def forwarded(server: Any, path: str, *headers: str) -> bytes:
+    extra = "".join(f"{h}\r\n" for h in headers)
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+    return server.raw(request.encode())
+
+
+def test_trusted_proxy_sets_script_name_through_forwarder_headers(greenhorn):
+    """forwarder_headers (default SCRIPT_NAME, PATH_INFO): a trusted proxy mounts the app
+    under a prefix; the environ gets SCRIPT_NAME and the PATH_INFO below it."""
+    s = greenhorn("-w", "1", "echo:app")
+    env = info(forwarded(s, "/shop/cart?x=1", "SCRIPT_NAME: /shop"))
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/shop", "/cart")
+    assert "HTTP_SCRIPT_NAME" not in env["headers"]
+    env = info(forwarded(s, "/shop/cart", "SCRIPT_NAME: /shop", "PATH_INFO: /other"))
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/shop", "/other")
+    # a name the setting does not list is dropped (header_map's default)
+    env = info(forwarded(s, "/a", "REMOTE_USER: mallory"))
+    assert "HTTP_REMOTE_USER" not in env["headers"] and env["PATH_INFO"] == "/a"
+
+
+@pytest.mark.parametrize("header_map, expect", [("drop", 200), ("refuse", 400), ("dangerous", 200)])
+def test_untrusted_peer_forwarder_headers_follow_header_map(greenhorn, header_map, expect):
+    s = greenhorn(
+        "-w", "1", "--forwarded-allow-ips", "10.0.0.1", "--header-map", header_map, "echo:app"
+    )
+    response = forwarded(s, "/shop/cart", "SCRIPT_NAME: /shop")
+    assert response.startswith(f"HTTP/1.1 {expect} ".encode())
+    if expect == 200:
+        env = info(response)
+        assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/shop/cart")
+        carried = env["headers"].get("HTTP_SCRIPT_NAME")
+        assert carried == ("/shop" if header_map == "dangerous" else None)

@@ -614,3 +614,28 @@ def test_parser_lets_the_caller_receive_a_content_length_body_itself():
     chunked.feed(get("/", "Host: h", "Transfer-Encoding: chunked", method="POST"))
     chunked.next_event()
     assert chunked.body_left() is None
+
+
+def test_forwarder_headers_are_set_apart_and_applied_only_when_trusted():
+    from greenhorn.wsgi import settle_forwarded
+
+    limits = Limits(forwarders=frozenset({"SCRIPT_NAME", "REMOTE_USER"}))
+    raw = get("/app/x", "Host: h", "Script_Name: /app", "Remote_User: ann", "X_Other: 1")
+    for trusted, header_map, script, path in [
+        (True, "drop", "/app", "/x"),
+        (False, "drop", "", "/app/x"),
+        (False, "dangerous", "", "/app/x"),
+    ]:
+        parser = Parser(limits)
+        req = parser.receive(raw)
+        assert req.forwarded == [("SCRIPT_NAME", "/app"), ("REMOTE_USER", "ann")]
+        settle_forwarded(req, trusted, header_map)
+        base = base_environ(multithread=False)
+        env = build_environ(base, req, conn_info(), Body(None))
+        assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script, path)
+        assert env.get("REMOTE_USER") == ("ann" if trusted else None)
+        assert ("HTTP_SCRIPT_NAME" in env) == (header_map == "dangerous" and not trusted)
+        assert "HTTP_X_OTHER" not in env  # not listed: header_map "drop" (the parser's)
+    req = Parser(limits).receive(raw)
+    with pytest.raises(Exception, match="underscore"):
+        settle_forwarded(req, False, "refuse")

@@ -393,7 +393,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "forwarder_headers", MECHANICS, t.upper_comma_list, ["SCRIPT_NAME", "PATH_INFO"],
         "Comma-separated header names that a trusted proxy (forwarded_allow_ips) may use to "
         "set the WSGI environ variable of the same name, such as SCRIPT_NAME, PATH_INFO or "
-        "REMOTE_USER.",
+        "REMOTE_USER. A SCRIPT_NAME also takes its prefix off PATH_INFO. From any other "
+        "peer these headers get header_map's treatment.",
         flags=("--forwarder-headers",), metavar="STRING",
     ),
     Setting(

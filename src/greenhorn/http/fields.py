@@ -58,17 +58,25 @@ def split_field_line(line: str) -> tuple[str, str]:
     return pair
 
 
-def split_fields(lines: list[str], header_map: str) -> tuple[list, list]:
+def split_fields(
+    lines: list[str], header_map: str, forwarders: frozenset[str] = frozenset()
+) -> tuple[list, list, list]:
     """Split every validated line (the cache did not know them all): (headers, special
-    headers), names containing "_" dropped or refused as ``header_map`` says."""
+    headers, forwarder headers). A name containing "_" that ``forwarders`` lists (or all,
+    with ``*``) is set apart for the worker to apply if the peer is trusted; other such
+    names are dropped, refused or kept as ``header_map`` says."""
     pairs = []
     specials = []
+    forwarded = []
     for line in lines:
         pair = FIELD_PAIRS.get(line)
         if pair is None:
             pair = split_field_line(line)
         name = pair[0]
         if "_" in name:
+            if name in forwarders or "*" in forwarders:
+                forwarded.append(pair)
+                continue
             if header_map == "drop":
                 continue
             if header_map == "refuse":
@@ -76,7 +84,7 @@ def split_fields(lines: list[str], header_map: str) -> tuple[list, list]:
         elif name in SPECIAL_NAMES:
             specials.append(pair)
         pairs.append(pair)
-    return pairs, specials
+    return pairs, specials, forwarded
 
 
 CONNECTION_CACHE: dict[str, frozenset[str]] = {}  # Connection value -> its tokens

@@ -93,6 +93,7 @@ class Limits:
     max_fields: int = 100  # limit_request_fields
     max_field_size: int = 8190  # limit_request_field_size
     header_map: str = "drop"  # drop | refuse | dangerous: header names with "_"
+    forwarders: frozenset[str] = frozenset()  # forwarder_headers: "_" names set apart
     permit_obsolete_folding: bool = False
     casefold_http_method: bool = False
     permit_unconventional_http_method: bool = False
@@ -124,6 +125,7 @@ class Request:
         "chunked",
         "content_length",
         "expect_continue",
+        "forwarded",
         "fragment",
         "headers",
         "host",
@@ -160,6 +162,8 @@ class Request:
         self.host: str | None = None
         self.accepted_at = 0.0
         self.started_at = 0.0
+        # ("SCRIPT_NAME", value)...: forwarder_headers a trusted proxy may use; None: none
+        self.forwarded: list[tuple[str, str]] | None = None
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri!r} HTTP/{self.version[0]}.{self.version[1]}>"
@@ -502,7 +506,9 @@ class Parser:
                 if len(line) > field_limit:
                     raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
         if not known or not UNDERSCORE_LINES.isdisjoint(lines):
-            pairs, specials = split_fields(lines, limits.header_map)
+            pairs, specials, forwarded = split_fields(lines, limits.header_map, limits.forwarders)
+            if forwarded:
+                request.forwarded = forwarded
         else:
             specials = list(map(FIELD_PAIRS.__getitem__, filter(SPECIAL_LINES.__contains__, lines)))
         request.headers = pairs

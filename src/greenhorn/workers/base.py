@@ -62,6 +62,7 @@ def limits_from(cfg: Any) -> Limits:
         max_fields=cfg.limit_request_fields,
         max_field_size=cfg.limit_request_field_size,
         header_map=cfg.header_map,
+        forwarders=frozenset(cfg.forwarder_headers),
         permit_obsolete_folding=cfg.permit_obsolete_folding,
         casefold_http_method=cfg.casefold_http_method,
         permit_unconventional_http_method=cfg.permit_unconventional_http_method,

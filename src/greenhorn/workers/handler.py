@@ -49,6 +49,7 @@ from greenhorn.wsgi import (
     ProxyTrust,
     base_environ,
     build_environ,
+    settle_forwarded,
 )
 
 __all__ = ["Handler", "Response"]
@@ -381,6 +382,12 @@ class Handler:
         if event is EOF:
             return False
         req: Request = event  # type: ignore[assignment]
+        if req.forwarded is not None:  # SCRIPT_NAME... count only from a trusted proxy
+            try:
+                settle_forwarded(req, self.trust.trusts(conn.peer), self.cfg.header_map)
+            except errors.HTTPError as exc:
+                self.reject(conn, exc)
+                return False
         conn.requests += 1
         req.accepted_at = begun
         return self._run(conn, req, slot)
