@@ -8,6 +8,7 @@ final SIGKILL to the group cannot miss a worker).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -281,3 +283,15 @@ def _answers(server: Server, path: str) -> bool:
     except OSError:
         return False
     return data.startswith(b"HTTP/1.1 ")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A throwaway CA, server and client certificates (tests/apps/edge/tls_certs.py)."""
+    path = APPS / "edge" / "tls_certs.py"
+    spec = importlib.util.spec_from_file_location("greenhorn_tls_certs", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.make_certs(tmp_path_factory.mktemp("certs"))

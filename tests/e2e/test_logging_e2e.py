@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -58,21 +59,25 @@ def test_error_log_file_and_level(greenhorn, tmp_path):
         ready_path=None,
         wait=False,
     )
-    m = wait_until(
-        lambda: (
-            errors.exists()
-            and __import__("re").findall(
-                r"Listening at: http://127.0.0.1:(\d+)", errors.read_text()
-            )
-        ),
-        15,
-    )
-    s.port = int(m[0])
+    _port_from_error_log(s, errors)
     wait_until(lambda: _ok(s), 15)
     s.get("/raise")
     text = wait_until(lambda: "boom from the app" in errors.read_text() and errors.read_text(), 5)
     assert "[ERROR] Error handling request GET /raise" in text
     assert "[DEBUG]" in text
+
+
+def _port_from_error_log(s, errors) -> None:
+    """The error log goes to a file, not to the fixture's stderr: read the port from it."""
+    found = wait_until(
+        lambda: (
+            errors.exists()
+            and re.findall(r"Listening at: http://127.0.0.1:(\d+)", errors.read_text())
+        ),
+        15,
+        what="the Listening line in the error log file",
+    )
+    s.port = int(found[0])
 
 
 def _ok(s) -> bool:
@@ -164,16 +169,7 @@ def test_capture_output_sends_prints_to_the_error_log(greenhorn, tmp_path):
         "--capture-output",
         wait=False,
     )
-    m = wait_until(
-        lambda: (
-            errors.exists()
-            and __import__("re").findall(
-                r"Listening at: http://127.0.0.1:(\d+)", errors.read_text()
-            )
-        ),
-        15,
-    )
-    s.port = int(m[0])
+    _port_from_error_log(s, errors)
     wait_until(lambda: _ok(s), 15)
     time.sleep(0.2)
     text = wait_until(lambda: "stderr from the app" in errors.read_text() and errors.read_text(), 5)
@@ -266,16 +262,7 @@ def test_timeout_stacks_and_wsgi_errors_land_in_the_error_log_file(greenhorn, tm
         str(errors),
         wait=False,
     )
-    m = wait_until(
-        lambda: (
-            errors.exists()
-            and __import__("re").findall(
-                r"Listening at: http://127.0.0.1:(\d+)", errors.read_text()
-            )
-        ),
-        15,
-    )
-    s.port = int(m[0])
+    _port_from_error_log(s, errors)
     wait_until(lambda: _ok(s), 15)
     s.get("/wsgi-errors?first")
     wait_until(lambda: "wsgi.errors says first" in errors.read_text(), 5)
@@ -304,16 +291,7 @@ def test_timeout_stacks_and_wsgi_errors_land_in_the_error_log_file(greenhorn, tm
 def test_timeout_stack_dump_goes_to_the_error_log_file(greenhorn, tmp_path):
     errors = tmp_path / "error.log"
     s = greenhorn("slow:app", "-t", "2", "--error-logfile", str(errors), wait=False)
-    m = wait_until(
-        lambda: (
-            errors.exists()
-            and __import__("re").findall(
-                r"Listening at: http://127.0.0.1:(\d+)", errors.read_text()
-            )
-        ),
-        15,
-    )
-    s.port = int(m[0])
+    _port_from_error_log(s, errors)
     try:
         requests.get(s.url("/spin?t=60"), timeout=20)
     except requests.RequestException:

@@ -8,11 +8,9 @@ we wait for the "Listening at:" line (http or https) and a successful TLS reques
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import ssl
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,22 +20,6 @@ import pytest
 import requests
 
 from conftest import read_all, wait_until
-
-EDGE = Path(__file__).resolve().parent.parent / "apps" / "edge"
-
-
-def _certs_module() -> Any:
-    spec = importlib.util.spec_from_file_location("greenhorn_tls_certs", EDGE / "tls_certs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return _certs_module().make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def client_context(certs: Any, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:

@@ -7,11 +7,9 @@ every socket has a timeout.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,22 +20,6 @@ import pytest
 
 from greenhorn import tls
 from greenhorn.config import Config
-
-EDGE = Path(__file__).resolve().parent.parent / "apps" / "edge"
-
-
-def _certs_module() -> Any:
-    spec = importlib.util.spec_from_file_location("greenhorn_tls_certs", EDGE / "tls_certs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return _certs_module().make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def cfg_for(certs: Any, **overrides: Any) -> Config:
