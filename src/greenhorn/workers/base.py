@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import Any, NoReturn
 
-from greenhorn import process
+from greenhorn import heap, process
 from greenhorn.heartbeat import BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
 from greenhorn.http.parser import Limits
 from greenhorn.signals import SignalPipe
@@ -99,6 +99,7 @@ class Worker:
         self.alive = True
         self.booted = False
         self.nr = 0
+        self.heap_pending = False  # a large request body was freed: see heap.py
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter else 0
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self.limits = limits_from(cfg)
@@ -355,6 +356,11 @@ class Worker:
         port = getattr(listener, "port", None) or getattr(address, "port", None) or ""
         server = self._server_names[listener] = (str(host), str(port))
         return server
+
+    def release_heap(self) -> None:
+        """Idle after a large request body: give the freed heap back to the OS (heap.py)."""
+        self.heap_pending = False
+        heap.release()
 
     def beat(self, now: float) -> None:
         """Heartbeat from the request loop, at most once a second; also notice when the

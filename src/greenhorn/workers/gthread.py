@@ -100,6 +100,8 @@ class ThreadWorker(Worker):
                 events = poll(timeout)
             except InterruptedError:
                 continue
+            if not events and self.heap_pending and not self.active:  # idle for a whole wait
+                self.release_heap()
             for fd, _ in events:
                 if fd in self.listener_fds:
                     self._accept(self.listener_fds[fd])

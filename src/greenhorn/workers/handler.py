@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from greenhorn import hooks
+from greenhorn.heap import LARGE_BODY
 from greenhorn.heartbeat import REJECTED, Scoreboard
 from greenhorn.http import errors, proxy
 from greenhorn.http.body import Data, EndOfMessage
@@ -439,6 +440,8 @@ class Handler:
                     self.log.access(req, resp, environ, duration)
                 except Exception:
                     self.log.exception("Error writing the access log")
+        if has_body and (req.content_length or source.received) >= LARGE_BODY:
+            worker.heap_pending = True  # given back once the worker is idle
         if has_body and not body.finished:
             conn.linger = True  # if we close now, let the client finish sending first
             if not resp.keep_alive or conn.closed or source.continue_pending:

@@ -82,6 +82,8 @@ class SyncWorker(Worker):
                 events = poller.poll(idle_wait)
             except InterruptedError:
                 continue
+            if not events and self.heap_pending:  # idle for a whole wait
+                self.release_heap()
             for fd, _ in events:
                 if fd == self._wake_r:
                     self.drain_wake()
