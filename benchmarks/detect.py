@@ -14,7 +14,13 @@ import shutil
 import subprocess
 import sys
 
-__all__ = ["HOW_TO_GET_GUNICORN", "HOW_TO_GET_WRK", "find_gunicorn_python", "find_wrk"]
+__all__ = [
+    "HOW_TO_GET_GUNICORN",
+    "HOW_TO_GET_WRK",
+    "find_gunicorn_python",
+    "find_wrk",
+    "import_path",
+]
 
 HOW_TO_GET_WRK = "install it with `apt-get install wrk` (Debian/Ubuntu)"
 HOW_TO_GET_GUNICORN = (
@@ -49,6 +55,25 @@ def gunicorn_version(python: str) -> str | None:
     if out.returncode != 0:
         return None
     return out.stdout.strip() or None
+
+
+def import_path(python: str) -> tuple[str, ...]:
+    """``sys.path`` of ``python`` started normally (after its site start-up), or () if it
+    cannot be asked. ``run.py`` starts each server with ``-S`` and this path in PYTHONPATH:
+    the same modules import, but start-up code in ``.pth`` files runs in neither server."""
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('\\n'.join(p for p in sys.path if p))"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    if out.returncode != 0:
+        return ()
+    return tuple(line for line in out.stdout.splitlines() if line)
 
 
 def find_gunicorn_python(explicit: str | None = None) -> tuple[str, str] | None:

@@ -43,7 +43,13 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from detect import HOW_TO_GET_GUNICORN, HOW_TO_GET_WRK, find_gunicorn_python, find_wrk  # noqa: E402
+from detect import (  # noqa: E402
+    HOW_TO_GET_GUNICORN,
+    HOW_TO_GET_WRK,
+    find_gunicorn_python,
+    find_wrk,
+    import_path,
+)
 from loadgen import LoadSpec, run_wrk  # noqa: E402
 from procstat import cpu_seconds, pss_kib  # noqa: E402
 from servers import Probe, Server, ServerFailed, ServerKind  # noqa: E402
@@ -112,6 +118,18 @@ SCENARIOS = (
 )
 
 
+FIGURES = (
+    "rps",
+    "mib_per_s",
+    "p50_ms",
+    "p99_ms",
+    "cpu_us_per_req",
+    "pss_kib_per_worker",
+    "pss_rest_kib_per_worker",
+)
+REST_SECONDS = 2.0  # PSS is read right after the load, then again after this long idle
+
+
 def run_once(
     kind: ServerKind, scenario: Scenario, wrk: str, load: LoadSpec, workers: int, warmup: float
 ) -> dict[str, Any]:
@@ -129,6 +147,8 @@ def run_once(
         cpu_after, per_worker_after = cpu_seconds(server.pid)
         worker_pids = server.worker_pids()
         pss = [p for p in (pss_kib(pid) for pid in worker_pids) if p is not None]
+        time.sleep(REST_SECONDS)  # idle workers may give memory back (greenhorn: heap.py)
+        pss_rest = [p for p in (pss_kib(pid) for pid in worker_pids) if p is not None]
         requests = result["requests"]
         cpu = cpu_after - cpu_before
         shares = [
@@ -153,6 +173,7 @@ def run_once(
             master_cpu_us_per_req=master_cpu / requests * 1e6 if requests else None,
             pss_kib_per_worker=statistics.mean(pss) if pss else None,
             pss_kib_workers=pss,
+            pss_rest_kib_per_worker=statistics.mean(pss_rest) if pss_rest else None,
             pss_kib_master=pss_kib(server.pid),
             worker_cpu_share=sorted((round(s / total_share, 3) for s in shares), reverse=True),
         )
@@ -172,7 +193,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         reason = runs[0].get("reason", "not run") if runs else "not run"
         return {"available": False, "reason": reason}
     out: dict[str, Any] = {"available": True, "rounds": len(ok)}
-    for key in ("rps", "mib_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "pss_kib_per_worker"):
+    for key in FIGURES:
         values = [r[key] for r in ok if r.get(key) is not None]
         out[key] = statistics.median(values) if values else None
     out["errors_total"] = sum(r["errors_total"] for r in ok)
@@ -189,8 +210,7 @@ def ratios(gh: dict[str, Any], gu: dict[str, Any]) -> dict[str, float | None]:
     """greenhorn / gunicorn for every figure (for CPU, latency and PSS lower is better)."""
     if not gh.get("available") or not gu.get("available"):
         return {}
-    keys = ("rps", "mib_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "pss_kib_per_worker")
-    return {k: _ratio(gh.get(k), gu.get(k)) for k in keys}
+    return {k: _ratio(gh.get(k), gu.get(k)) for k in FIGURES}
 
 
 def paired_cpu_ratios(runs: list[dict[str, Any]], scenario: str) -> list[float]:
@@ -216,6 +236,10 @@ def _fmt(v: float | None, digits: int = 1) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _mib(kib: float | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.1f}"
+
+
 def _fmt_x(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
@@ -224,7 +248,7 @@ def markdown(summary: dict[str, Any]) -> str:
     """The report table: each server's medians, then the ratio row greenhorn/gunicorn."""
     head = (
         "| scenario | server | req/s | MiB/s | p50 ms | p99 ms | CPU us/req "
-        "| PSS MiB/worker | worker CPU split | errors |"
+        "| PSS MiB/worker (after / at rest) | worker CPU split | errors |"
     )
     rows = [head, "|" + "---|" * 10]
     for entry in summary.values():
@@ -238,12 +262,12 @@ def markdown(summary: dict[str, Any]) -> str:
                 rows.append(f"| {title} | {server} | not available: {reason} |||||||| ")
                 title = ""
                 continue
-            pss = agg["pss_kib_per_worker"]
+            pss = f"{_mib(agg['pss_kib_per_worker'])} / {_mib(agg['pss_rest_kib_per_worker'])}"
             split = "/".join(f"{s * 100:.0f}" for s in agg["worker_cpu_share"])
             rows.append(
                 f"| {title} | {server} | {_fmt_rps(agg['rps'])} | {_fmt(agg['mib_per_s'])} "
                 f"| {_fmt(agg['p50_ms'], 2)} | {_fmt(agg['p99_ms'], 2)} "
-                f"| {_fmt(agg['cpu_us_per_req'], 0)} | {_fmt(None if pss is None else pss / 1024)} "
+                f"| {_fmt(agg['cpu_us_per_req'], 0)} | {pss} "
                 f"| {split or '-'} | {agg['errors_total']} |"
             )
             title = ""
@@ -258,7 +282,8 @@ def markdown(summary: dict[str, Any]) -> str:
             rows.append(
                 f"| | **greenhorn/gunicorn** | **{_fmt_x(r['rps'])}** | {_fmt_x(r['mib_per_s'])} "
                 f"| {_fmt_x(r['p50_ms'])} | {_fmt_x(r['p99_ms'])} "
-                f"| **{_fmt_x(cpu)}**{cheaper} | {_fmt_x(r['pss_kib_per_worker'])} | | |"
+                f"| **{_fmt_x(cpu)}**{cheaper} "
+                f"| {_fmt_x(r['pss_kib_per_worker'])} / {_fmt_x(r['pss_rest_kib_per_worker'])} | | |"
             )
     return "\n".join(rows)
 
@@ -295,8 +320,12 @@ def target_lines(summary: dict[str, Any]) -> list[str]:
                 f"- {name} throughput >= gunicorn's: {r['rps']:.2f}x, {verdict(r['rps'] >= 1.0)}"
             )
         if r.get("pss_kib_per_worker"):
-            pss = r["pss_kib_per_worker"]
-            out.append(f"  {name} PSS per worker <= gunicorn's: {pss:.2f}x, {verdict(pss <= 1.0)}")
+            pss, rest = r["pss_kib_per_worker"], r.get("pss_rest_kib_per_worker")
+            line = f"  {name} PSS per worker <= gunicorn's: right after the load {pss:.2f}x, "
+            line += verdict(pss <= 1.0)
+            if rest:
+                line += f"; at rest ({REST_SECONDS:g} s later) {rest:.2f}x, {verdict(rest <= 1.0)}"
+            out.append(line)
     return out
 
 
@@ -354,9 +383,19 @@ def main(argv: list[str] | None = None) -> int:
 
     kinds = {
         "greenhorn": ServerKind(
-            "greenhorn", sys.executable, ("-m", "greenhorn"), greenhorn.__version__
+            "greenhorn",
+            sys.executable,
+            ("-m", "greenhorn"),
+            greenhorn.__version__,
+            import_path(sys.executable),
         ),
-        "floor": ServerKind("floor", sys.executable, (os.path.join(HERE, "floor_server.py"),), "-"),
+        "floor": ServerKind(
+            "floor",
+            sys.executable,
+            (os.path.join(HERE, "floor_server.py"),),
+            "-",
+            import_path(sys.executable),
+        ),
     }
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if "gunicorn" in servers:
@@ -366,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"gunicorn not found: running greenhorn alone. To compare, {HOW_TO_GET_GUNICORN}."
             )
         else:
-            kinds["gunicorn"] = ServerKind("gunicorn", found[0], ("-m", "gunicorn"), found[1])
+            kinds["gunicorn"] = ServerKind(
+                "gunicorn", found[0], ("-m", "gunicorn"), found[1], import_path(found[0])
+            )
     kinds = {k: v for k, v in kinds.items() if k in servers}
 
     started = time.strftime("%Y%m%dT%H%M%S")

@@ -34,12 +34,14 @@ class ServerFailed(Exception):
 @dataclass(frozen=True)
 class ServerKind:
     """One server implementation: its name, interpreter, what follows the interpreter on the
-    command line (``("-m", "gunicorn")``) and its version."""
+    command line (``("-m", "gunicorn")``), its version, and the import path to start it with
+    (``detect.import_path``; empty: start the interpreter as it is)."""
 
     name: str
     python: str
     entry: tuple[str, ...]
     version: str
+    path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,10 @@ class Server:
     def __init__(self, kind: ServerKind, app: str, apps_dir: str, flags: list[str]) -> None:
         self.kind = kind
         self.port = free_port()
-        self.cmd = [kind.python, *kind.entry, "--chdir", apps_dir]
+        # -S: no site start-up (.pth hooks differ between interpreters); the path comes
+        # from PYTHONPATH instead (see start)
+        self.cmd = [kind.python, *(("-S",) if kind.path else ()), *kind.entry]
+        self.cmd += ["--chdir", apps_dir]
         self.cmd += ["-b", f"127.0.0.1:{self.port}", "--log-level", "warning", *flags, app]
         self.workers = _flag_value(flags, "-w", 1)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -91,6 +96,8 @@ class Server:
     def start(self, probe: Probe, timeout: float = START_TIMEOUT) -> None:
         """Start the server; return once all workers run and the probe succeeds."""
         env = {k: v for k, v in os.environ.items() if not k.endswith("_CMD_ARGS")}
+        if self.kind.path:
+            env["PYTHONPATH"] = os.pathsep.join(self.kind.path)
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
