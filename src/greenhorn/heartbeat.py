@@ -15,6 +15,11 @@ it ``MAP_SHARED``. Both processes keep the mapping.
 - Scoreboard = plain integers and doubles in the mapping, written by the worker with
   single-word stores (no locks: the master only reads, and a torn read of a counter is off by
   at most one request). Per-thread slots hold the request in flight and when it started.
+  The sync worker keeps its request counters in private memory and adds them to the mapping
+  when it goes idle, once a second and at exit; a slot's request line is rewritten only when
+  it changed, its start time always (a hung request must be visible). Updating the shared
+  counters and the whole slot on every request measured ~10% of a hello request's CPU under
+  load (A/B, 2 x 12 rounds), although it takes a microsecond when timed alone.
 """
 
 from __future__ import annotations
@@ -63,33 +68,69 @@ def choose_tmp_dir(configured: str | None) -> str | None:
 
 
 class Scoreboard:
-    """The shared-memory view of one worker (also readable by the master)."""
+    """The shared-memory view of one worker (also readable by the master).
 
-    __slots__ = ("_mm", "counters", "doubles", "slots")
+    A single-threaded worker may ``buffer()`` its request counters: they then add up in
+    private memory and reach the mapping on ``flush()`` (when the worker goes idle, once a
+    second with the heartbeat, and at exit), which costs far less under load than
+    touching the shared page on every request. The slots stay live either way.
+    """
+
+    __slots__ = ("_lines", "_mm", "_starts", "_tally", "_tally_sum", "counters", "doubles", "slots")
 
     def __init__(self, mm: mmap.mmap, slots: int) -> None:
         self._mm = mm
         view = memoryview(mm)
         self.counters = view[:HEADER_SIZE].cast("Q")
         self.doubles = view[:HEADER_SIZE].cast("d")
+        self._starts = view.cast("d")  # a slot's started_at is at (its offset // 8)
         self.slots = slots
+        self._lines: list[tuple[str, str] | None] = [None] * slots  # written to each slot
+        self._tally: list[int] | None = None  # buffered counters, see buffer()
+        self._tally_sum = 0.0
+
+    def buffer(self) -> None:
+        """Keep request counters privately until ``flush()`` (one thread only)."""
+        if self._tally is None:
+            self._tally = [0] * N_COUNTERS
+
+    def flush(self) -> None:
+        """Add the buffered counters to the shared ones."""
+        tally = self._tally
+        if not tally or not any(tally):  # every request counts in a status class
+            return
+        c = self.counters
+        for i, n in enumerate(tally):
+            if n:
+                c[i] += n
+                tally[i] = 0
+        self.doubles[DURATION_SUM] += self._tally_sum
+        self._tally_sum = 0.0
 
     # -- worker side ---------------------------------------------------------------------
 
     def start(self, slot: int, method: str, uri: str, now: float) -> None:
         """Record the request now in flight in ``slot`` (monotonic ``now``)."""
+        if self._lines[slot] == (method, uri):  # the same line as last time: only the time
+            self._starts[(HEADER_SIZE + slot * SLOT_SIZE) >> 3] = now
+            return
+        self._lines[slot] = (method, uri)
         line = (method + " " + uri).encode("latin-1", "replace")
         _SLOT.pack_into(self._mm, HEADER_SIZE + slot * SLOT_SIZE, now, len(line), line)
 
     def finish(self, slot: int, status: int, duration: float, sent: int) -> None:
         """Clear ``slot`` and count a completed request (by status class, size, duration)."""
-        _SLOT_HEAD.pack_into(self._mm, HEADER_SIZE + slot * SLOT_SIZE, 0.0, 0)
-        c = self.counters
+        self._starts[(HEADER_SIZE + slot * SLOT_SIZE) >> 3] = 0.0  # the line stays for start
+        c = self._tally
+        if c is None:
+            c = self.counters
+            self.doubles[DURATION_SUM] += duration
+        else:
+            self._tally_sum += duration
         klass = status // 100
         c[klass if klass <= 5 else OTHER_STATUS] += 1
         c[BYTES_OUT] += sent
         c[HIST_BASE + (0 if duration <= _FIRST_BUCKET else bisect_left(BUCKETS, duration))] += 1
-        self.doubles[DURATION_SUM] += duration
 
     def requests(self) -> int:
         """Requests completed (every one is counted in exactly one status class)."""
@@ -142,6 +183,7 @@ class Scoreboard:
     def close(self) -> None:
         self.counters.release()
         self.doubles.release()
+        self._starts.release()
         self._mm.close()
 
 

@@ -88,6 +88,25 @@ def test_counters_move_with_traffic(greenhorn: Any) -> None:
     assert after[listener] >= 0
 
 
+def test_counts_of_a_recycled_worker_are_kept(greenhorn: Any) -> None:
+    # A sync worker buffers its counters and publishes them when idle, once a second and
+    # when it exits: a worker leaving at max_requests must not take its last counts along.
+    server, base = start(greenhorn, "hello:app", "-w", "1", "--max-requests", "4")
+    first = server.wait_workers(1)[0]
+    before = wait_until(lambda: (m := scrape(base)).get("greenhorn_ready") == 1 and m)
+    assert isinstance(before, dict)
+    sent = 0
+    while first in server.worker_pids() and sent < 20:
+        with requests.Session() as session:  # a new connection each time
+            if session.get(server.url("/"), timeout=5).status_code == 200:
+                sent += 1
+    server.wait_workers(1, exclude={first})
+    wait_until(
+        lambda: scrape(base)[OK] - before[OK] == sent,
+        what=f"all {sent} requests counted, those of the retired worker too",
+    )
+
+
 def test_in_flight_and_busy_workers(greenhorn: Any) -> None:
     server, base = start(greenhorn, "slow:app", "-w", "2", ready_path="/?t=0")
     idle = 'greenhorn_workers{state="idle"}'

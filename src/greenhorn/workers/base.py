@@ -391,6 +391,10 @@ class Worker:
     def exit(self, code: int) -> NoReturn:
         """Leave the child process: worker_exit hook, atexit handlers, flush, _exit."""
         try:
+            self.tmp.board.flush()  # counters a sync worker still buffers
+        except Exception:
+            pass
+        try:
             self.log.info("Worker exiting (pid: %s)", self.pid)
         except Exception:
             pass

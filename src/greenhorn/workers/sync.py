@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import select
 import time
+from typing import Any
 
 from greenhorn.workers.base import Worker
 from greenhorn.workers.handler import Handler
@@ -46,7 +47,14 @@ class SyncWorker(Worker):
                     listener.sock.setblocking(False)
                     poller.register(listener.sock.fileno(), select.EPOLLIN | _EXCLUSIVE)
         poller.register(self._wake_r, select.EPOLLIN)
-        listeners = list(self.listeners)
+        board = self.tmp.board
+        board.buffer()  # counters reach the master when idle, once a second, and at exit
+        try:
+            self._loop(handler, poller, list(self.listeners), board)
+        finally:
+            board.flush()
+
+    def _loop(self, handler: Handler, poller: Any, listeners: list, board: Any) -> None:
         monotonic = time.monotonic
         idle_wait = 1.0 if not self.timeout else min(1.0, self.timeout / 2.0)
         tmp = self.tmp
@@ -57,6 +65,7 @@ class SyncWorker(Worker):
         while self.alive:
             now = monotonic()
             if now - tmp.last_beat >= 1.0:
+                board.flush()
                 self.beat(now)
             served = False
             for listener in listeners:
@@ -78,6 +87,7 @@ class SyncWorker(Worker):
                     break
             if served:
                 continue
+            board.flush()
             try:
                 events = poller.poll(idle_wait)
             except InterruptedError:
