@@ -35,7 +35,7 @@ SPECIAL_NAMES = frozenset(
     ("CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONNECTION", "EXPECT", "CONTENT-TYPE")
 )
 FIELD_PAIRS: dict[str, tuple[str, str]] = {}  # line -> (UPPER name, value), every line
-SPECIAL_LINES: set[str] = set()  # lines whose name is in SPECIAL_NAMES
+SPECIAL_PAIRS: dict[str, tuple[str, str]] = {}  # the lines whose name is in SPECIAL_NAMES
 UNDERSCORE_LINES: set[str] = set()  # lines whose name has "_" (dropped by default)
 FIELD_CACHE_MAX = 2048
 FIELD_CACHE_LINE = 256
@@ -48,12 +48,12 @@ def split_field_line(line: str) -> tuple[str, str]:
     if len(line) <= FIELD_CACHE_LINE:
         if len(FIELD_PAIRS) >= FIELD_CACHE_MAX:
             FIELD_PAIRS.clear()
-            SPECIAL_LINES.clear()
+            SPECIAL_PAIRS.clear()
             UNDERSCORE_LINES.clear()
         if "_" in pair[0]:
             UNDERSCORE_LINES.add(line)
         elif pair[0] in SPECIAL_NAMES:
-            SPECIAL_LINES.add(line)
+            SPECIAL_PAIRS[line] = pair
         FIELD_PAIRS[line] = pair
     return pair
 

@@ -40,7 +40,7 @@ from greenhorn.http.fields import (
     CONNECTION_CACHE,
     FIELD_BLOCK_RE,
     FIELD_PAIRS,
-    SPECIAL_LINES,
+    SPECIAL_PAIRS,
     TCHAR,
     TOKEN_RE,
     UNDERSCORE_LINES,
@@ -510,7 +510,7 @@ class Parser:
             if forwarded:
                 request.forwarded = forwarded
         else:
-            specials = list(map(FIELD_PAIRS.__getitem__, filter(SPECIAL_LINES.__contains__, lines)))
+            specials = list(filter(None, map(SPECIAL_PAIRS.get, lines)))
         request.headers = pairs
         special = None
         host = connection = None
