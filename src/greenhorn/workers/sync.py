@@ -6,7 +6,10 @@ Why it is this small: all HTTP work is in ``handler.py`` and all lifecycle work 
 - the listening sockets are non-blocking; the loop accepts until the kernel has nothing,
   then waits in ``epoll`` (listeners registered with ``EPOLLEXCLUSIVE``, so a new connection
   wakes one idle worker instead of all of them);
-- the heartbeat is written from this loop only, at most once a second;
+- the heartbeat is written from this loop only, at most once a second; the request counters
+  stay in the worker's own memory and reach the scoreboard when the loop waits, once a
+  second and at exit (``heartbeat.Scoreboard.buffer``), and after a large request body the
+  freed heap goes back to the OS once the loop has waited a whole period (``heap.py``);
 - like gunicorn's sync worker it does not keep connections alive: it is meant to sit behind
   a buffering proxy, and a kept-alive idle client would occupy the whole worker.
 """
@@ -17,6 +20,7 @@ import select
 import time
 from typing import Any
 
+from greenhorn.heartbeat import Scoreboard
 from greenhorn.workers.base import Worker
 from greenhorn.workers.handler import Handler
 
@@ -54,7 +58,7 @@ class SyncWorker(Worker):
         finally:
             board.flush()
 
-    def _loop(self, handler: Handler, poller: Any, listeners: list, board: Any) -> None:
+    def _loop(self, handler: Handler, poller: Any, listeners: list, board: Scoreboard) -> None:
         monotonic = time.monotonic
         idle_wait = 1.0 if not self.timeout else min(1.0, self.timeout / 2.0)
         tmp = self.tmp
