@@ -40,40 +40,29 @@ def find_wrk(explicit: str | None = None) -> str | None:
     return shutil.which("wrk")
 
 
-def gunicorn_version(python: str) -> str | None:
-    """gunicorn's version as seen by ``python``, or None if it cannot import gunicorn."""
+def _ask(python: str, code: str) -> str | None:
+    """What ``python -c code`` prints, or None if it cannot be run or fails."""
     try:
         out = subprocess.run(
-            [python, "-c", "import gunicorn; print(gunicorn.__version__)"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            [python, "-c", code], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
+    return out.stdout if out.returncode == 0 else None
+
+
+def gunicorn_version(python: str) -> str | None:
+    """gunicorn's version as seen by ``python``, or None if it cannot import gunicorn."""
+    out = _ask(python, "import gunicorn; print(gunicorn.__version__)")
+    return (out or "").strip() or None
 
 
 def import_path(python: str) -> tuple[str, ...]:
     """``sys.path`` of ``python`` started normally (after its site start-up), or () if it
     cannot be asked. ``run.py`` starts each server with ``-S`` and this path in PYTHONPATH:
     the same modules import, but start-up code in ``.pth`` files runs in neither server."""
-    try:
-        out = subprocess.run(
-            [python, "-c", "import sys; print('\\n'.join(p for p in sys.path if p))"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    if out.returncode != 0:
-        return ()
-    return tuple(line for line in out.stdout.splitlines() if line)
+    out = _ask(python, "import sys; print('\\n'.join(p for p in sys.path if p))")
+    return tuple(line for line in (out or "").splitlines() if line)
 
 
 def find_gunicorn_python(explicit: str | None = None) -> tuple[str, str] | None:

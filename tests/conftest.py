@@ -66,6 +66,15 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def proc_status(pid: int, key: str, path: str = "status") -> int:
+    """The first number on the ``key:`` line of ``/proc/<pid>/<path>`` (Uid, Rss...)."""
+    with open(f"/proc/{pid}/{path}") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {key} line in /proc/{pid}/{path}")
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import alive, base_env, children, command, read_all, wait_until
+from conftest import alive, base_env, children, command, proc_status, read_all, wait_until
 
 
 def _cmdline(pid: int) -> str:
@@ -22,11 +22,7 @@ def _cmdline(pid: int) -> str:
 
 
 def _uid(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    raise AssertionError("no Uid line")
+    return proc_status(pid, "Uid")
 
 
 def test_proc_name_titles(greenhorn):

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import wait_until
+from conftest import proc_status, wait_until
 
 
 def test_workers_auto_with_worker_memory(greenhorn):
@@ -110,11 +110,7 @@ def test_hard_memory_limit_kills_at_once(greenhorn):
 
 
 def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Rss:"):
-                return int(line.split()[1])
-    raise AssertionError("no Rss line")
+    return proc_status(pid, "Rss", "smaps_rollup")
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
