@@ -2,9 +2,9 @@
 
 Why: server CPU per request mixes kernel work (accept, TCP set-up and teardown, close) with
 the server's own Python. This 60-line server does only accept, one recv, one send of a
-fixed response and close, in N forked workers, so its CPU per request is the floor any
-pure-Python pre-fork server pays on this machine; greenhorn's figure minus this one is what
-greenhorn's own code costs. It answers every request with the same hello response (no HTTP
+fixed response (its FIN in the same segment, as greenhorn sends it) and close, in N
+forked workers, so its CPU per request is the floor any pure-Python pre-fork server pays
+on this machine; greenhorn's figure minus this one is what greenhorn's own code costs. It answers every request with the same hello response (no HTTP
 parsing, no WSGI), so ``run.py`` uses it only for ``hello_close`` (``--servers ...,floor``).
 
 It takes the benchmark's command line (``-b``, ``-w``; other flags and the app are ignored).
@@ -23,13 +23,17 @@ RESPONSE = (
 )
 
 
+MORE = getattr(socket, "MSG_MORE", 0)
+
+
 def serve(listener: socket.socket) -> None:
     accept = listener.accept
     while True:
         client, _ = accept()
         try:
             client.recv(65536)
-            client.sendall(RESPONSE)
+            client.send(RESPONSE, MORE)  # held until the shutdown adds the FIN: one segment
+            client.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         client.close()

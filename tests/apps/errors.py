@@ -16,6 +16,13 @@ class Closing:
             f.write("closed\n")
 
 
+class SlowClose(Closing):
+    def close(self):
+        import time
+
+        time.sleep(2.0)
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/wsgi-errors":
@@ -50,6 +57,9 @@ def app(environ, start_response):
     if path == "/close":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Closing([b"a", b"b"], environ.get("HTTP_X_MARKER", os.devnull))
+    if path == "/slow-close":  # a large body of known length, then a slow close()
+        start_response("200 OK", [("Content-Length", "40000")])
+        return SlowClose([b"x" * 40000], os.devnull)
     if path == "/exc-info":
         start_response("200 OK", [("Content-Type", "text/plain")])
         try:

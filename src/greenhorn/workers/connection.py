@@ -32,6 +32,8 @@ LINGER_SECONDS = 0.5
 _PLAIN_SOCKET = socket.socket
 _c_close = _socket.socket.close  # how long a close waits for a client still sending an unread body
 _DONTWAIT = socket.MSG_DONTWAIT
+_LAST = socket.MSG_DONTWAIT | getattr(socket, "MSG_MORE", 0)  # the FIN will follow (send_last)
+_SHUT_WR = socket.SHUT_WR
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _POLLOUT = select.POLLOUT | select.POLLERR | select.POLLHUP
 
@@ -124,12 +126,12 @@ class Connection:
             except BlockingIOError:
                 self._wait(_POLLIN, deadline)
 
-    def send(self, data: bytes, deadline: float | None = None) -> int:
+    def send(self, data: bytes, deadline: float | None = None, flags: int = _DONTWAIT) -> int:
         """Send all of ``data``; return its length."""
         sock = self.sock
         total = len(data)
         try:
-            sent = sock.send(data, _DONTWAIT)
+            sent = sock.send(data, flags)
         except BlockingIOError:
             sent = 0
         if sent == total:
@@ -137,19 +139,56 @@ class Connection:
         view = memoryview(data)
         while sent < total:
             try:
-                sent += sock.send(view[sent:], _DONTWAIT)
+                sent += sock.send(view[sent:], flags)
             except BlockingIOError:
                 self._wait(_POLLOUT, deadline)
         return total
 
-    def sendv(self, buffers: tuple[bytes, ...], deadline: float | None = None) -> int:
+    def send_last(self, data: bytes, deadline: float | None = None) -> int:
+        """Send the end of a response on a connection that closes after it, FIN included.
+
+        ``MSG_MORE`` keeps the last partial segment in the kernel until ``shutdown`` tacks
+        the FIN onto it: the client gets the data and the end of the stream in one segment
+        and acknowledges both at once. Against a send and a close that each emit a segment,
+        this saves about a tenth of the kernel's work for a small request, although it costs
+        one more system call. It also sends the FIN before the iterable's ``close()``, the
+        access log and the hooks run. The socket is closed later, as usual."""
+        sock = self.sock
+        try:
+            sent = sock.send(data, _LAST)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self.send(memoryview(data)[sent:], deadline, _LAST)
+        try:
+            sock.shutdown(_SHUT_WR)
+        except OSError:
+            pass
+        return len(data)
+
+    def sendv_last(self, buffers: tuple[bytes, ...], deadline: float | None = None) -> int:
+        """``sendv`` for the end of a response, FIN included (see ``send_last``)."""
+        total = self.sendv(buffers, deadline, _LAST)
+        self.end_output()
+        return total
+
+    def end_output(self) -> None:
+        """Half-close: nothing more will be sent on this connection."""
+        try:
+            self.sock.shutdown(_SHUT_WR)
+        except OSError:
+            pass
+
+    def sendv(
+        self, buffers: tuple[bytes, ...], deadline: float | None = None, flags: int = _DONTWAIT
+    ) -> int:
         """Send every buffer, gathered in one system call when possible; return bytes sent."""
         sock = self.sock
         total = sum(map(len, buffers))
         pending = [memoryview(b) for b in buffers if b]
         while pending:
             try:
-                n = sock.sendmsg(pending, (), _DONTWAIT)
+                n = sock.sendmsg(pending, (), flags)
             except BlockingIOError:
                 self._wait(_POLLOUT, deadline)
                 continue
@@ -251,7 +290,7 @@ class TimeoutConnection(Connection):
         except TimeoutError as exc:
             raise Timeout() from exc
 
-    def send(self, data: bytes, deadline: float | None = None) -> int:
+    def send(self, data: bytes, deadline: float | None = None, flags: int = 0) -> int:
         self.sock.settimeout(_remaining(deadline))
         try:
             self.sock.sendall(data)
@@ -259,8 +298,18 @@ class TimeoutConnection(Connection):
             raise Timeout() from exc
         return len(data)
 
-    def sendv(self, buffers: tuple[bytes, ...], deadline: float | None = None) -> int:
+    def sendv(
+        self, buffers: tuple[bytes, ...], deadline: float | None = None, flags: int = 0
+    ) -> int:
         return self.send(b"".join(buffers), deadline)
+
+    # TLS sockets take no send flags, and ``SSLSocket.shutdown`` drops the TLS layer: the
+    # response ends with the close, as before.
+    send_last = send
+    sendv_last = sendv
+
+    def end_output(self) -> None:
+        pass
 
     def sendfile(self, fileobj: Any, offset: int, count: int, deadline: float | None) -> int:
         self.sock.settimeout(_remaining(deadline))

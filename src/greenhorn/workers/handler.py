@@ -19,7 +19,6 @@ Failure rules:
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -29,10 +28,8 @@ from greenhorn import hooks
 from greenhorn.heap import LARGE_BODY
 from greenhorn.heartbeat import REJECTED, Scoreboard
 from greenhorn.http import errors, proxy
-from greenhorn.http.body import Data, EndOfMessage
 from greenhorn.http.parser import EOF, NEED_DATA, Request
 from greenhorn.http.response import (
-    CONTINUE,
     LAST_CHUNK,
     Framing,
     InvalidResponse,
@@ -41,7 +38,8 @@ from greenhorn.http.response import (
     prepare,
 )
 from greenhorn.workers.base import error_stream
-from greenhorn.workers.connection import RECV_SIZE, Connection, Timeout
+from greenhorn.workers.connection import Connection, Timeout
+from greenhorn.workers.request_body import BodySource
 from greenhorn.wsgi import (
     Body,
     ConflictingSchemeHeaders,
@@ -59,7 +57,6 @@ SERVER = "greenhorn"
 DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
 SMALL_WRITE = 65536  # body items below this are framed and sent as one buffer
-BIG_RECV = 256 * 1024  # receive size while a large request body is still coming
 _monotonic = time.monotonic
 
 
@@ -138,21 +135,26 @@ class Response:
         self.status_code = framing.code
         self.framing = framing
         self.keep_alive = framing.keep_alive
+        conn = self._conn
         size = len(first)
-        if not size or not framing.body_allowed:
-            self._conn.send(head, self._deadline)
-            return
         length = framing.length
-        if length is not None and size > length:
+        if not framing.body_allowed:
+            size = 0
+        elif length is not None and size > length:
             first = first[:length]
             size = length
             self.keep_alive = False
+        # The whole response, and the connection closes after it: the FIN goes with it.
+        last = not self.keep_alive and (size == length or not framing.body_allowed)
+        if not size:
+            (conn.send_last if last else conn.send)(head, self._deadline)
+            return
         if framing.chunked:
-            self._conn.sendv((head, b"%x\r\n" % size, first, b"\r\n"), self._deadline)
+            conn.sendv((head, b"%x\r\n" % size, first, b"\r\n"), self._deadline)
         elif size < 16384:
-            self._conn.send(head + first, self._deadline)
+            (conn.send_last if last else conn.send)(head + first, self._deadline)
         else:
-            self._conn.sendv((head, first), self._deadline)
+            (conn.sendv_last if last else conn.sendv)((head, first), self._deadline)
         self.sent = size
 
     def write(self, data: bytes) -> None:
@@ -174,7 +176,8 @@ class Response:
                 data = data[:room]
                 self.keep_alive = False
         if not framing.chunked:
-            self._conn.send(data, self._deadline)
+            last = not self.keep_alive and self.sent + len(data) == framing.length
+            (self._conn.send_last if last else self._conn.send)(data, self._deadline)
         elif len(data) < SMALL_WRITE:  # one buffer: cheaper than gathering three
             self._conn.send(chunk(data), self._deadline)
         else:
@@ -192,114 +195,6 @@ class Response:
             self._conn.send(LAST_CHUNK, self._deadline)
         elif framing.length is not None and framing.body_allowed and self.sent < framing.length:
             self.keep_alive = False
-
-
-class BodySource:
-    """Pulls the request body from the parser for ``wsgi.input``, receiving as needed.
-
-    ``100 Continue`` goes out on the first pull, and only while the response head has not
-    been sent (after it, the client gets the final status instead). A body that arrives
-    slower than ``body_min_rate`` bytes/s, after a grace of ``header_timeout``, is cut off
-    with 408.
-    """
-
-    __slots__ = (
-        "conn",
-        "continue_pending",
-        "expected",
-        "grace",
-        "min_rate",
-        "received",
-        "resp",
-        "started",
-    )
-
-    def __init__(
-        self, conn: Connection, req: Request, min_rate: int, grace: float, resp: Response
-    ) -> None:
-        self.conn = conn
-        self.continue_pending = req.expect_continue
-        self.min_rate = min_rate
-        self.grace = grace
-        self.resp = resp
-        self.received = 0
-        self.started = 0.0
-        self.expected = req.content_length or 0  # 0 for chunked: size unknown
-
-    def _begin(self) -> None:
-        """First read: send ``100 Continue`` if asked for, start the min-rate clock."""
-        if self.continue_pending:
-            self.continue_pending = False
-            if not self.resp.head_sent and not self.conn.parser.buffered:
-                self.conn.send(CONTINUE)
-        if not self.started:
-            self.started = _monotonic()
-
-    def _deadline(self) -> float | None:
-        if not self.min_rate:
-            return None
-        return self.started + self.grace + (self.received + 1) / self.min_rate
-
-    def pull(self) -> bytes:
-        conn = self.conn
-        parser = conn.parser
-        self._begin()
-        while True:
-            event = parser.next_event()
-            if event.__class__ is Data:
-                self.received += len(event.data)  # type: ignore[union-attr]
-                return event.data  # type: ignore[union-attr]
-            if event is NEED_DATA:
-                left = self.expected - self.received
-                size = BIG_RECV if left > BIG_RECV else RECV_SIZE if left < RECV_SIZE else left
-                try:
-                    parser.feed(conn.recv(self._deadline(), size))
-                except Timeout:
-                    raise errors.BodyTimeout("request body arrived too slowly") from None
-                continue
-            if event.__class__ is EndOfMessage:
-                return b""
-            raise errors.IncompleteRequest("unexpected event in the body")
-
-    def rest(self, limit: int | None) -> bytes | None:
-        """All the rest of a Content-Length body in one bytes object, or None (chunked, or
-        more than ``limit`` bytes left: the caller pulls pieces instead).
-
-        The bytes are received straight into the object that is returned (a ``BytesIO``
-        buffer handed over by ``getvalue()`` without a copy), not through the parser: a
-        large upload is in memory once, not three times.
-        """
-        conn = self.conn
-        parser = conn.parser
-        left = parser.body_left()
-        if left is None or (limit is not None and left > limit):
-            return None
-        self._begin()
-        out = io.BytesIO()
-        if left:
-            out.seek(left - 1)
-            out.write(b"\0")  # the whole buffer at once
-            with out.getbuffer() as view:
-                pos = 0
-                while pos < left and parser.buffered:  # what arrived with the head
-                    event = parser.next_event()
-                    data = event.data  # type: ignore[union-attr]
-                    view[pos : pos + len(data)] = data
-                    pos += len(data)
-                while pos < left:
-                    try:
-                        n = conn.recv_into(view[pos:], self._deadline())
-                    except Timeout:
-                        raise errors.BodyTimeout("request body arrived too slowly") from None
-                    if not n:
-                        raise errors.IncompleteRequest("connection closed inside the request body")
-                    parser.body_received(n)
-                    pos += n
-                    self.received += n
-        event = parser.next_event()
-        if event.__class__ is not EndOfMessage:
-            raise errors.IncompleteRequest("unexpected event in the body")  # pragma: no cover
-        return out.getvalue()
 
 
 class Handler:
@@ -578,7 +473,7 @@ class Handler:
         resp.status_code = code
         resp.keep_alive = False
         try:
-            conn.send(error_response(code, reason, msg, SERVER), resp._deadline)
+            conn.send_last(error_response(code, reason, msg, SERVER), resp._deadline)
             resp.head_sent = True
         except (OSError, Timeout):
             pass
@@ -590,7 +485,7 @@ class Handler:
             self.board.counters[REJECTED] += 1
         try:
             deadline = _monotonic() + REJECT_SEND_SECONDS
-            conn.send(error_response(exc.code, exc.reason, str(exc), SERVER), deadline)
+            conn.send_last(error_response(exc.code, exc.reason, str(exc), SERVER), deadline)
         except (OSError, Timeout):
             pass
         conn.lingering_close(seconds=0.0)
