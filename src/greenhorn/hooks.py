@@ -17,11 +17,13 @@ Rules:
 from __future__ import annotations
 
 import inspect
-import ssl
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # ssl (and libssl) is loaded only by a server that speaks TLS
+    import ssl
 
 # Typing aliases for the hook fields of `greenhorn.config.Config`. The server, worker,
 # request and response objects are the arbiter's and the worker's own types; hooks only
@@ -32,8 +34,10 @@ WorkerHook = Callable[[Any], object]
 RequestHook = Callable[[Any, Any], object]
 PostRequestHook = Callable[[Any, Any, Any, Any], object]
 NWorkersChangedHook = Callable[[Any, int, int | None], object]
-SSLContextFactory = Callable[[], ssl.SSLContext]
-SSLContextHook = Callable[[Any, SSLContextFactory], ssl.SSLContext]
+# These return an ``ssl.SSLContext``; spelled ``Any`` so that resolving the Config's type
+# hints does not need ssl, which a server without TLS never loads.
+SSLContextFactory = Callable[[], Any]
+SSLContextHook = Callable[[Any, SSLContextFactory], Any]
 
 
 class HookLogger(Protocol):

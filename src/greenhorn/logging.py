@@ -6,26 +6,23 @@ those files after logrotate. This module builds the stdlib ``logging`` handlers 
 settings; rendering of access lines lives in ``greenhorn.accesslog`` and metrics in
 ``greenhorn.statsd``.
 
-Logger names: greenhorn writes to ``greenhorn.error`` and ``greenhorn.access``. The loggers
-``gunicorn.error`` and ``gunicorn.access`` are kept as aliases that share the same handlers
-and level, so a ``logconfig_dict`` written for gunicorn, and application code that does
-``logging.getLogger("gunicorn.error")``, keep working. When a user logging config names only
-the gunicorn spelling, that configuration is used for greenhorn's logger as well.
+Logger names: greenhorn writes to ``greenhorn.error`` and ``greenhorn.access``; the
+``gunicorn.*`` loggers are aliases sharing their handlers and level, so a ``logconfig_dict``
+written for gunicorn (also one naming only the gunicorn spelling) and application code that
+does ``logging.getLogger("gunicorn.error")`` keep working.
 
-Access targets: ``accesslog`` (a path, ``-`` for stdout, None for none) receives either the
-``access_log_format`` text or, with ``access_log_json``, one JSON object per line; asking
-for JSON without an ``accesslog`` writes it to stdout.
+Access targets: ``accesslog`` (a path, ``-`` for stdout, None for none) receives the
+``access_log_format`` text, or with ``access_log_json`` one JSON object per line (to stdout
+when no ``accesslog`` is set). ``logging.config`` and ``logging.handlers`` are imported only
+when a setting needs them.
 """
 
 from __future__ import annotations
 
-import configparser
 import fcntl
 import importlib
 import json
 import logging
-import logging.config
-import logging.handlers
 import os
 import socket
 import sys
@@ -64,7 +61,7 @@ DEFAULT_LOGGER_CLASSES = frozenset(
     {"", "simple", "greenhorn.logging.Logger", "gunicorn.glogging.Logger"}
 )
 STATSD_LOGGER_CLASSES = frozenset(
-    {"greenhorn.statsd.StatsdLogger", "gunicorn.instrument.statsd.Statsd"}
+    ("greenhorn.statsd.StatsdLogger", "gunicorn.instrument.statsd.Statsd")
 )
 
 
@@ -90,6 +87,7 @@ def default_dict_config() -> dict[str, Any]:
     ``handlers``...), it is not merged deeply.
     """
     generic = {"format": ERROR_FORMAT, "datefmt": DATE_FORMAT, "class": "logging.Formatter"}
+    stream = {"class": "logging.StreamHandler", "formatter": "generic"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -99,16 +97,8 @@ def default_dict_config() -> dict[str, Any]:
             ACCESS_LOGGER: {"level": "INFO", "handlers": ["console"], "propagate": False},
         },
         "handlers": {
-            "console": {
-                "class": "logging.StreamHandler",
-                "formatter": "generic",
-                "stream": "ext://sys.stdout",
-            },
-            "error_console": {
-                "class": "logging.StreamHandler",
-                "formatter": "generic",
-                "stream": "ext://sys.stderr",
-            },
+            "console": {**stream, "stream": "ext://sys.stdout"},
+            "error_console": {**stream, "stream": "ext://sys.stderr"},
         },
         "formatters": {"generic": generic},
     }
@@ -189,6 +179,8 @@ def _share(source: logging.Logger, target: logging.Logger) -> None:
 
 
 def _fileconfig_logger_names(path: str) -> set[str]:
+    import configparser
+
     parser = configparser.RawConfigParser()
     parser.read(path)
     keys = parser.get("loggers", "keys", fallback="")
@@ -380,6 +372,8 @@ class Logger:
             raise LogConfigError(f"unknown syslog_facility {facility_name!r}")
         addr = setting(cfg, "syslog_addr")
         socktype, address = parse_syslog_address(addr)
+        import logging.handlers  # loaded only when used (it brings pickle, queue, ...)
+
         try:
             return logging.handlers.SysLogHandler(
                 address=address,
@@ -411,6 +405,9 @@ class Logger:
             if not os.path.exists(ini_path):
                 raise LogConfigError(f"log config {ini_path!r} not found")
             defaults = {"__file__": ini_path, "here": os.path.dirname(ini_path)}
+            import configparser
+            import logging.config
+
             try:
                 logging.config.fileConfig(
                     ini_path, defaults=defaults, disable_existing_loggers=False
@@ -431,6 +428,8 @@ class Logger:
         kept += list(config["loggers"].values()) if "loggers" not in user else []
         for entry in kept:
             entry["handlers"] = [h for h in entry.get("handlers", []) if h in handlers]
+        import logging.config  # loaded only for a user's logging config
+
         try:
             logging.config.dictConfig(config)
         except (AttributeError, ImportError, ValueError, TypeError, KeyError) as exc:

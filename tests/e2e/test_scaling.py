@@ -157,3 +157,16 @@ def test_max_worker_lifetime_recycles_one_at_a_time(greenhorn):
     wait_until(watch, 30, every=0.05, what="all original workers replaced")
     assert low[0] >= 1, "capacity dropped below N-1"
     s.wait_for_log(r"\[lifetime\]", count=2)  # the master logs each exit once reaped
+
+
+# Loaded only when a setting needs them: each would be imported by the master and shared,
+# copy-on-write, by every worker (ssl alone maps libssl and libcrypto: ~4.8 MiB of RSS).
+OPTIONAL_MODULES = ("ssl", "email", "difflib", "configparser", "logging.config", "logging.handlers")
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_a_plain_server_does_not_load_tls_email_or_log_config_modules(greenhorn, kind):
+    s = greenhorn("modules:app", "-k", kind, "--access-logfile", "-")
+    loaded = set(s.get("/").text.split("\n"))
+    assert "greenhorn.workers.handler" in loaded
+    assert not loaded & set(OPTIONAL_MODULES), sorted(loaded & set(OPTIONAL_MODULES))

@@ -424,6 +424,11 @@ def test_http_date_is_imf_fixdate():
     assert http_date(1700000000.9) == "Tue, 14 Nov 2023 22:13:20 GMT"
 
 
+@given(st.integers(min_value=0, max_value=253402300799))  # up to 9999-12-31
+def test_http_date_matches_the_email_package(second):
+    assert http_date(second) == formatdate(second, usegmt=True)
+
+
 def test_http_date_defaults_to_now():
     before = int(time.time())
     got = http_date()

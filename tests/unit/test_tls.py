@@ -392,3 +392,9 @@ def test_malformed_proxy_header_before_tls(certs, server_pair):
     assert tls.handshake(tls.server_context(cfg), conn, time.monotonic() + 5, cfg, log) is None
     assert len(log.lines) == 1 and log.lines[0][0] == "warning"
     assert log.lines[0][1].startswith("Invalid PROXY header from ip=127.0.0.1: ")
+
+
+def test_tls_defaults_are_the_ssl_constants():
+    # written as numbers in the settings table, so that a server without TLS never loads ssl
+    cfg = Config()
+    assert cfg.ssl_version == ssl.PROTOCOL_TLS and cfg.cert_reqs == ssl.CERT_NONE

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import ast
 import builtins
-import difflib
 import importlib
 import inspect
 import os
@@ -329,6 +328,8 @@ def split_namespace(
             continue
         if key.isupper() and key.lower() not in BY_NAME:
             continue
+        import difflib  # only for the error message
+
         close = difflib.get_close_matches(key.lower(), list(BY_NAME), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         warnings.append(f"config file {label!r}: unknown setting {key!r} ignored{hint}")

@@ -6,8 +6,6 @@ place that joins both halves into `SETTINGS`. Import from settings.py, not from 
 
 from __future__ import annotations
 
-import ssl
-
 from greenhorn import hooks
 from greenhorn.config import types as t
 from greenhorn.config.types import Setting
@@ -177,14 +175,14 @@ OPS_SETTINGS: tuple[Setting, ...] = (
         flags=("--certfile",), metavar="FILE",
     ),
     Setting(
-        "ssl_version", TLS, t.ssl_version, int(ssl.PROTOCOL_TLS),
+        "ssl_version", TLS, t.ssl_version, 2,  # ssl.PROTOCOL_TLS (ssl is loaded only for TLS)
         "An ssl.PROTOCOL_* constant or its name. Deprecated and ignored, as in gunicorn; set "
         "minimum_version in an ssl_context hook instead.",
         flags=("--ssl-version",), metavar="STRING",
         default_doc="`ssl.PROTOCOL_TLS` (2)",
     ),
     Setting(
-        "cert_reqs", TLS, t.cert_reqs, int(ssl.CERT_NONE),
+        "cert_reqs", TLS, t.cert_reqs, 0,  # ssl.CERT_NONE
         "Whether clients must present a certificate: 0 no, 1 optional, 2 required (or "
         "CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED).",
         flags=("--cert-reqs",), metavar="INT",

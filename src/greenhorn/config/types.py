@@ -23,7 +23,6 @@ import dataclasses
 import importlib
 import ipaddress
 import re
-import ssl
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -495,6 +494,8 @@ def ssl_version(value: Any) -> int:
     text = to_str(value)
     if text.isdigit():
         return int(text)
+    import ssl  # here, not at the top: a server without TLS never loads libssl
+
     constant = getattr(ssl, "PROTOCOL_" + text.removeprefix("PROTOCOL_"), None)
     if not isinstance(constant, int):
         raise ValueError("expected an ssl.PROTOCOL_* name such as TLS or TLS_SERVER")
@@ -504,6 +505,8 @@ def ssl_version(value: Any) -> int:
 def cert_reqs(value: Any) -> int:
     """0/1/2 or CERT_NONE/CERT_OPTIONAL/CERT_REQUIRED."""
     if isinstance(value, str) and value.strip().upper().startswith("CERT_"):
+        import ssl
+
         constant = getattr(ssl, value.strip().upper(), None)
         if constant is None:
             raise ValueError("expected 0, 1, 2, CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED")

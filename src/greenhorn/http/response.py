@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import time
-from email.utils import formatdate
 from typing import Any
 
 from greenhorn.http.fields import TCHAR
@@ -50,11 +49,22 @@ _date_cache: list = [-1, ""]  # [second, formatted]
 _time = time.time
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(now: float | None = None) -> str:
-    """The IMF-fixdate for ``now`` (default: the current second), computed once a second."""
+    """The IMF-fixdate for ``now`` (default: the current second), computed once a second.
+
+    Formatted here rather than by ``email.utils.formatdate``: the ``email`` package would
+    be the worker's largest import after the interpreter's own (1.3 MiB)."""
     second = int(time.time() if now is None else now)
     if _date_cache[0] != second:
-        _date_cache[1] = formatdate(second, usegmt=True)
+        t = time.gmtime(second)
+        _date_cache[1] = (
+            f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+        )
         _date_cache[0] = second
     return _date_cache[1]  # type: ignore[return-value]
 
