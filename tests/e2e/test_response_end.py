@@ -34,16 +34,26 @@ def _complete(data: bytes, head_only: bool) -> bool:
     raise AssertionError(f"not a response of known length: {head!r}")
 
 
+def read_response(sock: socket.socket, head_only: bool = False) -> bytes:
+    """Exactly one response: not a byte waited for past its end."""
+    data = b""
+    while not _complete(data, head_only):
+        more = sock.recv(65536)
+        assert more, f"connection closed before the response was complete: {data[:200]!r}"
+        data += more
+    return data
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
 def tcp_state_after_response(server, request: bytes, head_only: bool = False) -> int:
     """Send ``request``, read exactly the response, return the client socket's TCP state."""
     with server.connect() as sock:
         sock.sendall(request)
-        data = b""
-        while not _complete(data, head_only):
-            more = sock.recv(65536)
-            assert more, f"connection closed before the response was complete: {data[:200]!r}"
-            data += more
-        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+        read_response(sock, head_only)
+        return tcp_state(sock)
 
 
 def assert_fin_with_response(server, request: bytes, head_only: bool = False) -> None:
@@ -70,11 +80,7 @@ def test_fin_leaves_before_a_slow_iterable_close(greenhorn):
     s = greenhorn("errors:app", "-w", "1", "--timeout", "30")
     with s.connect() as sock:
         sock.sendall(b"GET /slow-close HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while not _complete(data, False):
-            more = sock.recv(65536)
-            assert more, data[:200]
-            data += more
+        data = read_response(sock)
         assert data.endswith(b"x" * 40000)
         sock.settimeout(1.0)
         assert sock.recv(1) == b""  # TimeoutError if the FIN waited for close()
@@ -85,9 +91,5 @@ def test_kept_alive_connections_are_not_half_closed(greenhorn):
     with s.connect() as sock:
         for _ in range(2):
             sock.sendall(b"GET /wsgi-errors HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = b""
-            while not _complete(data, False):
-                more = sock.recv(65536)
-                assert more
-                data += more
-            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == TCP_ESTABLISHED
+            read_response(sock)
+            assert tcp_state(sock) == TCP_ESTABLISHED

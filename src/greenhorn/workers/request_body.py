@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from greenhorn.http import errors
 from greenhorn.http.body import Data, EndOfMessage
 from greenhorn.http.parser import NEED_DATA, Request
 from greenhorn.http.response import CONTINUE
 from greenhorn.workers.connection import RECV_SIZE, Connection, Timeout
+
+if TYPE_CHECKING:  # handler.py imports this module
+    from greenhorn.workers.handler import Response
 
 __all__ = ["BodySource"]
 
@@ -45,7 +48,7 @@ class BodySource:
     )
 
     def __init__(
-        self, conn: Connection, req: Request, min_rate: int, grace: float, resp: Any
+        self, conn: Connection, req: Request, min_rate: int, grace: float, resp: Response
     ) -> None:
         self.conn = conn
         self.continue_pending = req.expect_continue
