@@ -45,6 +45,7 @@ class LoadSpec:
     close: bool = False  # send "Connection: close": one connection per request
     method: str = "GET"
     body_size: int = 0  # bytes of request body (sent with Content-Length)
+    cpus: tuple[int, ...] = ()  # run wrk on these CPUs only (empty: anywhere)
 
 
 def lua_script(spec: LoadSpec) -> str:
@@ -70,8 +71,14 @@ def run_wrk(wrk: str, url: str, spec: LoadSpec, timeout_margin: float = 30.0) ->
         if spec.close:
             cmd += ["-H", "Connection: close"]
         cmd.append(url)
+        cpus = set(spec.cpus)
         out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=duration + timeout_margin, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=duration + timeout_margin,
+            check=False,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
     finally:
         os.unlink(path)

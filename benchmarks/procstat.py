@@ -20,8 +20,17 @@ Accounting rules:
 from __future__ import annotations
 
 import os
+from typing import Any
 
-__all__ = ["CLK_TCK", "children", "cpu_seconds", "descendants", "process_cpu", "pss_kib"]
+__all__ = [
+    "CLK_TCK",
+    "children",
+    "cpu_busy",
+    "cpu_seconds",
+    "descendants",
+    "process_cpu",
+    "pss_kib",
+]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -96,3 +105,28 @@ def pss_kib(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _cpu_ticks(cpus: set[int]) -> tuple[int, int]:
+    """(all ticks, idle+iowait ticks) summed over ``cpus`` from /proc/stat."""
+    total = idle = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, _, rest = line.partition(" ")
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                ticks = [int(x) for x in rest.split()]
+                total += sum(ticks[:8])  # guest time is already inside user time
+                idle += ticks[3] + ticks[4]
+    return total, idle
+
+
+def cpu_busy(cpus: set[int], since: tuple[int, int] | None = None) -> Any:
+    """How busy ``cpus`` were: without ``since``, a reading to pass back later; with it, the
+    busy fraction (0-1) between the two readings, or None (no CPUs, or no ticks elapsed)."""
+    if not cpus:
+        return None
+    now = _cpu_ticks(cpus)
+    if since is None:
+        return now
+    total, idle = now[0] - since[0], now[1] - since[1]
+    return 1.0 - idle / total if total > 0 else None

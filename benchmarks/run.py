@@ -14,6 +14,10 @@ that hoards the listening socket shows up here).
 Scenarios (2 workers each; see README.md):
 
 - ``hello_close``: hello world, sync worker, ``Connection: close`` (a connection per request);
+- ``hello_ceiling``: the same requests, but wrk (one thread) has a CPU of its own and the
+  server the other CPUs (one sync worker per CPU): does the server keep up with everything
+  the load generator can send? The floor server's req/s is that ceiling; the report gives
+  greenhorn's req/s as a fraction of it and how busy the server's CPUs were (needs 2 CPUs);
 - ``hello_keepalive``: hello world, ``-k gthread --threads 4``, keep-alive;
 - ``big_64k``: a 64 KiB response, sync worker, a connection per request;
 - ``post_1m``: a 1 MiB POST echoed back, sync worker, a connection per request;
@@ -51,7 +55,7 @@ from detect import (  # noqa: E402
     import_path,
 )
 from loadgen import LoadSpec, run_wrk  # noqa: E402
-from procstat import cpu_seconds, pss_kib  # noqa: E402
+from procstat import cpu_busy, cpu_seconds, pss_kib  # noqa: E402
 from servers import Probe, Server, ServerFailed, ServerKind  # noqa: E402
 
 APPS_DIR = os.path.join(HERE, "apps")
@@ -59,7 +63,7 @@ RESULTS_DIR = os.path.join(HERE, "results")
 MIB = 1024 * 1024
 GTHREAD = ("-k", "gthread", "--threads", "4")
 SYNC = ("-k", "sync")
-FLOOR_SCENARIOS = ("hello_close",)  # the floor server only answers hello, closing
+FLOOR_SCENARIOS = ("hello_close", "hello_ceiling")  # the floor only answers hello, closing
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Scenario:
     worker: tuple[str, ...]
     load: LoadSpec = field(default_factory=LoadSpec)
     probe: Probe = field(default_factory=Probe)
+    pinned: bool = False  # wrk on one CPU, the server on the others (one worker per CPU)
 
 
 SCENARIOS = (
@@ -82,6 +87,15 @@ SCENARIOS = (
         SYNC,
         LoadSpec(close=True),
         Probe(expect_length=14),
+    ),
+    Scenario(
+        "hello_ceiling",
+        "hello, new connection per request, wrk on a CPU of its own (sync)",
+        "hello",
+        SYNC,
+        LoadSpec(close=True, threads=1),
+        Probe(expect_length=14),
+        pinned=True,
     ),
     Scenario(
         "hello_keepalive",
@@ -126,6 +140,7 @@ FIGURES = (
     "cpu_us_per_req",
     "pss_kib_per_worker",
     "pss_rest_kib_per_worker",
+    "server_cpu_busy",
 )
 REST_SECONDS = 2.0  # PSS is read right after the load, then again after this long idle
 
@@ -134,16 +149,27 @@ def run_once(
     kind: ServerKind, scenario: Scenario, wrk: str, load: LoadSpec, workers: int, warmup: float
 ) -> dict[str, Any]:
     """Start ``kind`` for ``scenario``, warm up, measure one wrk run, stop. Never raises."""
-    flags = ["-w", str(workers), *scenario.worker]
-    server = Server(kind, f"benchapp:{scenario.app}", APPS_DIR, flags)
     record: dict[str, Any] = {"server": kind.name, "scenario": scenario.name}
+    server_cpus: set[int] = set()
+    if scenario.pinned:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            record.update(available=False, reason="needs 2 CPUs: one for wrk, one for the server")
+            return record
+        load = replace(load, threads=1, cpus=(cpus[0],))
+        server_cpus = set(cpus[1:])
+        workers = len(server_cpus)
+    flags = ["-w", str(workers), *scenario.worker]
+    server = Server(kind, f"benchapp:{scenario.app}", APPS_DIR, flags, cpus=server_cpus)
     try:
         server.start(scenario.probe)
         url = f"http://127.0.0.1:{server.port}/"
         if warmup > 0:
             run_wrk(wrk, url, replace(load, duration=warmup))
         cpu_before, per_worker_before = cpu_seconds(server.pid)
+        busy_before = cpu_busy(server_cpus)
         result = run_wrk(wrk, url, load)
+        busy = cpu_busy(server_cpus, busy_before)
         cpu_after, per_worker_after = cpu_seconds(server.pid)
         worker_pids = server.worker_pids()
         pss = [p for p in (pss_kib(pid) for pid in worker_pids) if p is not None]
@@ -176,6 +202,7 @@ def run_once(
             pss_rest_kib_per_worker=statistics.mean(pss_rest) if pss_rest else None,
             pss_kib_master=pss_kib(server.pid),
             worker_cpu_share=sorted((round(s / total_share, 3) for s in shares), reverse=True),
+            server_cpu_busy=busy,
         )
     except ServerFailed as exc:
         record.update(available=False, reason=str(exc))
@@ -264,8 +291,11 @@ def markdown(summary: dict[str, Any]) -> str:
                 continue
             pss = f"{_mib(agg['pss_kib_per_worker'])} / {_mib(agg['pss_rest_kib_per_worker'])}"
             split = "/".join(f"{s * 100:.0f}" for s in agg["worker_cpu_share"])
+            rps = _fmt_rps(agg["rps"])
+            if agg.get("server_cpu_busy") is not None:
+                rps += f" (server CPU {agg['server_cpu_busy'] * 100:.0f}% busy)"
             rows.append(
-                f"| {title} | {server} | {_fmt_rps(agg['rps'])} | {_fmt(agg['mib_per_s'])} "
+                f"| {title} | {server} | {rps} | {_fmt(agg['mib_per_s'])} "
                 f"| {_fmt(agg['p50_ms'], 2)} | {_fmt(agg['p99_ms'], 2)} "
                 f"| {_fmt(agg['cpu_us_per_req'], 0)} | {pss} "
                 f"| {split or '-'} | {agg['errors_total']} |"
@@ -285,10 +315,22 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"| **{_fmt_x(cpu)}**{cheaper} "
                 f"| {_fmt_x(r['pss_kib_per_worker'])} / {_fmt_x(r['pss_rest_kib_per_worker'])} | | |"
             )
+        f = entry.get("floor_ratio") or {}
+        if f:
+            rows.append(
+                f"| | greenhorn/floor | {_fmt_x(f['rps'])} | | | | {_fmt_x(f['cpu_us_per_req'])} "
+                "| | | |"
+            )
     return "\n".join(rows)
 
 
 REFERENCE_GUNICORN_SYNC_US = 119.0  # gunicorn sync hello on the machine the targets were set on
+CEILING_SHARE = 0.9  # "at the load generator's ceiling": this share of the floor's req/s...
+CEILING_BUSY = 0.95  # ...while the server's CPU still has room (it is not the limit)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.0f}%"
 
 
 def target_lines(summary: dict[str, Any]) -> list[str]:
@@ -299,6 +341,18 @@ def target_lines(summary: dict[str, Any]) -> list[str]:
         return "meets" if ok else "MISSES"
 
     for name, entry in summary.items():
+        f = entry.get("floor_ratio") or {}
+        if name == "hello_ceiling" and f.get("rps"):
+            busy = entry["greenhorn"].get("server_cpu_busy")
+            floor_busy = entry["floor"].get("server_cpu_busy")
+            unsaturated = busy is not None and busy < CEILING_BUSY
+            out.append(
+                f"- sync hello req/s at the load generator's ceiling (wrk alone on a CPU, the "
+                f"floor's req/s is its ceiling): {f['rps']:.2f}x the floor's, "
+                f"{verdict(f['rps'] >= CEILING_SHARE and unsaturated)} (server CPU "
+                f"{_pct(busy)} busy, the floor's {_pct(floor_busy)}; needs >= "
+                f"{CEILING_SHARE:g}x with the server's CPU not saturated)"
+            )
         r = entry.get("ratio") or {}
         if not r:
             continue
@@ -445,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         if "greenhorn" in entry and "gunicorn" in entry:
             entry["ratio"] = ratios(entry["greenhorn"], entry["gunicorn"])
             entry["cpu_ratio_rounds"] = paired_cpu_ratios(runs, scenario.name)
+        if "greenhorn" in entry and "floor" in entry:
+            entry["floor_ratio"] = ratios(entry["greenhorn"], entry["floor"])
         summary[scenario.name] = entry
     report["summary"] = summary
     report["machine"]["loadavg_after"] = os.getloadavg()

@@ -63,8 +63,16 @@ def free_port() -> int:
 class Server:
     """One server process tree, started by ``start`` and always stopped by ``stop``."""
 
-    def __init__(self, kind: ServerKind, app: str, apps_dir: str, flags: list[str]) -> None:
+    def __init__(
+        self,
+        kind: ServerKind,
+        app: str,
+        apps_dir: str,
+        flags: list[str],
+        cpus: set[int] | frozenset[int] = frozenset(),
+    ) -> None:
         self.kind = kind
+        self.cpus = set(cpus)  # the master and its workers run on these CPUs (empty: any)
         self.port = free_port()
         # -S: no site start-up (.pth hooks differ between interpreters); the path comes
         # from PYTHONPATH instead (see start)
@@ -99,8 +107,14 @@ class Server:
         if self.kind.path:
             env["PYTHONPATH"] = os.pathsep.join(self.kind.path)
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the fd
+            cpus = self.cpus
             self.proc = subprocess.Popen(
-                self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+                self.cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
             )
         deadline = time.monotonic() + timeout
         last_error = "no answer"
