@@ -37,10 +37,10 @@ import re
 import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from greenhorn.heartbeat import system_tmp_dir
 from greenhorn.metrics import StreamEndpoint
 from greenhorn.pidfile import read_pid
 from greenhorn.process import is_alive
@@ -73,7 +73,7 @@ def _runtime_dir() -> str | None:
 
 
 def _tmp_dir(uid: int) -> str:
-    return os.path.join(tempfile.gettempdir(), f"greenhorn-{uid}")
+    return os.path.join(system_tmp_dir(), f"greenhorn-{uid}")
 
 
 def _private_dir(path: str) -> None:

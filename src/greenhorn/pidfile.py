@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 
 from greenhorn.process import is_alive
 
@@ -71,6 +70,8 @@ class Pidfile:
         directory = os.path.dirname(self.path) or "."
         if not os.path.isdir(directory):
             raise PidfileError(f"{directory} doesn't exist. Can't create pidfile.")
+        import tempfile  # only with --pid: a plain server never loads it (memory)
+
         try:
             fd, tmp = tempfile.mkstemp(
                 dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp"

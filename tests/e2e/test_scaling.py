@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -160,13 +164,65 @@ def test_max_worker_lifetime_recycles_one_at_a_time(greenhorn):
 
 
 # Loaded only when a setting needs them: each would be imported by the master and shared,
-# copy-on-write, by every worker (ssl alone maps libssl and libcrypto: ~4.8 MiB of RSS).
-OPTIONAL_MODULES = ("ssl", "email", "difflib", "configparser", "logging.config", "logging.handlers")
+# copy-on-write, by every worker (ssl alone maps libssl and libcrypto: ~4.8 MiB of RSS;
+# tempfile brings shutil and the bz2 and lzma libraries: ~0.6 MiB).
+OPTIONAL_MODULES = (
+    "ssl",
+    "email",
+    "difflib",
+    "configparser",
+    "logging.config",
+    "logging.handlers",
+    "tempfile",
+    "shutil",
+    "bz2",
+    "lzma",
+)
 
 
 @pytest.mark.parametrize("kind", ["sync", "gthread"])
-def test_a_plain_server_does_not_load_tls_email_or_log_config_modules(greenhorn, kind):
+def test_a_plain_server_does_not_load_modules_it_never_uses(greenhorn, kind):
     s = greenhorn("modules:app", "-k", kind, "--access-logfile", "-")
     loaded = set(s.get("/").text.split("\n"))
     assert "greenhorn.workers.handler" in loaded
-    assert not loaded & set(OPTIONAL_MODULES), sorted(loaded & set(OPTIONAL_MODULES))
+    # what the interpreter loads by itself is not greenhorn's doing (a .pth start-up hook
+    # may import certifi, and with it tempfile, into every process)
+    bare = subprocess.run(
+        [sys.executable, "-c", "import sys; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    extra = (loaded - set(bare)) & set(OPTIONAL_MODULES)
+    assert not extra, sorted(extra)
+
+
+def test_the_masters_start_up_path_needs_no_optional_module():
+    """The same check without the interpreter's start-up hooks (``-S``), so it holds on any
+    machine: build the command-line parser, find the control socket's default place, make a
+    heartbeat file, import both worker classes."""
+    import greenhorn
+
+    code = (
+        "import sys\n"
+        "from greenhorn import cli, arbiter, ctl, heartbeat\n"
+        "from greenhorn.config.layers import build_parser\n"
+        "from greenhorn.workers import sync, gthread\n"
+        "build_parser().format_help()\n"
+        "ctl.default_socket_path(1, create=False)\n"
+        "heartbeat.WorkerTmp(heartbeat.choose_tmp_dir(None)).close()\n"
+        "heartbeat.WorkerTmp(None).close()\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    src = str(Path(greenhorn.__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": src},
+    ).stdout.split()
+    assert "greenhorn.workers.handler" in out
+    assert not set(out) & set(OPTIONAL_MODULES), sorted(set(out) & set(OPTIONAL_MODULES))

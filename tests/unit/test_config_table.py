@@ -251,6 +251,16 @@ def test_help_groups_options_by_section():
     assert "Server Hooks:" not in text
 
 
+@pytest.mark.parametrize("columns", [60, 100])
+def test_help_wraps_at_the_terminal_width(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    lines = build_parser().format_help().splitlines()
+    # (argparse never breaks an option's own spelling: "  --a-long-flag INT, --another INT")
+    wrapped = [line for line in lines if not (line.startswith("  -") and "  " not in line[2:])]
+    assert max(map(len, wrapped)) <= columns - 2  # argparse keeps a 2-column margin
+    assert max(map(len, wrapped)) > columns - 20  # and uses the width it has
+
+
 # --- the docs page ------------------------------------------------------------------------
 
 

@@ -37,11 +37,12 @@ def sockdir() -> Iterator[Path]:
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch, sockdir: Path, tmp_path: Path) -> Path:
     """Default locations point into ``sockdir``: nothing outside the test is found or made.
-    (``tmp_path`` first: pytest picks its base directory from tempfile once.)"""
+    (``tmp_path`` first: pytest picks its base directory from tempfile once, before TMPDIR
+    changes.)"""
     runtime = sockdir / "run"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.setattr(tempfile, "tempdir", str(sockdir / "tmp"))
+    monkeypatch.setenv("TMPDIR", str(sockdir / "tmp"))
     (sockdir / "tmp").mkdir()
     return runtime
 
@@ -67,7 +68,7 @@ def test_default_path_falls_back_to_a_private_tmp_dir(
         monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     else:
         monkeypatch.setenv("XDG_RUNTIME_DIR", xdg)
-    monkeypatch.setattr(tempfile, "tempdir", str(sockdir))
+    monkeypatch.setenv("TMPDIR", str(sockdir))
     directory = sockdir / f"greenhorn-{os.geteuid()}"
     assert default_socket_path(77, create=False) == str(directory / "greenhorn-77.ctl")
     assert not directory.exists()
@@ -79,7 +80,7 @@ def test_fallback_dir_is_made_private_or_refused(
     monkeypatch: pytest.MonkeyPatch, sockdir: Path
 ) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(sockdir))
+    monkeypatch.setenv("TMPDIR", str(sockdir))
     directory = sockdir / f"greenhorn-{os.geteuid()}"
     directory.mkdir(mode=0o755)
     os.chmod(directory, 0o777)

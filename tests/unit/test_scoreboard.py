@@ -3,12 +3,21 @@ of the same file, as after fork: what the master sees, and when."""
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 
 import pytest
 
-from greenhorn.heartbeat import BYTES_OUT, DURATION_SUM, HIST_BASE, Scoreboard, WorkerTmp
+from greenhorn.heartbeat import (
+    BYTES_OUT,
+    DURATION_SUM,
+    HIST_BASE,
+    Scoreboard,
+    WorkerTmp,
+    system_tmp_dir,
+    unlinked_file,
+)
 
 
 @pytest.fixture
@@ -64,3 +73,50 @@ def test_slot_line_changes_with_the_request(boards):
     assert master.oldest_request() == (3.0, "GET /a")
     worker.start(1, "PUT", "/b", 2.5)
     assert master.oldest_request() == (2.5, "PUT /b")
+
+
+# -- the heartbeat file itself (heartbeat.unlinked_file) -------------------------------------
+
+
+def _check_private_unlinked(fd: int, directory: str) -> None:
+    try:
+        st = os.fstat(fd)
+        assert st.st_nlink == 0, "the file must have no name left"
+        assert st.st_mode & 0o777 == 0o600
+        assert not [n for n in os.listdir(directory) if n.startswith("greenhorn-")]
+        os.utime(fd)  # the heartbeat: touching it by descriptor works without a name
+    finally:
+        os.close(fd)
+
+
+def test_the_heartbeat_file_is_private_and_nameless(tmp_path):
+    _check_private_unlinked(unlinked_file(str(tmp_path)), str(tmp_path))
+
+
+def test_without_o_tmpfile_a_random_name_is_created_and_removed(tmp_path, monkeypatch):
+    real_open = os.open
+    opened = []
+
+    def no_tmpfile(path, flags, mode=0o777):
+        if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
+            raise OSError(errno.EOPNOTSUPP, "not here")
+        opened.append(path)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    _check_private_unlinked(unlinked_file(str(tmp_path)), str(tmp_path))
+    assert len(opened) == 1 and os.path.basename(opened[0]).startswith("greenhorn-")
+
+
+def test_a_missing_tmp_dir_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        unlinked_file(str(tmp_path / "absent"))
+
+
+def test_the_system_tmp_dir_follows_tmpdir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert system_tmp_dir() == str(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "absent"))
+    monkeypatch.delenv("TEMP", raising=False)
+    monkeypatch.delenv("TMP", raising=False)
+    assert system_tmp_dir() == "/tmp"  # the next candidate, as tempfile.gettempdir()

@@ -89,6 +89,31 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout at the terminal's width, measured here: argparse's own
+    measurement imports ``shutil`` (and with it the bz2 and lzma libraries) for every parser
+    built, memory the master would share with every worker."""
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        if kwargs.get("width") is None:
+            kwargs["width"] = _terminal_columns() - 2  # argparse's margin
+        super().__init__(prog, **kwargs)
+
+
+def _terminal_columns() -> int:
+    """$COLUMNS, else the width of the terminal on stdout, else 80 (as shutil decides)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 def default_text(setting: Setting) -> str:
     """How `-h` and the docs show a setting's default."""
     if setting.default_doc is not None:
@@ -101,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         usage=USAGE,
+        formatter_class=_Formatter,
         description="greenhorn: a pre-fork WSGI HTTP server, a drop-in for gunicorn.",
         argument_default=argparse.SUPPRESS,
         epilog="Every option can also be set in a config file (-c) or in GREENHORN_CMD_ARGS.",
