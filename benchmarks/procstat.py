@@ -20,13 +20,13 @@ Accounting rules:
 from __future__ import annotations
 
 import os
-from typing import Any
 
 __all__ = [
     "CLK_TCK",
     "children",
     "cpu_busy",
     "cpu_seconds",
+    "cpu_ticks",
     "descendants",
     "process_cpu",
     "pss_kib",
@@ -107,8 +107,11 @@ def pss_kib(pid: int) -> int | None:
     return None
 
 
-def _cpu_ticks(cpus: set[int]) -> tuple[int, int]:
-    """(all ticks, idle+iowait ticks) summed over ``cpus`` from /proc/stat."""
+def cpu_ticks(cpus: set[int]) -> tuple[int, int] | None:
+    """(all ticks, idle+iowait ticks) summed over ``cpus`` from /proc/stat; None without
+    CPUs. Two readings give ``cpu_busy``."""
+    if not cpus:
+        return None
     total = idle = 0
     with open("/proc/stat") as f:
         for line in f:
@@ -120,13 +123,9 @@ def _cpu_ticks(cpus: set[int]) -> tuple[int, int]:
     return total, idle
 
 
-def cpu_busy(cpus: set[int], since: tuple[int, int] | None = None) -> Any:
-    """How busy ``cpus`` were: without ``since``, a reading to pass back later; with it, the
-    busy fraction (0-1) between the two readings, or None (no CPUs, or no ticks elapsed)."""
-    if not cpus:
+def cpu_busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The busy fraction (0-1) of the CPUs between two ``cpu_ticks`` readings, or None (no
+    CPUs, or no tick elapsed)."""
+    if before is None or after is None or after[0] <= before[0]:
         return None
-    now = _cpu_ticks(cpus)
-    if since is None:
-        return now
-    total, idle = now[0] - since[0], now[1] - since[1]
-    return 1.0 - idle / total if total > 0 else None
+    return 1.0 - (after[1] - before[1]) / (after[0] - before[0])

@@ -55,7 +55,7 @@ from detect import (  # noqa: E402
     import_path,
 )
 from loadgen import LoadSpec, run_wrk  # noqa: E402
-from procstat import cpu_busy, cpu_seconds, pss_kib  # noqa: E402
+from procstat import cpu_busy, cpu_seconds, cpu_ticks, pss_kib  # noqa: E402
 from servers import Probe, Server, ServerFailed, ServerKind  # noqa: E402
 
 APPS_DIR = os.path.join(HERE, "apps")
@@ -167,9 +167,9 @@ def run_once(
         if warmup > 0:
             run_wrk(wrk, url, replace(load, duration=warmup))
         cpu_before, per_worker_before = cpu_seconds(server.pid)
-        busy_before = cpu_busy(server_cpus)
+        ticks_before = cpu_ticks(server_cpus)
         result = run_wrk(wrk, url, load)
-        busy = cpu_busy(server_cpus, busy_before)
+        busy = cpu_busy(ticks_before, cpu_ticks(server_cpus))
         cpu_after, per_worker_after = cpu_seconds(server.pid)
         worker_pids = server.worker_pids()
         pss = [p for p in (pss_kib(pid) for pid in worker_pids) if p is not None]

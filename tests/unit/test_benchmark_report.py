@@ -67,15 +67,18 @@ def test_cpu_busy_sees_a_cpu_this_process_keeps_busy() -> None:
     before_affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     try:
-        start = procstat.cpu_busy({cpu})
+        start = procstat.cpu_ticks({cpu})
         end = time.monotonic() + 0.3
         while time.monotonic() < end:
             pass
-        busy = procstat.cpu_busy({cpu}, start)
+        busy = procstat.cpu_busy(start, procstat.cpu_ticks({cpu}))
     finally:
         os.sched_setaffinity(0, before_affinity)
     assert busy is not None and 0.5 <= busy <= 1.0
 
 
-def test_cpu_busy_without_cpus_is_unknown() -> None:
-    assert procstat.cpu_busy(set()) is None
+def test_cpu_busy_without_cpus_or_time_is_unknown() -> None:
+    assert procstat.cpu_ticks(set()) is None
+    assert procstat.cpu_busy(None, None) is None
+    assert procstat.cpu_busy((100, 50), (100, 50)) is None  # no tick elapsed
+    assert procstat.cpu_busy((100, 50), (200, 75)) == 0.75
