@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,19 +209,23 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def command(*args: str) -> list[str]:
+def command(*args: str, python_flags: Sequence[str] = ()) -> list[str]:
     """The real executable, with the fixture apps importable."""
-    return [sys.executable, "-m", "greenhorn", "--pythonpath", str(APPS), *args]
+    return [sys.executable, *python_flags, "-m", "greenhorn", "--pythonpath", str(APPS), *args]
 
 
 def launch(
-    argv: list[str], stem: Path, env: dict[str, str] | None = None, cwd: str | Path = "."
+    argv: list[str],
+    stem: Path,
+    env: dict[str, str] | None = None,
+    cwd: str | Path = ".",
+    python_flags: Sequence[str] = (),
 ) -> Server:
     """Start the real executable in its own session, stderr/stdout in ``<stem>.err/.out``."""
     err, out = stem.with_suffix(".err"), stem.with_suffix(".out")
     with open(err, "wb") as e, open(out, "wb") as o:
         proc = subprocess.Popen(
-            command(*argv),
+            command(*argv, python_flags=python_flags),
             stdout=o,
             stderr=e,
             stdin=subprocess.DEVNULL,
@@ -238,7 +242,7 @@ def greenhorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
     Keyword arguments: ``env`` (extra environment), ``cwd``, ``wait`` (False: return at
     once, e.g. to check a boot failure), ``ready_path`` (request sent to check readiness,
-    None to skip), ``timeout``.
+    None to skip), ``timeout``, ``python_flags`` (interpreter options, e.g. ``("-S",)``).
     """
     started: list[Server] = []
 
@@ -250,11 +254,13 @@ def greenhorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         ready_path: str | None = "/",
         timeout: float = 20.0,
         bind: bool = True,
+        python_flags: Sequence[str] = (),
     ) -> Server:
         argv = list(args)
         if bind and not any(a in ("-b", "--bind") or a.startswith("--bind=") for a in argv):
             argv = ["-b", "127.0.0.1:0", *argv]
-        server = launch(argv, tmp_path / f"server{len(started)}", env=env, cwd=cwd or tmp_path)
+        stem = tmp_path / f"server{len(started)}"
+        server = launch(argv, stem, env=env, cwd=cwd or tmp_path, python_flags=python_flags)
         started.append(server)
         if wait:
             m = server.wait_for_log(r"Listening at: https?://[^\s:]+:(\d+)", timeout)

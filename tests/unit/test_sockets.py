@@ -108,7 +108,11 @@ def listeners():
 def _connect(address: tuple[str, int] | str, family: int = socket.AF_INET) -> socket.socket:
     client = socket.socket(family, socket.SOCK_STREAM)
     client.settimeout(5)
-    client.connect(address)
+    try:
+        client.connect(address)
+    except OSError:
+        client.close()
+        raise
     return client
 
 
@@ -571,11 +575,15 @@ def test_systemd_socket_activate(tmp_path) -> None:
     )
     try:
         deadline = time.monotonic() + 10
-        while not path.exists():
+        client = None
+        while client is None:  # the file appears at bind(), connections work after listen()
             assert activator.poll() is None, activator.stderr.read() if activator.stderr else ""
             assert time.monotonic() < deadline, "systemd-socket-activate did not listen"
-            time.sleep(0.02)
-        with _connect(str(path), socket.AF_UNIX) as client:  # the connection starts the child
+            with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+                client = _connect(str(path), socket.AF_UNIX)
+            if client is None:
+                time.sleep(0.02)
+        with client:  # the connection starts the child
             data = client.makefile().readline()
         assert activator.wait(timeout=20) == 0
     finally:
