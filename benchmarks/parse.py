@@ -79,7 +79,9 @@ def greenhorn_cases() -> tuple[Callable[[], Any], Callable[[], Any]]:
     from greenhorn.http.parser import Parser
     from greenhorn.workers.base import limits_from
     from greenhorn.workers.connection import Connection
-    from greenhorn.wsgi import Body, ProxyTrust, base_environ, build_environ
+    from greenhorn.wsgi.environ import base_environ, build_environ
+    from greenhorn.wsgi.input import Body
+    from greenhorn.wsgi.trust import ProxyTrust
 
     cfg = Config()
     limits = limits_from(cfg)

@@ -3,7 +3,7 @@
 Why: server CPU per request under wrk mixes kernel work (accept, TCP, close) with Python
 work; this script isolates the Python part. It builds a ``Handler`` the way
 ``SyncWorker.run`` builds it (``Config()`` defaults, the logger from
-``greenhorn.logging.create``, a real scoreboard), then serves N requests, each on a fresh
+``greenhorn.observe.create``, a real scoreboard), then serves N requests, each on a fresh
 ``socketpair`` whose client side has already written the request, exactly as the sync worker
 serves an accepted connection: ``Connection(...)``, ``handler.serve(conn)``, ``conn.close()``.
 
@@ -68,15 +68,15 @@ class CountingSocket:
 
 def make_server(app_name: str) -> tuple[Callable[[socket.socket], None], Callable[[], None]]:
     """(serve one connection like SyncWorker.serve, cleanup)."""
-    from greenhorn import logging as glogging
+    from greenhorn import observe
     from greenhorn.config import Config
-    from greenhorn.heartbeat import WorkerTmp, choose_tmp_dir
+    from greenhorn.ipc.scoreboard import WorkerTmp, choose_tmp_dir
     from greenhorn.workers.base import limits_from
     from greenhorn.workers.connection import Connection
     from greenhorn.workers.handler import Handler
 
     cfg = Config()
-    log = glogging.create(cfg)
+    log = observe.create(cfg)
     tmp = WorkerTmp(choose_tmp_dir(None))
 
     class Worker:  # what the handler reads from its worker

@@ -9,7 +9,7 @@ messages for a human at a terminal. Everything below it raises; everything here 
 - `--check-config`: import the application (after raw_env, chdir and pythonpath are
   applied); exit 0 when it loads, else one line on stderr and exit 1;
 - otherwise the arbiter runs and its return value is the exit code. Loading the app at
-  run time (exit 4, APP_LOAD_ERROR) is the arbiter's business; it calls greenhorn.app.load_app.
+  run time (exit 4, APP_LOAD_ERROR) is the arbiter's business; it calls greenhorn.wsgi.app.load_app.
 
 `greenhorn ctl ...` (talk to a running master, see greenhorn.ctl) is a subcommand only when
 `ctl` is the FIRST argument, so an application module named `ctl` still runs as
@@ -22,9 +22,10 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from greenhorn.app import AppImportError, load_app, prepare_environment
 from greenhorn.config import ConfigError, Resolved, load_resolved, render, warn_stderr
-from greenhorn.process import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from greenhorn.ipc import titles
+from greenhorn.ipc.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from greenhorn.wsgi.app import AppImportError, load_app, prepare_environment
 
 PROG = "greenhorn"
 
@@ -46,6 +47,13 @@ def _resolve(argv: Sequence[str], environ: Mapping[str, str]) -> Resolved | int:
         return exc.code if isinstance(exc.code, int) else EXIT_OK
 
 
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # the directory was deleted under us
+        return "/"
+
+
 def check_app(uri: str) -> int:
     """Import the application named by `uri`: EXIT_OK, or EXIT_FAILURE with one line."""
     try:
@@ -58,6 +66,7 @@ def check_app(uri: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run greenhorn with `argv` (default `sys.argv[1:]`); return the process exit code."""
+    titles.init_title()  # before anything edits os.environ (see titles.init_title)
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["ctl"]:
         from greenhorn import ctl
@@ -78,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         _error("No application module specified.")
         return EXIT_USAGE
 
+    start_cwd = _cwd()  # before --chdir: where a USR2 re-exec must start from
     try:
         prepare_environment(cfg)
     except OSError as exc:  # chdir target vanished since it was validated
@@ -86,6 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.check_config:
         return check_app(cfg.wsgi_app)
 
-    from greenhorn.arbiter import Arbiter  # imported late: the CLI must not need it to check
+    from greenhorn.master.arbiter import Arbiter  # imported late: the CLI must not need it to check
 
-    return Arbiter(cfg, argv=args).run()
+    return Arbiter(cfg, argv=args, cwd=start_cwd).run()

@@ -179,7 +179,7 @@ def test_capture_output_sends_prints_to_the_error_log(greenhorn, tmp_path):
 def test_custom_logger_class(greenhorn, tmp_path):
     marker = tmp_path / "custom.log"
     (tmp_path / "mylog.py").write_text(
-        "from greenhorn.logging import Logger\n"
+        "from greenhorn.observe.logger import Logger\n"
         "class MyLogger(Logger):\n"
         "    def __init__(self, cfg):\n"
         "        super().__init__(cfg)\n"

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from greenhorn.accesslog import (
+from greenhorn.observe.accesslog import (
     DEFAULT_FORMAT,
     AccessFormat,
     Clock,

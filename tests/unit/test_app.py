@@ -1,4 +1,4 @@
-"""greenhorn.app: application URIs, loading, one-line errors, and the pre-import set-up."""
+"""greenhorn.wsgi.app: application URIs, loading, one-line errors, and the pre-import set-up."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from greenhorn.app import (
+from greenhorn.wsgi.app import (
     AppImportError,
     add_pythonpath,
     apply_chdir,

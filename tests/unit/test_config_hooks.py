@@ -1,4 +1,4 @@
-"""Server hooks: validation when the config is loaded, and greenhorn.hooks.call_hook."""
+"""Server hooks: validation when the config is loaded, and greenhorn.config.hooks.call_hook."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from greenhorn import hooks
-from greenhorn.config import Config, ConfigError, load_resolved
+from greenhorn.config import Config, ConfigError, hooks, load_resolved
 from greenhorn.config.settings import BY_NAME
 
 APPS = Path(__file__).resolve().parents[1] / "apps" / "cfg"

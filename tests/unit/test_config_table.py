@@ -118,7 +118,7 @@ def test_config_file_only_settings_have_no_flags():
 
 
 def test_server_hooks_have_gunicorn_names_and_arity():
-    from greenhorn import hooks
+    from greenhorn.config import hooks
 
     assert set(hooks.HOOK_NAMES) == set(HOOKS)
     for name, nargs in HOOKS.items():

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from greenhorn import cli, ctl, metrics
-from greenhorn.ctl import ControlServer, answer, default_socket_path
-from greenhorn.sockets import BindError
+from greenhorn import cli, ctl
+from greenhorn.master import endpoints
+from greenhorn.master.control import ControlServer, answer, default_socket_path
+from greenhorn.master.listeners import BindError
 
 
 @pytest.fixture
@@ -220,7 +221,7 @@ def test_silent_and_flooding_clients_are_cut_off(sockdir: Path) -> None:
         silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         silent.connect(server.path)
         pump(server, echo, lambda: len(server.endpoint.clients) == 1)
-        server.expire(time.monotonic() + metrics.TIMEOUT + 0.1)
+        server.expire(time.monotonic() + endpoints.TIMEOUT + 0.1)
         assert server.endpoint.clients == {}
         silent.settimeout(5)
         assert silent.recv(10) == b""

@@ -23,7 +23,8 @@ from greenhorn.config import Config
 from greenhorn.http.parser import Limits
 from greenhorn.workers import handler as handler_module
 from greenhorn.workers.connection import Connection
-from greenhorn.workers.handler import Handler, Response
+from greenhorn.workers.handler import Handler
+from greenhorn.wsgi.response import Response
 
 WAIT = 5.0  # generous bound for every socket read and thread join
 

@@ -13,7 +13,7 @@ import pytest
 def test_release_calls_malloc_trim_without_the_ctypes_package():
     code = (
         "import sys\n"
-        "from greenhorn import heap\n"
+        "from greenhorn.workers import heap\n"
         "blocks = [bytes(200_000) for _ in range(50)]\n"  # heap memory, then freed
         "del blocks\n"
         "print(heap.release(), heap.release(), 'ctypes' in sys.modules)\n"

@@ -1,4 +1,4 @@
-"""greenhorn.logging: error/access handlers, user logging configs, syslog, rotation, stdio."""
+"""greenhorn.observe.logger: error/access handlers, user logging configs, syslog, rotation, stdio."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-import greenhorn.logging as glog
-from greenhorn.accesslog import DEFAULT_FORMAT
-from greenhorn.statsd import StatsdLogger
+import greenhorn.observe.logger as glog
+from greenhorn import observe
+from greenhorn.observe.accesslog import DEFAULT_FORMAT
+from greenhorn.observe.statsd import StatsdLogger
 
 GUNICORN_DEFAULTS = {
     "accesslog": None,
@@ -664,7 +665,7 @@ def test_close_on_exec_marks_log_files(tmp_path):
 CAPTURE_SCRIPT = """
 import os, sys
 from types import SimpleNamespace
-from greenhorn.logging import Logger
+from greenhorn.observe.logger import Logger
 cfg = SimpleNamespace(errorlog=sys.argv[1], capture_output=True)
 log = Logger(cfg)
 log.capture_output()
@@ -709,23 +710,23 @@ def test_capture_output_is_a_no_op_for_stderr(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "spec", [None, "", "simple", "gunicorn.glogging.Logger", "greenhorn.logging.Logger"]
+    "spec", [None, "", "simple", "gunicorn.glogging.Logger", "greenhorn.observe.logger.Logger"]
 )
 def test_create_default_logger(spec):
-    log = glog.create(make_cfg(logger_class=spec))
+    log = observe.create(make_cfg(logger_class=spec))
     assert type(log) is glog.Logger
 
 
 @pytest.mark.parametrize("spec", ["gunicorn.glogging.Logger", "gunicorn.instrument.statsd.Statsd"])
 def test_create_statsd_logger(spec):
-    log = glog.create(make_cfg(logger_class=spec, statsd_host="127.0.0.1:9"))
+    log = observe.create(make_cfg(logger_class=spec, statsd_host="127.0.0.1:9"))
     assert type(log) is StatsdLogger
     log.statsd.close()
 
 
 def test_create_custom_logger_class(tmp_path, monkeypatch):
     (tmp_path / "mylogging.py").write_text(
-        "from greenhorn.logging import Logger\n"
+        "from greenhorn.observe.logger import Logger\n"
         "class Custom(Logger):\n"
         "    installed = []\n"
         "    @classmethod\n"
@@ -734,10 +735,10 @@ def test_create_custom_logger_class(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     for spec in ("mylogging.Custom", "mylogging:Custom"):
-        log = glog.create(make_cfg(logger_class=spec))
+        log = observe.create(make_cfg(logger_class=spec))
         assert type(log).__name__ == "Custom"
     assert type(log).installed == [True, True]
-    assert type(glog.create(make_cfg(logger_class=glog.Logger))) is glog.Logger
+    assert type(observe.create(make_cfg(logger_class=glog.Logger))) is glog.Logger
 
 
 @pytest.mark.parametrize(
@@ -751,7 +752,7 @@ def test_create_custom_logger_class(tmp_path, monkeypatch):
 )
 def test_create_bad_logger_class(spec, match):
     with pytest.raises(glog.LogConfigError, match=match):
-        glog.create(make_cfg(logger_class=spec))
+        observe.create(make_cfg(logger_class=spec))
 
 
 def test_base_logger_metrics_are_no_ops():
@@ -767,9 +768,9 @@ def test_works_with_the_real_config(tmp_path):
     config = pytest.importorskip("greenhorn.config")
     import dataclasses
 
-    assert glog.create(config.Config()).access_enabled is False
+    assert observe.create(config.Config()).access_enabled is False
     path = tmp_path / "access.log"
     cfg = dataclasses.replace(config.Config(), accesslog=str(path), access_log_json=True)
-    log = glog.create(cfg)
+    log = observe.create(cfg)
     log.access(*make_request(), 0.001)
     assert json.loads(path.read_text())["status"] == 200

@@ -1,4 +1,4 @@
-"""greenhorn.metrics: the text rendering (pure) and the non-blocking HTTP listener, driven by
+"""greenhorn.master.metrics: the text rendering (pure) and the non-blocking HTTP listener, driven by
 a select loop in the test thread exactly as the master drives it."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from greenhorn import metrics
-from greenhorn.metrics import MetricsServer, StreamEndpoint, answer, format_value, render
-from greenhorn.sockets import BindError
+from greenhorn.master import endpoints, metrics
+from greenhorn.master.endpoints import StreamEndpoint
+from greenhorn.master.listeners import BindError
+from greenhorn.master.metrics import MetricsServer, answer, format_value, render
 
 BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf]
 
@@ -399,7 +400,7 @@ def test_silent_client_is_dropped_by_expire_and_never_blocks(server: MetricsServ
     assert len(server.endpoint.clients) == 1
     # meanwhile another client is served normally
     assert split(fetch(server, "/livez"))[0] == 200
-    server.expire(time.monotonic() + metrics.TIMEOUT + 0.1)
+    server.expire(time.monotonic() + endpoints.TIMEOUT + 0.1)
     assert server.endpoint.clients == {}
     pump(server, handle, silent.done)
     assert silent.data == b""
@@ -440,16 +441,16 @@ def test_too_many_clients_are_turned_away(server: MetricsServer) -> None:
     handle = lambda fd: server.handle(fd, make_status)  # noqa: E731
     clients: list[Reader] = []
     try:
-        for _ in range(metrics.MAX_CLIENTS + 6):
+        for _ in range(endpoints.MAX_CLIENTS + 6):
             clients.append(Reader(server.port))
             pump(server, handle, lambda: not select.select(server.fds()[:1], [], [], 0)[0])
         pump(server, handle, lambda: sum(c.done() for c in clients) >= 6)
-        assert len(server.endpoint.clients) == metrics.MAX_CLIENTS
+        assert len(server.endpoint.clients) == endpoints.MAX_CLIENTS
         assert sum(c.done() for c in clients) == 6  # the rest are still waiting
     finally:
         for c in clients:
             c.close()
-    server.expire(time.monotonic() + metrics.TIMEOUT + 0.1)
+    server.expire(time.monotonic() + endpoints.TIMEOUT + 0.1)
     assert server.endpoint.clients == {}
 
 
@@ -457,7 +458,7 @@ def test_large_reply_is_finished_by_later_writes_and_by_expire() -> None:
     big = make_status()
     big["workers"] = [worker(1000 + i, requests=i) for i in range(20000)]
     expected = render(big).encode()
-    assert len(expected) > metrics.SEND_BUFFER * 4
+    assert len(expected) > endpoints.SEND_BUFFER * 4
     for writes in (True, False):
         srv = MetricsServer("127.0.0.1:0")
         try:

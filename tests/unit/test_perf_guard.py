@@ -8,7 +8,7 @@ counts measured when this guard was written (see ``benchmarks/README.md``): rais
 on purpose, lower them when the path gets cheaper.
 
 The handler is built as ``SyncWorker.run`` builds it (``Config()`` defaults, the logger from
-``greenhorn.logging.create``, a real scoreboard), and each request is served the way
+``greenhorn.observe.create``, a real scoreboard), and each request is served the way
 ``SyncWorker.serve`` serves an accepted connection, on a ``socketpair`` whose client side has
 already written the request.
 """
@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from greenhorn import logging as glogging
+from greenhorn import observe
 from greenhorn.config import Config
-from greenhorn.heartbeat import WorkerTmp, choose_tmp_dir
+from greenhorn.ipc.scoreboard import WorkerTmp, choose_tmp_dir
 from greenhorn.workers.base import limits_from
 from greenhorn.workers.connection import Connection
 from greenhorn.workers.handler import Handler
@@ -99,7 +99,7 @@ def serve() -> Iterator[Callable[[Any], None]]:
     handler = Handler(
         hello,
         cfg,
-        glogging.create(cfg),
+        observe.create(cfg),
         Worker(),
         keep_alive=False,
         multithread=False,

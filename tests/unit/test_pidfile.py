@@ -1,4 +1,4 @@
-"""greenhorn.pidfile: atomic create, refusal on a live pid, USR2 rename, unlink-if-ours."""
+"""greenhorn.master.pidfile: atomic create, refusal on a live pid, USR2 rename, unlink-if-ours."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from greenhorn.pidfile import Pidfile, PidfileError, read_pid
+from greenhorn.master.pidfile import Pidfile, PidfileError, read_pid
 
 
 @pytest.fixture
@@ -43,7 +43,6 @@ def test_create_writes_pid_atomically(tmp_path: Path) -> None:
     assert path.read_text() == f"{os.getpid()}\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert pidfile.pid == os.getpid()
-    assert pidfile.validate() == os.getpid()
     assert _leftovers(tmp_path, {"app.pid"}) == []  # no temp file left behind
 
 
@@ -51,7 +50,6 @@ def test_create_replaces_stale_file(tmp_path: Path, dead_pid: int) -> None:
     path = tmp_path / "app.pid"
     path.write_text(f"{dead_pid}\n")
     pidfile = Pidfile(str(path))
-    assert pidfile.validate() is None
     pidfile.create(os.getpid())
     assert read_pid(str(path)) == os.getpid()
 
@@ -60,7 +58,6 @@ def test_create_replaces_stale_file(tmp_path: Path, dead_pid: int) -> None:
 def test_create_replaces_garbage(tmp_path: Path, content: str) -> None:
     path = tmp_path / "app.pid"
     path.write_text(content)
-    assert Pidfile(str(path)).validate() is None
     Pidfile(str(path)).create(os.getpid())
     assert read_pid(str(path)) == os.getpid()
 
@@ -69,7 +66,6 @@ def test_create_refuses_when_another_live_process_holds_it(tmp_path: Path, live_
     path = tmp_path / "app.pid"
     path.write_text(f"{live_pid}\n")
     pidfile = Pidfile(str(path))
-    assert pidfile.validate() == live_pid
     with pytest.raises(PidfileError) as info:
         pidfile.create(os.getpid())
     assert str(info.value) == f"Already running on PID {live_pid} (or pid file '{path}' is stale)"

@@ -1,4 +1,8 @@
-"""greenhorn.process: titles, ids, privilege drop, daemonize, liveness and memory of a pid.
+"""Process primitives: exit codes, titles, ids, privilege drop, daemonize, liveness, memory.
+
+They live in the room of the process that uses them: ``ipc/`` (exit codes, titles,
+liveness: both processes), ``config/converters.py`` (user and group names),
+``workers/privileges.py``, ``master/daemon.py`` and ``master/observer.py`` (RSS).
 
 Anything that changes the process itself (title, uid, daemonize) runs in a subprocess.
 """
@@ -19,7 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from greenhorn import process
+from greenhorn.config.converters import resolve_gid, resolve_uid
+from greenhorn.ipc import exits, titles
+from greenhorn.ipc.signals import is_alive
+from greenhorn.master.observer import rss_bytes
+from greenhorn.workers.privileges import drop_privileges
 
 
 def _python(code: str, timeout: float = 20, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -34,23 +42,23 @@ def _python(code: str, timeout: float = 20, **kwargs) -> subprocess.CompletedPro
 
 
 def test_exit_codes_are_gunicorns() -> None:
-    assert (process.EXIT_OK, process.EXIT_FAILURE, process.EXIT_USAGE) == (0, 1, 2)
-    assert (process.WORKER_BOOT_ERROR, process.APP_LOAD_ERROR) == (3, 4)
+    assert (exits.EXIT_OK, exits.EXIT_FAILURE, exits.EXIT_USAGE) == (0, 1, 2)
+    assert (exits.WORKER_BOOT_ERROR, exits.APP_LOAD_ERROR) == (3, 4)
 
 
 # -- titles ----------------------------------------------------------------------------
 
 
 def test_title_formats() -> None:
-    assert process.master_title("app") == "greenhorn: master [app]"
-    assert process.worker_title("app") == "greenhorn: worker [app]"
+    assert titles.master_title("app") == "greenhorn: master [app]"
+    assert titles.worker_title("app") == "greenhorn: worker [app]"
 
 
 def test_set_title_changes_cmdline() -> None:
     result = _python(
         """
-        from greenhorn import process
-        process.set_title(process.master_title("myapp"))
+        from greenhorn.ipc import titles
+        titles.set_title(titles.master_title("myapp"))
         print(open("/proc/self/cmdline").read().split("\\0")[0])
         """
     )
@@ -60,14 +68,15 @@ def test_set_title_changes_cmdline() -> None:
 
 def test_set_title_survives_environment_edits_before_it() -> None:
     """gunicorn #3430: with LISTEN_FDS first in the environment, unsetting it before
-    setproctitle initialises leaves titles unchanged. Importing process initialises it."""
+    setproctitle initialises leaves titles unchanged. ``cli.main`` initialises it first."""
     env = {"LISTEN_FDS": "1", "PATH": os.environ.get("PATH", "/usr/bin")}
     result = _python(
         """
         import os
-        from greenhorn import process
+        from greenhorn.ipc import titles
+        titles.init_title()
         os.environ.pop("LISTEN_FDS")
-        process.set_title("greenhorn: worker [x]")
+        titles.set_title("greenhorn: worker [x]")
         print(open("/proc/self/cmdline").read().split("\\0")[0])
         """,
         env=env,
@@ -77,9 +86,9 @@ def test_set_title_survives_environment_edits_before_it() -> None:
 
 
 def test_set_title_without_setproctitle_is_a_no_op(monkeypatch) -> None:
-    monkeypatch.setattr(process, "_spt", None)
-    process.set_title("ignored")
-    process.init_title()
+    monkeypatch.setattr(titles, "_spt", None)
+    titles.set_title("ignored")
+    titles.init_title()
 
 
 # -- ids -------------------------------------------------------------------------------
@@ -87,30 +96,30 @@ def test_set_title_without_setproctitle_is_a_no_op(monkeypatch) -> None:
 
 def test_resolve_uid_and_gid() -> None:
     root = pwd.getpwuid(0).pw_name
-    assert process.resolve_uid(root) == 0
-    assert process.resolve_uid("1234") == 1234
-    assert process.resolve_uid(1234) == 1234
-    assert process.resolve_gid("0") == 0
-    assert process.resolve_gid(77) == 77
-    assert process.resolve_gid(grp.getgrgid(0).gr_name) == 0
+    assert resolve_uid(root) == 0
+    assert resolve_uid("1234") == 1234
+    assert resolve_uid(1234) == 1234
+    assert resolve_gid("0") == 0
+    assert resolve_gid(77) == 77
+    assert resolve_gid(grp.getgrgid(0).gr_name) == 0
     with pytest.raises(ValueError, match="no such user: 'no-such-user-xyz'"):
-        process.resolve_uid("no-such-user-xyz")
+        resolve_uid("no-such-user-xyz")
     with pytest.raises(ValueError, match="no such group: 'no-such-group-xyz'"):
-        process.resolve_gid("no-such-group-xyz")
+        resolve_gid("no-such-group-xyz")
 
 
 def test_drop_privileges_to_current_ids_is_a_no_op() -> None:
     before = (os.getuid(), os.getgid(), sorted(os.getgroups()))
-    process.drop_privileges(None, None)
+    drop_privileges(None, None)
     if os.geteuid() != 0:
-        process.drop_privileges(os.getuid(), os.getgid())
+        drop_privileges(os.getuid(), os.getgid())
     assert (os.getuid(), os.getgid(), sorted(os.getgroups())) == before
 
 
 _DROP = """
     import json, os
-    from greenhorn import process
-    process.drop_privileges({uid}, {gid}, initgroups={initgroups})
+    from greenhorn.workers.privileges import drop_privileges
+    drop_privileges({uid}, {gid}, initgroups={initgroups})
     try:
         os.setuid(0)
         regained = True
@@ -135,43 +144,16 @@ def test_drop_privileges_from_root(initgroups: bool) -> None:
     assert json.loads(result.stdout) == [uid, uid, gid, gid, groups, False]
 
 
-# -- fds and umask ---------------------------------------------------------------------
-
-
-def test_set_umask_returns_previous() -> None:
-    original = os.umask(0o022)
-    try:
-        assert process.set_umask(0o077) == 0o022
-        assert process.set_umask(0o022) == 0o077
-    finally:
-        os.umask(original)
-
-
-def test_set_cloexec_and_nonblocking() -> None:
-    read_end, write_end = os.pipe()
-    try:
-        os.set_inheritable(read_end, True)
-        process.set_cloexec(read_end)
-        assert os.get_inheritable(read_end) is False
-        process.set_nonblocking(read_end)
-        assert os.get_blocking(read_end) is False
-        with pytest.raises(BlockingIOError):
-            os.read(read_end, 1)
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-
-
 # -- daemonize -------------------------------------------------------------------------
 
 _DAEMON = """
 import json, os, sys
-from greenhorn import process
+from greenhorn.master.daemon import daemonize
 
 out, inherit = sys.argv[1], sys.argv[2] == "1"
 launcher, launcher_sid = os.getpid(), os.getsid(0)
 os.umask(0o077)
-process.daemonize(enable_stdio_inheritance=inherit)
+daemonize(enable_stdio_inheritance=inherit)
 print("from the daemon", flush=True)
 mask = os.umask(0)
 info = {
@@ -216,7 +198,7 @@ def test_daemonize(tmp_path: Path, inherit: bool) -> None:
         info = json.loads(out.read_text())
         daemon_pid = info["pid"]
     finally:
-        if daemon_pid is not None and process.is_alive(daemon_pid):
+        if daemon_pid is not None and is_alive(daemon_pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(daemon_pid, signal.SIGKILL)
     assert info["pid"] != info["launcher"]
@@ -237,44 +219,28 @@ def test_daemonize(tmp_path: Path, inherit: bool) -> None:
 
 
 def test_is_alive() -> None:
-    assert process.is_alive(os.getpid())
-    assert not process.is_alive(0)
-    assert not process.is_alive(-1)
+    assert is_alive(os.getpid())
+    assert not is_alive(0)
+    assert not is_alive(-1)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait(timeout=10)
-    assert not process.is_alive(child.pid)
+    assert not is_alive(child.pid)
 
 
 def test_memory_of_this_process() -> None:
-    rss = process.rss_bytes(os.getpid())
+    rss = rss_bytes(os.getpid())
     assert rss is not None and rss > 1024 * 1024
-    pss = process.pss_bytes(os.getpid())
-    if pss is None:
-        pytest.skip("smaps_rollup not readable here")
-    uss = process.uss_bytes(os.getpid())
-    assert uss is not None and 0 < uss <= pss <= rss
 
 
 def test_memory_of_missing_pid(tmp_path: Path) -> None:
-    assert process.rss_bytes(999_999_999) is None
-    assert process.pss_bytes(999_999_999) is None
-    assert process.uss_bytes(999_999_999) is None
+    assert rss_bytes(999_999_999) is None
 
 
 def test_memory_parsing_from_a_fake_proc(tmp_path: Path) -> None:
     (tmp_path / "7").mkdir()
     (tmp_path / "7" / "status").write_text("Name:\tpython\nVmPeak:\t 900 kB\nVmRSS:\t  2048 kB\n")
-    (tmp_path / "7" / "smaps_rollup").write_text(
-        "00400000-7fff [rollup]\nRss:   2048 kB\nPss:  1000 kB\n"
-        "Private_Clean:   100 kB\nPrivate_Dirty:   300 kB\n"
-    )
     root = str(tmp_path)
-    assert process.rss_bytes(7, root) == 2048 * 1024
-    assert process.pss_bytes(7, root) == 1000 * 1024
-    assert process.uss_bytes(7, root) == 400 * 1024
+    assert rss_bytes(7, root) == 2048 * 1024
     (tmp_path / "8").mkdir()
     (tmp_path / "8" / "status").write_text("Name:\tkthread\n")  # kernel threads: no VmRSS
-    (tmp_path / "8" / "smaps_rollup").write_text("Pss: lots\n")
-    assert process.rss_bytes(8, root) is None
-    assert process.pss_bytes(8, root) is None
-    assert process.uss_bytes(8, root) is None
+    assert rss_bytes(8, root) is None

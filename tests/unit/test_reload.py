@@ -1,4 +1,4 @@
-"""greenhorn.reload: syntax checks, the inotify wrapper, and the watcher's decisions with a
+"""greenhorn.workers.reload_watcher: syntax checks, the inotify wrapper, and the watcher's decisions with a
 fake worker (no processes). Timing constants are shrunk so each test takes milliseconds."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from greenhorn import reload
+from greenhorn.workers import reload_watcher as reload
 
 
 class FakeWorker:

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from greenhorn.heartbeat import (
+from greenhorn.ipc.scoreboard import (
     BYTES_OUT,
     DURATION_SUM,
     HIST_BASE,

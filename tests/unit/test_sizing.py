@@ -1,4 +1,4 @@
-"""greenhorn.sizing: cgroup v1/v2 CPU and memory limits read from fake trees in tmp_path."""
+"""greenhorn.master.sizing: cgroup v1/v2 CPU and memory limits read from fake trees in tmp_path."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from greenhorn import sizing
-from greenhorn.sizing import MIB
+from greenhorn.master import sizing
+from greenhorn.master.sizing import MIB
 
 GIB = 1024 * MIB
 V1_NO_LIMIT = "9223372036854771712"
@@ -43,8 +43,8 @@ def test_v2_limited(tmp_path: Path) -> None:
         tmp_path, "0::/app.slice/web.service\n", {"app.slice/web.service/cpu.max": "150000 100000"}
     )
     assert sizing.read_cpu_limit(*roots) == (1.5, "cgroup v2 cpu.max")
-    assert sizing.cpu_limit(*roots) == 1.5
-    assert sizing.available_cpus(*roots, affinity={0, 1, 2, 3}) == 1.5
+    assert sizing.read_cpu_limit(*roots)[0] == 1.5
+    assert sizing.detect_cpus(*roots, affinity={0, 1, 2, 3})[0] == 1.5
 
 
 def test_v2_max_is_unlimited(tmp_path: Path) -> None:
@@ -63,19 +63,19 @@ def test_v2_fractional_quota_gives_two_workers(tmp_path: Path) -> None:
 def test_v2_parent_limit_applies(tmp_path: Path) -> None:
     files = {"app.slice/cpu.max": "100000 100000", "app.slice/web/cpu.max": "400000 100000"}
     roots = make_tree(tmp_path, "0::/app.slice/web\n", files)
-    assert sizing.cpu_limit(*roots) == 1.0
+    assert sizing.read_cpu_limit(*roots)[0] == 1.0
 
 
 def test_v2_falls_back_to_root_files_when_path_missing(tmp_path: Path) -> None:
     # a container whose /proc/self/cgroup shows the host path, mounted at the root
     roots = make_tree(tmp_path, "0::/docker/abc123\n", {"cpu.max": "200000 100000"})
-    assert sizing.cpu_limit(*roots) == 2.0
+    assert sizing.read_cpu_limit(*roots)[0] == 2.0
 
 
 def test_missing_self_cgroup_reads_the_root(tmp_path: Path) -> None:
     roots = make_tree(tmp_path, None, {"cpu.max": "300000 100000", "memory.max": str(GIB)})
-    assert sizing.cpu_limit(*roots) == 3.0
-    assert sizing.memory_limit(*roots) == GIB
+    assert sizing.read_cpu_limit(*roots)[0] == 3.0
+    assert sizing.read_memory_limit(*roots)[0] == GIB
 
 
 def test_v1_quota_and_period(tmp_path: Path) -> None:
@@ -131,14 +131,14 @@ def test_nothing_known_falls_back_to_cpu_count(tmp_path: Path) -> None:
 )
 def test_garbage_is_ignored(tmp_path: Path, cgroup: str, files: dict[str, str]) -> None:
     roots = make_tree(tmp_path, cgroup, files)
-    assert sizing.cpu_limit(*roots) is None
-    assert sizing.available_cpus(*roots, affinity={0, 1}) == 2.0
+    assert sizing.read_cpu_limit(*roots)[0] is None
+    assert sizing.detect_cpus(*roots, affinity={0, 1})[0] == 2.0
 
 
 def test_unreadable_file_is_ignored(tmp_path: Path) -> None:
     roots = make_tree(tmp_path, "0::/\n")
     (Path(roots[0]) / "cpu.max").mkdir()  # a directory where a file is expected
-    assert sizing.cpu_limit(*roots) is None
+    assert sizing.read_cpu_limit(*roots)[0] is None
 
 
 # -- memory ----------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_v2_memory_max_is_unlimited(tmp_path: Path) -> None:
 def test_v2_memory_parent_limit(tmp_path: Path) -> None:
     files = {"a/memory.max": str(512 * MIB), "a/b/memory.max": "max"}
     roots = make_tree(tmp_path, "0::/a/b\n", files)
-    assert sizing.memory_limit(*roots) == 512 * MIB
+    assert sizing.read_memory_limit(*roots)[0] == 512 * MIB
 
 
 def test_v1_memory_limit(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_v1_memory_limit(tmp_path: Path) -> None:
 def test_v1_memory_unlimited(tmp_path: Path) -> None:
     files = {"memory/memory.limit_in_bytes": V1_NO_LIMIT}
     roots = make_tree(tmp_path, "4:memory:/\n", files, MEMINFO)
-    assert sizing.memory_limit(*roots) is None
+    assert sizing.read_memory_limit(*roots)[0] is None
     assert sizing.detect_memory(*roots)[1] == "/proc/meminfo MemTotal"
 
 
@@ -185,7 +185,7 @@ def test_limit_above_ram_means_ram(tmp_path: Path) -> None:
 @pytest.mark.parametrize("content", ["unknown", "", "-1", "12.5"])
 def test_memory_garbage_is_ignored(tmp_path: Path, content: str) -> None:
     roots = make_tree(tmp_path, "0::/\n", {"memory.max": content})
-    assert sizing.memory_limit(*roots) is None
+    assert sizing.read_memory_limit(*roots)[0] is None
 
 
 def test_host_memory(tmp_path: Path) -> None:

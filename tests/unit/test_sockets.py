@@ -1,4 +1,4 @@
-"""greenhorn.sockets: address parsing, binding, UNIX socket files, inherited fds.
+"""greenhorn.master.listeners: address parsing, binding, UNIX socket files, inherited fds.
 
 Real sockets on 127.0.0.1 (port 0) and UNIX sockets in tmp_path; inheritance through real
 subprocesses (pass_fds, systemd-socket-activate).
@@ -20,8 +20,9 @@ import time
 
 import pytest
 
-from greenhorn import sockets
-from greenhorn.sockets import Address, BindError, Listener, bind_listeners, parse_address
+from greenhorn.config.addresses import Address, parse_address
+from greenhorn.master import listeners as sockets
+from greenhorn.master.listeners import BindError, Listener, bind_listeners
 
 # -- parse_address ---------------------------------------------------------------------
 
@@ -457,7 +458,7 @@ def test_fds_env_and_make_inheritable(listeners: list[Listener]) -> None:
 _CHILD_PRELUDE = textwrap.dedent(
     """
     import json, os, socket, sys
-    from greenhorn import sockets
+    from greenhorn.master import listeners as sockets
 
     def report(found, conn=None):
         info = {

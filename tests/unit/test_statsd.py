@@ -13,9 +13,14 @@ from types import SimpleNamespace
 
 import pytest
 
-import greenhorn.statsd as gstatsd
-from greenhorn import logging as glog
-from greenhorn.statsd import StatsdClient, StatsdLogger, normalize_prefix, parse_statsd_address
+import greenhorn.observe.statsd as gstatsd
+from greenhorn import observe
+from greenhorn.observe.statsd import (
+    StatsdClient,
+    StatsdLogger,
+    normalize_prefix,
+    parse_statsd_address,
+)
 
 OUR_LOGGERS = ("greenhorn.error", "greenhorn.access", "gunicorn.error", "gunicorn.access")
 
@@ -110,7 +115,7 @@ def statsd_logger(listener, tmp_path):
         dogstatsd_tags="env:t,x:y",
         errorlog=str(tmp_path / "error.log"),
     )
-    log = glog.create(cfg)
+    log = observe.create(cfg)
     yield log
     log.statsd.close()
 
@@ -191,7 +196,7 @@ def test_gunicorn_extra_metric_protocol(statsd_logger, listener, tmp_path):
 def test_access_line_is_still_written_with_statsd(listener, tmp_path):
     host, port = listener.getsockname()
     access = tmp_path / "access.log"
-    log = glog.create(
+    log = observe.create(
         make_cfg(statsd_host=f"{host}:{port}", accesslog=str(access), access_log_format="%(s)s")
     )
     log.access(*make_request(201), 0.001)
@@ -235,7 +240,7 @@ def test_sending_to_nobody_never_raises(listener):
 def test_unreachable_collector_is_reported_once_and_never_raises(tmp_path):
     errors = tmp_path / "error.log"
     host = f"unix:{tmp_path}/no-collector.sock"
-    log = glog.create(make_cfg(statsd_host=host, errorlog=str(errors)))
+    log = observe.create(make_cfg(statsd_host=host, errorlog=str(errors)))
     assert log.statsd.sock is None
     log.increment("x")
     log.access(*make_request(), 0.1)

@@ -1,4 +1,4 @@
-"""greenhorn.systemd: LISTEN_FDS parsing and sd_notify datagrams on real AF_UNIX sockets."""
+"""greenhorn.master.systemd: LISTEN_FDS parsing and sd_notify datagrams on real AF_UNIX sockets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 import pytest
 
-from greenhorn import systemd
+from greenhorn.master import systemd
 
 # -- socket activation -----------------------------------------------------------------
 
@@ -124,10 +124,7 @@ def test_sd_notify_without_socket_is_a_quiet_no(monkeypatch, tmp_path) -> None:
         (lambda env: systemd.ready(environ=env), b"READY=1"),
         (lambda env: systemd.ready("greenhorn booted", env), b"READY=1\nSTATUS=greenhorn booted"),
         (lambda env: systemd.stopping(env), b"STOPPING=1"),
-        (lambda env: systemd.status("3 workers", env), b"STATUS=3 workers"),
-        (lambda env: systemd.status("two\nlines", env), b"STATUS=two lines"),
-        (lambda env: systemd.watchdog(env), b"WATCHDOG=1"),
-        (lambda env: systemd.mainpid(1234, env), b"MAINPID=1234"),
+        (lambda env: systemd.ready("two\nlines", env), b"READY=1\nSTATUS=two lines"),
     ],
 )
 def test_helpers_send_exact_datagrams(notify_path, send, expected: bytes) -> None:
@@ -144,17 +141,3 @@ def test_reloading_carries_monotonic_usec(notify_abstract) -> None:
     match = re.fullmatch(rb"RELOADING=1\nMONOTONIC_USEC=(\d+)", sock.recv(4096))
     assert match is not None
     assert before <= int(match.group(1)) <= after
-
-
-# -- watchdog --------------------------------------------------------------------------
-
-
-def test_watchdog_interval() -> None:
-    assert systemd.watchdog_interval({}) is None
-    assert systemd.watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 30.0
-    assert systemd.watchdog_interval({"WATCHDOG_USEC": "500000", "WATCHDOG_PID": "9"}, 9) == 0.5
-    assert systemd.watchdog_interval({"WATCHDOG_USEC": "500000", "WATCHDOG_PID": "9"}, 8) is None
-    own = {"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())}
-    assert systemd.watchdog_interval(own) == 1.0
-    assert systemd.watchdog_interval({"WATCHDOG_USEC": "0"}) is None
-    assert systemd.watchdog_interval({"WATCHDOG_USEC": "soon"}) is None

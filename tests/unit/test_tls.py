@@ -1,4 +1,4 @@
-"""greenhorn.tls: the server context from the settings and the guarded handshake.
+"""greenhorn.workers.tls: the server context from the settings and the guarded handshake.
 
 The handshake tests use a real TCP connection on 127.0.0.1 with the client in a thread;
 every socket has a timeout.
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from greenhorn import tls
 from greenhorn.config import Config
+from greenhorn.workers import tls
 
 
 def cfg_for(certs: Any, **overrides: Any) -> Config:
@@ -29,7 +29,7 @@ def cfg_for(certs: Any, **overrides: Any) -> Config:
 
 
 class Log:
-    """Collects (level, message) pairs like greenhorn.logging.Logger's methods."""
+    """Collects (level, message) pairs like greenhorn.observe.logger.Logger's methods."""
 
     def __init__(self) -> None:
         self.lines: list[tuple[str, str]] = []

@@ -20,14 +20,14 @@ from greenhorn import SERVER_SOFTWARE
 from greenhorn.config import Config
 from greenhorn.http.parser import Limits, Parser, Request
 from greenhorn.workers.connection import Connection
-from greenhorn.wsgi import (
-    Body,
+from greenhorn.wsgi.environ import (
     ConflictingSchemeHeaders,
     FileWrapper,
-    ProxyTrust,
     base_environ,
     build_environ,
 )
+from greenhorn.wsgi.input import Body
+from greenhorn.wsgi.trust import ProxyTrust
 
 SOCK = object()  # stands in for the client socket: the environ must pass it through as is
 PEP3333_CGI_KEYS = (
@@ -617,7 +617,7 @@ def test_parser_lets_the_caller_receive_a_content_length_body_itself():
 
 
 def test_forwarder_headers_are_set_apart_and_applied_only_when_trusted():
-    from greenhorn.wsgi import settle_forwarded
+    from greenhorn.wsgi.environ import settle_forwarded
 
     limits = Limits(forwarders=frozenset({"SCRIPT_NAME", "REMOTE_USER"}))
     raw = get("/app/x", "Host: h", "Script_Name: /app", "Remote_User: ann", "X_Other: 1")

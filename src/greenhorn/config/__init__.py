@@ -6,7 +6,7 @@ frozen dataclass with one typed field per setting (gunicorn's names), built once
 and passed on; `dataclasses.replace` gives a modified copy. `Config()` is all defaults and
 reads no environment.
 
-The field list below is the only place besides the table (settings.py) where a setting name
+The field list below is the only place besides the table (settings/) where a setting name
 appears. It carries only the static type: defaults, flags, help and validation come from
 the table, filled in by `_from_table`, and a unit test checks that fields and rows match one
 for one, in order.
@@ -19,10 +19,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from greenhorn.config.layers import Merged, resolve
-from greenhorn.config.settings import BY_NAME, SECTIONS, SETTINGS
-from greenhorn.config.types import ConfigError, Setting, to_octal
-from greenhorn.hooks import (
+from greenhorn.config.converters import to_octal
+from greenhorn.config.hooks import (
     HOOK_DEFAULTS,
     NWorkersChangedHook,
     PostRequestHook,
@@ -32,6 +30,9 @@ from greenhorn.hooks import (
     SSLContextHook,
     WorkerHook,
 )
+from greenhorn.config.layers import Merged, resolve
+from greenhorn.config.setting import ConfigError, Setting
+from greenhorn.config.settings import BY_NAME, SECTIONS, SETTINGS
 
 __all__ = [
     "SETTINGS",

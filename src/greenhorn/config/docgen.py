@@ -16,19 +16,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from greenhorn import hooks
-from greenhorn.config import Config
+from greenhorn.config import Config, hooks
 from greenhorn.config.layers import CMD_ARGS_VARS, DEFAULT_CONFIG_FILES, default_text
+from greenhorn.config.setting import Setting
 from greenhorn.config.settings import SECTIONS, SETTINGS
-from greenhorn.config.types import Setting
 
 # src/greenhorn/config/docgen.py -> the repository root is three levels above the package.
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "reference" / "settings.md"
 
 BANNER = (
-    "<!-- Generated file, do not edit: change src/greenhorn/config/settings.py "
-    "(or settings_ops.py) and run `python -m greenhorn.config.docgen`. -->"
+    "<!-- Generated file, do not edit: change the section's module in "
+    "src/greenhorn/config/settings/ and run `python -m greenhorn.config.docgen`. -->"
 )
 
 
@@ -85,7 +84,7 @@ def render() -> str:
         "# Settings reference",
         "",
         "> Generated file, do not edit. It is rendered from the settings table in "
-        "`src/greenhorn/config/settings.py` by `python -m greenhorn.config.docgen`.",
+        "`src/greenhorn/config/settings/` by `python -m greenhorn.config.docgen`.",
         "",
         "Every setting has gunicorn's name, and where gunicorn has one, gunicorn's command-line "
         "flag. A setting can be given, from lowest to highest precedence:",

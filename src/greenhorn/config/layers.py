@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from greenhorn import __version__
-from greenhorn.app import one_line
+from greenhorn.config.converters import check_address, to_opt_str
+from greenhorn.config.setting import ConfigError, Setting
 from greenhorn.config.settings import BY_NAME, SECTIONS, SETTINGS
-from greenhorn.config.types import ConfigError, Setting, check_address, to_opt_str
+from greenhorn.wsgi.app import one_line
 
 PROG = "greenhorn"
 USAGE = "%(prog)s [OPTIONS] [APP_MODULE]"

@@ -10,7 +10,7 @@ Lifecycle, in the child right after ``fork()``::
                   → mark booted → run() → exit
 
 Signals never do work in signal context: CPython's C handler writes the signal number to a
-pipe (``signals.SignalPipe``) and a small *control thread* reads it. That thread can act while
+pipe (``ipc.signals.SignalPipe``) and a small *control thread* reads it. That thread can act while
 the request loop is busy: on TERM it closes the listening sockets at once (after accepting
 the kernel's backlog when the master asked for a drain), so a stopping server refuses new
 connections immediately instead of letting them queue behind a slow request. On ABRT (a
@@ -33,24 +33,16 @@ import time
 from collections import deque
 from typing import Any, NoReturn
 
-from greenhorn import heap, process
-from greenhorn.heartbeat import BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
 from greenhorn.http.parser import Limits
-from greenhorn.signals import SignalPipe
+from greenhorn.ipc import exits, titles
+from greenhorn.ipc.scoreboard import BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
+from greenhorn.ipc.signals import WORKER_IGNORED, WORKER_SIGNALS, SignalPipe
+from greenhorn.workers import heap
 from greenhorn.workers.connection import Connection, TimeoutConnection
+from greenhorn.workers.privileges import drop_privileges
 
 __all__ = ["Worker", "limits_from"]
 
-WORKER_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGABRT,
-    signal.SIGHUP,
-    signal.SIGWINCH,
-)
-ABORT_EXIT = 1  # exit status of a worker that was aborted for a timeout
 _socket_class = socket.socket
 _STREAM = int(socket.SOCK_STREAM)
 
@@ -72,9 +64,6 @@ def limits_from(cfg: Any) -> Limits:
 
 class Worker:
     """One worker process. The master builds it, forks, and the child calls init_process."""
-
-    #: how many requests the worker may serve at once (scoreboard slots); set per type
-    concurrency = 1
 
     def __init__(
         self,
@@ -107,7 +96,6 @@ class Worker:
         # master-side bookkeeping (the same object lives in the master's WORKERS table)
         self.spawned_at = time.monotonic()
         self.aborted_at: float | None = None
-        self.killed_at: float | None = None
         self.retire_reason: str | None = None
         self.exit_reason: str | None = None
         # child-side
@@ -128,24 +116,24 @@ class Worker:
 
     def init_process(self) -> NoReturn:
         """Run the worker in the child; never returns."""
-        code = process.EXIT_OK
+        code = exits.EXIT_OK
         try:
             code = self._boot_and_run()
         except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else process.EXIT_FAILURE
+            code = exc.code if isinstance(exc.code, int) else exits.EXIT_FAILURE
         except BaseException:
             self.log.exception("Exception in worker process")
-            code = process.WORKER_BOOT_ERROR if not self.booted else process.EXIT_FAILURE
+            code = exits.WORKER_BOOT_ERROR if not self.booted else exits.EXIT_FAILURE
         self.exit(code)
 
     def _boot_and_run(self) -> int:
-        from greenhorn.app import AppImportError, load_app
+        from greenhorn.wsgi.app import AppImportError, load_app
 
         self.pid = os.getpid()
         cfg = self.cfg
-        process.set_title(process.worker_title(cfg.proc_name or cfg.default_proc_name))
+        titles.set_title(titles.worker_title(cfg.proc_name or cfg.default_proc_name))
         random.seed()
-        process.drop_privileges(cfg.user, cfg.group, cfg.initgroups)
+        drop_privileges(cfg.user, cfg.group, cfg.initgroups)
         self.init_signals()
         self.tmp.beat()
         if self.app is None:
@@ -154,29 +142,29 @@ class Worker:
             except AppImportError as exc:
                 self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
                 self.log.debug("Application import error", exc_info=exc)
-                return process.APP_LOAD_ERROR
+                return exits.APP_LOAD_ERROR
         self.wsgi = self.app
         if cfg.certfile:
-            from greenhorn import tls
+            from greenhorn.workers import tls
 
             self.ssl_context = tls.server_context(cfg)
         if cfg.reload:
-            from greenhorn import reload
+            from greenhorn.workers import reload_watcher as reload
 
             reload.start_watching(self)
         try:
             cfg.post_worker_init(self)
         except Exception:
             self.log.exception("post_worker_init hook failed")
-            return process.WORKER_BOOT_ERROR
+            return exits.WORKER_BOOT_ERROR
         self.booted = True
         self.tmp.board.counters[BOOTED] = 1
         self.run()
-        return process.EXIT_OK
+        return exits.EXIT_OK
 
     def init_signals(self) -> None:
         """Queue-only handlers, faulthandler for ABRT, and the control thread."""
-        for sig in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
+        for sig in WORKER_IGNORED:
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -222,7 +210,7 @@ class Worker:
                 self.cfg.worker_int(self)
             except Exception:
                 self.log.exception("worker_int hook failed")
-            self.exit(process.EXIT_OK)
+            self.exit(exits.EXIT_OK)
         elif sig == signal.SIGUSR1:
             self.log.reopen_files()
             # the dump target moved with the reopened file
@@ -242,7 +230,7 @@ class Worker:
                 self.cfg.worker_abort(self)
             except Exception:
                 self.log.exception("worker_abort hook failed")
-            self.exit(ABORT_EXIT)
+            self.exit(exits.WORKER_ABORTED)
         # HUP and WINCH are ignored by workers.
 
     def log_green_stacks(self) -> None:
@@ -331,7 +319,7 @@ class Worker:
             server = self.server_name(listener)
         if self.ssl_context is None:
             return cls(client, addr, server, self.limits, accepted_at)
-        from greenhorn import tls
+        from greenhorn.workers import tls
 
         deadline = accepted_at + (float(self.cfg.header_timeout) or 30.0)
         client = tls.handshake(self.ssl_context, client, deadline, self.cfg, self.log)

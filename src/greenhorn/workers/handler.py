@@ -24,177 +24,32 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from greenhorn import hooks
-from greenhorn.heap import LARGE_BODY
-from greenhorn.heartbeat import REJECTED, Scoreboard
+from greenhorn.config import hooks
 from greenhorn.http import errors, proxy
 from greenhorn.http.parser import EOF, NEED_DATA, Request
-from greenhorn.http.response import (
-    LAST_CHUNK,
-    Framing,
-    InvalidResponse,
-    chunk,
-    error_response,
-    prepare,
-)
+from greenhorn.http.response import InvalidResponse, error_response
+from greenhorn.ipc.scoreboard import REJECTED, Scoreboard
 from greenhorn.workers.base import error_stream
 from greenhorn.workers.connection import Connection, Timeout
+from greenhorn.workers.heap import LARGE_BODY
 from greenhorn.workers.request_body import BodySource
-from greenhorn.wsgi import (
-    Body,
+from greenhorn.wsgi.environ import (
     ConflictingSchemeHeaders,
     ErrorsStream,
     FileWrapper,
-    ProxyTrust,
     base_environ,
     build_environ,
     settle_forwarded,
 )
+from greenhorn.wsgi.input import Body
+from greenhorn.wsgi.response import SERVER, Response
+from greenhorn.wsgi.trust import ProxyTrust
 
-__all__ = ["Handler", "Response"]
+__all__ = ["Handler"]
 
-SERVER = "greenhorn"
 DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
-SMALL_WRITE = 65536  # body items below this are framed and sent as one buffer
 _monotonic = time.monotonic
-
-
-class Response:
-    """The response being sent for one request (hooks and the access log read it)."""
-
-    __slots__ = (
-        "_conn",
-        "_deadline",
-        "_req",
-        "app_headers",
-        "framing",
-        "head_sent",
-        "headers",
-        "keep_alive",
-        "sent",
-        "status",
-        "status_code",
-    )
-
-    def __init__(
-        self, conn: Connection, req: Request, keep_alive: bool, deadline: float | None = None
-    ) -> None:
-        self._conn = conn
-        self._req = req
-        self._deadline = deadline  # for sending the response
-        self.status: str | None = None
-        self.status_code = 0
-        self.app_headers: list[tuple[str, str]] = []
-        self.headers: list[tuple[str, str]] = []
-        self.sent = 0
-        self.head_sent = False
-        self.keep_alive = keep_alive
-        self.framing: Framing | None = None
-
-    @property
-    def chunked(self) -> bool:
-        """True when the body is sent with chunked framing."""
-        framing = self.framing
-        return framing is not None and framing.chunked
-
-    @property
-    def response_length(self) -> int | None:
-        """The Content-Length sent, if any."""
-        framing = self.framing
-        return None if framing is None else framing.length
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``."""
-        if exc_info:
-            try:
-                if self.head_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise AssertionError("start_response() called twice without exc_info")
-        if type(headers) is not list:
-            raise TypeError("response headers must be a list")
-        self.status = status
-        self.app_headers = headers
-        return self.write
-
-    def send_head(self, first: bytes, known_length: int | None) -> None:
-        """Validate and send the head, with ``first`` body bytes in the same system call."""
-        status = self.status
-        if status is None:
-            raise AssertionError("the application did not call start_response()")
-        req = self._req
-        head, framing, self.headers = prepare(
-            status, self.app_headers, req.version, req.method, self.keep_alive, SERVER, known_length
-        )
-        self.head_sent = True
-        self.status_code = framing.code
-        self.framing = framing
-        self.keep_alive = framing.keep_alive
-        conn = self._conn
-        size = len(first)
-        length = framing.length
-        if not framing.body_allowed:
-            size = 0
-        elif length is not None and size > length:
-            first = first[:length]
-            size = length
-            self.keep_alive = False
-        # The whole response, and the connection closes after it: the FIN goes with it.
-        last = not self.keep_alive and (size == length or not framing.body_allowed)
-        if not size:
-            (conn.send_last if last else conn.send)(head, self._deadline)
-            return
-        if framing.chunked:
-            conn.sendv((head, b"%x\r\n" % size, first, b"\r\n"), self._deadline)
-        elif size < 16384:
-            (conn.send_last if last else conn.send)(head + first, self._deadline)
-        else:
-            (conn.sendv_last if last else conn.sendv)((head, first), self._deadline)
-        self.sent = size
-
-    def write(self, data: bytes) -> None:
-        """The ``write()`` callable and the per-item body writer."""
-        if type(data) is not bytes:
-            raise TypeError(f"response body items must be bytes, not {type(data).__name__}")
-        if not self.head_sent:
-            self.send_head(data, None)
-            return
-        framing = self.framing
-        if not data or framing is None or not framing.body_allowed:
-            return
-        if framing.length is not None:
-            room = framing.length - self.sent
-            if room <= 0:
-                self.keep_alive = False
-                return
-            if len(data) > room:
-                data = data[:room]
-                self.keep_alive = False
-        if not framing.chunked:
-            last = not self.keep_alive and self.sent + len(data) == framing.length
-            (self._conn.send_last if last else self._conn.send)(data, self._deadline)
-        elif len(data) < SMALL_WRITE:  # one buffer: cheaper than gathering three
-            self._conn.send(chunk(data), self._deadline)
-        else:
-            self._conn.sendv((b"%x\r\n" % len(data), data, b"\r\n"), self._deadline)
-        self.sent += len(data)
-
-    def finish(self) -> None:
-        """End the body: last chunk, or close when the app sent less than its length."""
-        if not self.head_sent:
-            self.send_head(b"", 0)
-        framing = self.framing
-        if framing is None:
-            return
-        if framing.chunked:
-            self._conn.send(LAST_CHUNK, self._deadline)
-        elif framing.length is not None and framing.body_allowed and self.sent < framing.length:
-            self.keep_alive = False
 
 
 class Handler:
@@ -306,7 +161,9 @@ class Handler:
         )
         has_body = req.chunked or bool(req.content_length)
         if has_body:
-            source = BodySource(conn, req, self.min_rate, self.header_timeout or 0.0, resp)
+            source = BodySource(
+                conn, req, self.min_rate, self.header_timeout or 0.0, resp.send_continue
+            )
             body = Body(source.pull, source.rest)
         else:
             body = self.no_body

@@ -1,25 +1,22 @@
 """The request body as ``wsgi.input`` reads it: pulled from the connection on demand.
 
 Why a module of its own: the body is read by the application, at its pace, long after the
-handler parsed the head; the rules for that reading (``100 Continue`` on the first read, a
-minimum arrival rate, large bodies received straight into the buffer handed to the app) are
-one job, apart from the request cycle in ``handler.py``.
+handler parsed the head; the rules for that reading (ask for ``100 Continue`` on the first
+read, a minimum arrival rate, large bodies received straight into the buffer handed to the
+app) are one job, apart from the request cycle in ``handler.py``. The interim response
+itself is the response's to send (``wsgi.response.Response.send_continue``).
 """
 
 from __future__ import annotations
 
 import io
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from greenhorn.http import errors
 from greenhorn.http.body import Data, EndOfMessage
 from greenhorn.http.parser import NEED_DATA, Request
-from greenhorn.http.response import CONTINUE
 from greenhorn.workers.connection import RECV_SIZE, Connection, Timeout
-
-if TYPE_CHECKING:  # handler.py imports this module
-    from greenhorn.workers.handler import Response
 
 __all__ = ["BodySource"]
 
@@ -30,8 +27,9 @@ _monotonic = time.monotonic
 class BodySource:
     """Pulls the request body from the parser for ``wsgi.input``, receiving as needed.
 
-    ``100 Continue`` goes out on the first pull, and only while the response head has not
-    been sent (after it, the client gets the final status instead). A body that arrives
+    ``send_continue`` (the response's: it sends ``100 Continue`` only while its head has not
+    gone out) is called on the first pull, when the client asked for it and sent nothing
+    of the body yet. A body that arrives
     slower than ``body_min_rate`` bytes/s, after a grace of ``header_timeout``, is cut off
     with 408.
     """
@@ -43,18 +41,23 @@ class BodySource:
         "grace",
         "min_rate",
         "received",
-        "resp",
+        "send_continue",
         "started",
     )
 
     def __init__(
-        self, conn: Connection, req: Request, min_rate: int, grace: float, resp: Response
+        self,
+        conn: Connection,
+        req: Request,
+        min_rate: int,
+        grace: float,
+        send_continue: Callable[[], None],
     ) -> None:
         self.conn = conn
         self.continue_pending = req.expect_continue
         self.min_rate = min_rate
         self.grace = grace
-        self.resp = resp
+        self.send_continue = send_continue
         self.received = 0
         self.started = 0.0
         self.expected = req.content_length or 0  # 0 for chunked: size unknown
@@ -63,8 +66,8 @@ class BodySource:
         """First read: send ``100 Continue`` if asked for, start the min-rate clock."""
         if self.continue_pending:
             self.continue_pending = False
-            if not self.resp.head_sent and not self.conn.parser.buffered:
-                self.conn.send(CONTINUE)
+            if not self.conn.parser.buffered:
+                self.send_continue()
         if not self.started:
             self.started = _monotonic()
 

@@ -8,7 +8,7 @@ Why it is this small: all HTTP work is in ``handler.py`` and all lifecycle work 
   wakes one idle worker instead of all of them);
 - the heartbeat is written from this loop only, at most once a second; the request counters
   stay in the worker's own memory and reach the scoreboard when the loop waits, once a
-  second and at exit (``heartbeat.Scoreboard.buffer``), and after a large request body the
+  second and at exit (``ipc.scoreboard.Scoreboard.buffer``), and after a large request body the
   freed heap goes back to the OS once the loop has waited a whole period (``heap.py``);
 - like gunicorn's sync worker it does not keep connections alive: it is meant to sit behind
   a buffering proxy, and a kept-alive idle client would occupy the whole worker.
@@ -20,7 +20,7 @@ import select
 import time
 from typing import Any
 
-from greenhorn.heartbeat import Scoreboard
+from greenhorn.ipc.scoreboard import Scoreboard
 from greenhorn.workers.base import Worker
 from greenhorn.workers.handler import Handler
 
@@ -31,8 +31,6 @@ _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 class SyncWorker(Worker):
     """Serve one request per connection, one connection at a time."""
-
-    concurrency = 1
 
     def run(self) -> None:
         handler = Handler(

@@ -1,0 +1,536 @@
+"""The converters that check and normalise setting values.
+
+Why a module of its own: the table (`settings/`) should read as data, one row per setting.
+Everything a row refers to by name lives here: the converters (bool, bounded int, address
+lists, octal masks, users and groups, hooks ...).
+
+Rules for converters:
+- A converter takes a raw value (a string from the command line or GREENHORN_CMD_ARGS, or
+  any Python value from a config file) and returns the typed value, or raises `ValueError`
+  / `TypeError` whose message says what was expected. It never names the setting: the
+  caller (layers.merge) knows whether to say `argument -w/--workers` or `workers` in
+  `greenhorn.conf.py`, and prefixes the message.
+- Converters are idempotent: converting a converted value gives it back. A unit test runs
+  every converter on its own default.
+- No converter reads environment variables. Those few that must look at the system (users,
+  groups, a chdir target, reload files, hook imports) do so only when called.
+"""
+
+from __future__ import annotations
+
+import grp
+import importlib
+import ipaddress
+import pwd
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from greenhorn.config import hooks
+from greenhorn.config.setting import Converter
+from greenhorn.wsgi.app import AppImportError, parse_uri
+
+# --- scalars ------------------------------------------------------------------------------
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def to_bool(value: Any) -> bool:
+    """`True`/`False`, or a string true/false/yes/no/on/off/1/0 (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("expected an integer, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        return int(value.strip())
+    raise ValueError("expected an integer")
+
+
+def _bounds(lo: float | None, hi: float | None, kind: str) -> str:
+    if lo is not None and hi is not None:
+        return f"expected {kind} from {lo:g} to {hi:g}"
+    if lo is not None:
+        return f"expected {kind} >= {lo:g}"
+    return f"expected {kind}"
+
+
+def int_range(lo: int | None = 0, hi: int | None = None) -> Converter:
+    """Converter for an integer within [lo, hi] (either bound may be None)."""
+
+    def convert(value: Any) -> int:
+        try:
+            number = _parse_int(value)
+        except (TypeError, ValueError):
+            raise ValueError(_bounds(lo, hi, "an integer"))
+        if (lo is not None and number < lo) or (hi is not None and number > hi):
+            raise ValueError(_bounds(lo, hi, "an integer"))
+        return number
+
+    return convert
+
+
+def optional(convert: Converter) -> Converter:
+    """Wrap `convert` so that None (or "none"/"" from the command line) gives None."""
+
+    def wrapped(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        return convert(value)
+
+    return wrapped
+
+
+def float_min(lo: float = 0.0) -> Converter:
+    """Converter for a number >= lo, returned as float."""
+
+    def convert(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError(_bounds(lo, None, "a number"))
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ValueError(_bounds(lo, None, "a number"))
+        if not number >= lo or number == float("inf"):  # also rejects nan
+            raise ValueError(_bounds(lo, None, "a number"))
+        return number
+
+    return convert
+
+
+def to_str(value: Any) -> str:
+    """A string, stripped of surrounding whitespace."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {type(value).__name__}")
+    return value.strip()
+
+
+to_opt_str = optional(to_str)
+
+
+def choice(*choices: str) -> Converter:
+    """Converter for one of `choices` (case-insensitive, returned lower-case)."""
+
+    def convert(value: Any) -> str:
+        text = to_str(value).lower()
+        if text not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return text
+
+    return convert
+
+
+def to_octal(value: Any) -> int:
+    """A file mode mask, as gunicorn reads it: int, or a string `"0o22"`, `"022"` (leading
+    zero = octal), `"0x12"` or `"18"`; 0 to 0o777."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"0[0-7]+", text):
+            text = "0o" + text[1:]
+        try:
+            number = int(text, 0)
+        except ValueError:
+            number = None
+    if number is None or not 0 <= number <= 0o777:
+        raise ValueError("expected a mode from 0 to 0o777 (e.g. 0o22, 022, 18)")
+    return number
+
+
+# --- lists and dicts ----------------------------------------------------------------------
+
+
+def _items(value: Any, split_commas: bool) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        raw: Iterable[Any] = value.split(",") if split_commas else [value]
+    elif isinstance(value, list | tuple):
+        raw = value
+    else:
+        raise TypeError(f"expected a string or a list of strings, not {type(value).__name__}")
+    return [item for item in (to_str(v) for v in raw) if item]
+
+
+def str_list(value: Any) -> list[str]:
+    """A list of strings; a single string becomes a one-item list (gunicorn's legacy form)."""
+    return _items(value, split_commas=False)
+
+
+def comma_list(value: Any) -> list[str]:
+    """A comma-separated string (or a list) of strings."""
+    return _items(value, split_commas=True)
+
+
+def upper_comma_list(value: Any) -> list[str]:
+    """Like comma_list, upper-cased (header and environ names)."""
+    return [item.upper() for item in comma_list(value)]
+
+
+def addr_list(value: Any) -> list[str]:
+    """Comma-separated IP addresses / CIDR networks, or `*` for any."""
+    items = comma_list(value)
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item)
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP address or network ({exc})")
+    return items
+
+
+def _check_port(addr: str, text: str) -> None:
+    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:
+        raise ValueError(f"{addr!r}: port {text!r} is not a number from 0 to 65535")
+
+
+def check_address(addr: str) -> str:
+    """Validate one bind address: HOST, HOST:PORT, [IPV6]:PORT, tcp://..., unix:PATH,
+    unix://PATH or fd://N. Returns it unchanged."""
+    if addr.startswith("unix:"):
+        if not re.sub(r"^unix:(//)?", "", addr):
+            raise ValueError(f"{addr!r}: empty unix socket path")
+        return addr
+    if addr.startswith("fd://"):
+        if not addr[5:].isdigit():
+            raise ValueError(f"{addr!r}: not a file descriptor number")
+        return addr
+    rest = addr[6:] if addr.startswith("tcp://") else addr
+    if rest.startswith("["):
+        host, bracket, tail = rest[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError(f"{addr!r}: malformed IPv6 address")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{addr!r}: {host!r} is not an IPv6 address")
+        if tail:
+            _check_port(addr, tail[1:])
+        return addr
+    if rest.count(":") > 1:
+        raise ValueError(f"{addr!r}: write IPv6 addresses as [ADDRESS]:PORT")
+    host, colon, port = rest.partition(":")
+    if colon:
+        _check_port(addr, port)
+    if host and not re.fullmatch(r"[A-Za-z0-9._-]+", host):
+        raise ValueError(f"{addr!r}: {host!r} is not a host name or address")
+    return addr
+
+
+def bind_list(value: Any) -> list[str]:
+    """A list of bind addresses (see check_address)."""
+    items = str_list(value)
+    if not items:
+        raise ValueError("expected at least one address")
+    return [check_address(item) for item in items]
+
+
+def host_port(value: Any) -> str:
+    """`HOST:PORT` or `:PORT` (a TCP address for a side listener such as metrics)."""
+    text = to_str(value)
+    if text.startswith(("unix:", "fd://")) or ":" not in text:
+        raise ValueError("expected HOST:PORT")
+    return check_address(text)
+
+
+def env_list(value: Any) -> list[str]:
+    """`KEY=VALUE` strings (a single string is one item)."""
+    items = str_list(value)
+    for item in items:
+        key, eq, _ = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"{item!r} is not of the form KEY=VALUE")
+    return items
+
+
+def header_dict(value: Any) -> dict[str, str]:
+    """A dict of header name -> exact value; names are upper-cased (as they are matched)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a dict, not {type(value).__name__}")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not isinstance(val, str):
+            raise TypeError("expected a dict of strings to strings")
+        out[key.strip().upper()] = val
+    return out
+
+
+def any_dict(value: Any) -> dict[str, Any]:
+    """A dict (logging.config.dictConfig input)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a dict, not {type(value).__name__}")
+    return value
+
+
+# --- things named by strings --------------------------------------------------------------
+
+WORKER_CLASSES = ("sync", "gthread", "gevent", "eventlet")
+
+# gunicorn spellings that mean one of ours: a config file written for gunicorn keeps working.
+WORKER_ALIASES = {
+    "gunicorn.workers.sync.SyncWorker": "sync",
+    "gunicorn.workers.gthread.ThreadWorker": "gthread",
+    "gunicorn.workers.ggevent.GeventWorker": "gevent",
+    "gunicorn.workers.geventlet.EventletWorker": "eventlet",
+}
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def _class_path(value: Any) -> str:
+    """A class object becomes its import path; it must be importable by that path, since
+    workers import it by name (a class defined inside the config file is not)."""
+    if isinstance(value, type):
+        path = f"{value.__module__}.{value.__qualname__}"
+        if "<locals>" in path or value.__module__ in ("__config__", "__main__"):
+            raise ValueError(f"class {value.__qualname__} is not importable by name")
+        return path
+    return to_str(value)
+
+
+def worker_class(value: Any) -> str:
+    """`sync`, `gthread`, `gevent`, `eventlet`, gunicorn's `egg:gunicorn#NAME` and class
+    paths for those, or the dotted path of a worker class (imported later, in the worker)."""
+    text = _class_path(value)
+    if text.startswith("egg:"):
+        text = text.rpartition("#")[2] if "#" in text else "sync"
+    text = WORKER_ALIASES.get(text, text.lstrip("#"))
+    if text.lower() in WORKER_CLASSES:
+        return text.lower()
+    if _DOTTED.fullmatch(text):
+        return text
+    raise ValueError("expected sync, gthread, gevent, eventlet or a dotted class path")
+
+
+DEFAULT_LOGGER = "greenhorn.observe.logger.Logger"
+
+
+def logger_class(value: Any) -> str:
+    """A dotted class path; gunicorn's `simple` and `gunicorn.glogging.Logger` mean ours."""
+    text = _class_path(value)
+    if text in ("simple", "gunicorn.glogging.Logger", "greenhorn.logging.Logger"):
+        return DEFAULT_LOGGER
+    if not _DOTTED.fullmatch(text):
+        raise ValueError("expected a dotted class path such as mypkg.logs.Logger")
+    return text
+
+
+def workers(value: Any) -> int | Literal["auto"]:
+    """A worker count >= 1, or `auto` (sized from the CPUs and memory available)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = _parse_int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ValueError("expected an integer >= 1 or 'auto'")
+    return number
+
+
+def app_uri(value: Any) -> str | None:
+    """A WSGI application URI (`module:attr`, `module:factory()`); syntax only."""
+    if value is None:
+        return None
+    text = to_str(value)
+    try:
+        parse_uri(text)
+    except AppImportError as exc:
+        raise ValueError(str(exc))
+    return text
+
+
+def _resolve(value: int | str, lookup: Callable[[str], int], what: str) -> int:
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    try:
+        return lookup(text)
+    except KeyError:
+        raise ValueError(f"no such {what}: {text!r}") from None
+
+
+def resolve_uid(value: int | str) -> int:
+    """A user name or number to a uid; ValueError (one line) for an unknown name."""
+    return _resolve(value, lambda name: pwd.getpwnam(name).pw_uid, "user")
+
+
+def resolve_gid(value: int | str) -> int:
+    """A group name or number to a gid; ValueError (one line) for an unknown name."""
+    return _resolve(value, lambda name: grp.getgrnam(name).gr_gid, "group")
+
+
+def user_id(value: Any) -> int:
+    """A user name or numeric id → uid."""
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError(f"invalid user id {value!r}")
+    return resolve_uid(value if isinstance(value, int) else to_str(value))
+
+
+def group_id(value: Any) -> int:
+    """A group name or numeric id → gid."""
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError(f"invalid group id {value!r}")
+    return resolve_gid(value if isinstance(value, int) else to_str(value))
+
+
+def existing_dir(value: Any) -> str | None:
+    """An existing directory, made absolute (against the current directory)."""
+    if value is None:
+        return None
+    path = Path(to_str(value)).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"can't chdir to {str(path)!r}: not a directory")
+    return str(path.resolve())
+
+
+def files_or_patterns(value: Any) -> list[str]:
+    """Files to watch: literal paths must exist; glob patterns pass through unexpanded."""
+    items = str_list(value)
+    for item in items:
+        if not any(c in item for c in "*?[") and not Path(item).exists():
+            raise ValueError(f"{item!r} does not exist")
+    return items
+
+
+def statsd_address(value: Any) -> str | None:
+    """`HOST:PORT`, `HOST` (port 8125) or `unix://PATH`."""
+    if value is None:
+        return None
+    text = to_str(value)
+    if text.startswith("unix://"):
+        if len(text) == len("unix://"):
+            raise ValueError("empty unix socket path")
+        return text
+    try:
+        check_address(text)
+    except ValueError:
+        raise ValueError("expected HOST:PORT or unix://PATH")
+    if text.startswith(("unix:", "fd://")):
+        raise ValueError("expected HOST:PORT or unix://PATH")
+    return text
+
+
+SYSLOG_FACILITIES = (
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "security",
+    "syslog", "user", "uucp", "local0", "local1", "local2", "local3", "local4", "local5",
+    "local6", "local7",
+)  # fmt: skip
+
+
+def proxy_protocol(value: Any) -> Literal["off", "v1", "v2", "auto"]:
+    """`off`, `v1`, `v2` or `auto`; booleans and gunicorn's true/false/1/0/none map onto them."""
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "auto"
+    text = to_str(value).lower()
+    mapped = {"false": "off", "0": "off", "none": "off", "true": "auto", "1": "auto"}.get(
+        text, text
+    )
+    if mapped == "off":
+        return "off"
+    if mapped == "v1":
+        return "v1"
+    if mapped == "v2":
+        return "v2"
+    if mapped == "auto":
+        return "auto"
+    raise ValueError("expected off, v1, v2 or auto")
+
+
+def ssl_version(value: Any) -> int:
+    """An `ssl.PROTOCOL_*` constant or its name (`TLS`, `TLSv1_2`, ...). Deprecated in
+    gunicorn and ignored there; kept so that configs still load (use ssl_context)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    text = to_str(value)
+    if text.isdigit():
+        return int(text)
+    import ssl  # here, not at the top: a server without TLS never loads libssl
+
+    constant = getattr(ssl, "PROTOCOL_" + text.removeprefix("PROTOCOL_"), None)
+    if not isinstance(constant, int):
+        raise ValueError("expected an ssl.PROTOCOL_* name such as TLS or TLS_SERVER")
+    return int(constant)
+
+
+def cert_reqs(value: Any) -> int:
+    """0/1/2 or CERT_NONE/CERT_OPTIONAL/CERT_REQUIRED."""
+    if isinstance(value, str) and value.strip().upper().startswith("CERT_"):
+        import ssl
+
+        constant = getattr(ssl, value.strip().upper(), None)
+        if constant is None:
+            raise ValueError("expected 0, 1, 2, CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED")
+        return int(constant)
+    try:
+        number: int = int_range(0, 2)(value)
+    except ValueError:
+        raise ValueError("expected 0, 1, 2, CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED")
+    return number
+
+
+def _import_callable(text: str) -> Any:
+    module, sep, attr = text.partition(":") if ":" in text else text.rpartition(".")
+    if not sep or not module or not attr:
+        raise ValueError(f"{text!r} is not an import path (module.function)")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module!r}: {exc}")
+    except AttributeError:
+        raise ValueError(f"module {module!r} has no attribute {attr!r}")
+
+
+def hook(name: str) -> Converter:
+    """Converter for server hook `name`: a callable (or `module.function` string) that can
+    be called with the hook's positional arguments. post_request may take 2, 3 or 4 (as in
+    gunicorn) and is adapted to 4."""
+    nargs = hooks.arity(name)
+    signature = hooks.signature_of(name)
+
+    def convert(value: Any) -> Any:
+        fn = _import_callable(value.strip()) if isinstance(value, str) else value
+        if not callable(fn):
+            raise TypeError(f"expected a function {signature}, not {type(fn).__name__}")
+        if hooks.accepts(fn, nargs):
+            return fn
+        if name == "post_request":
+            if hooks.accepts(fn, 3):
+                return lambda worker, req, environ, resp: fn(worker, req, environ)
+            if hooks.accepts(fn, 2):
+                return lambda worker, req, environ, resp: fn(worker, req)
+        raise TypeError(f"must accept {nargs} positional argument(s): {signature}")
+
+    return convert
+
+
+def platform_syslog_addr() -> str:
+    """The usual local syslog address for this platform (gunicorn's choice)."""
+    if sys.platform == "darwin":
+        return "unix:///var/run/syslog"
+    if sys.platform.startswith(("freebsd", "dragonfly")):
+        return "unix:///var/run/log"
+    if sys.platform.startswith("openbsd"):
+        return "unix:///dev/log"
+    return "udp://localhost:514"

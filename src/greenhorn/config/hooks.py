@@ -1,0 +1,198 @@
+"""Server hooks: their gunicorn names and signatures, the no-op defaults, and `call_hook`.
+
+Why a module of its own: gunicorn declares each hook as a settings class with a
+`staticmethod` default, which type checkers cannot follow (gunicorn #3201). Here a hook is a
+plain function. The default function *is* the declaration of the signature: the settings
+table reads each hook's arity from it (see `HOOK_DEFAULTS`), so a signature is written once.
+
+Rules:
+- A hook that raises must never take the server down unless the caller says so. `call_hook`
+  logs and swallows by default; `propagate=True` is for the places where a failure has to be
+  visible to the caller (a worker whose `post_fork` or `post_worker_init` raised must not
+  boot; the worker code decides the exit code).
+- This module imports nothing from `greenhorn.config`: `cfg` is only read with `getattr`,
+  which keeps the settings table free to import the defaults from here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # ssl (and libssl) is loaded only by a server that speaks TLS
+    import ssl
+
+# Typing aliases for the hook fields of `greenhorn.config.Config`. The server, worker,
+# request and response objects are the arbiter's and the worker's own types; hooks only
+# read documented attributes from them, so they are `Any` here.
+ServerHook = Callable[[Any], object]
+ServerWorkerHook = Callable[[Any, Any], object]
+WorkerHook = Callable[[Any], object]
+RequestHook = Callable[[Any, Any], object]
+PostRequestHook = Callable[[Any, Any, Any, Any], object]
+NWorkersChangedHook = Callable[[Any, int, int | None], object]
+# These return an ``ssl.SSLContext``; spelled ``Any`` so that resolving the Config's type
+# hints does not need ssl, which a server without TLS never loads.
+SSLContextFactory = Callable[[], Any]
+SSLContextHook = Callable[[Any, SSLContextFactory], Any]
+
+
+class HookLogger(Protocol):
+    """The part of a logger `call_hook` needs (greenhorn.observe.logger.Logger satisfies it)."""
+
+    def exception(self, msg: str, *args: object, **kw: object) -> None:
+        """Log `msg` at error level with the current exception's traceback."""
+
+
+# --- the defaults: one function per hook, gunicorn's parameter names -------------------
+
+
+def on_starting(server: Any) -> None:
+    """Default `on_starting`: do nothing."""
+
+
+def on_reload(server: Any) -> None:
+    """Default `on_reload`: do nothing."""
+
+
+def when_ready(server: Any) -> None:
+    """Default `when_ready`: do nothing."""
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Default `pre_fork`: do nothing."""
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Default `post_fork`: do nothing."""
+
+
+def post_worker_init(worker: Any) -> None:
+    """Default `post_worker_init`: do nothing."""
+
+
+def worker_int(worker: Any) -> None:
+    """Default `worker_int`: do nothing."""
+
+
+def worker_abort(worker: Any) -> None:
+    """Default `worker_abort`: do nothing."""
+
+
+def pre_exec(server: Any) -> None:
+    """Default `pre_exec`: do nothing."""
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Default `pre_request`: do nothing (gunicorn logs at debug level; the access log
+    already records every request, and the hot path is cheaper without it)."""
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Default `post_request`: do nothing."""
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Default `child_exit`: do nothing."""
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Default `worker_exit`: do nothing."""
+
+
+def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
+    """Default `nworkers_changed`: do nothing."""
+
+
+def on_exit(server: Any) -> None:
+    """Default `on_exit`: do nothing."""
+
+
+def ssl_context(config: Any, default_ssl_context_factory: SSLContextFactory) -> ssl.SSLContext:
+    """Default `ssl_context`: the context built from the TLS settings, unchanged."""
+    return default_ssl_context_factory()
+
+
+HOOK_DEFAULTS: dict[str, Callable[..., object]] = {
+    f.__name__: f
+    for f in (
+        on_starting,
+        on_reload,
+        when_ready,
+        pre_fork,
+        post_fork,
+        post_worker_init,
+        worker_int,
+        worker_abort,
+        pre_exec,
+        pre_request,
+        post_request,
+        child_exit,
+        worker_exit,
+        nworkers_changed,
+        on_exit,
+        ssl_context,
+    )
+}
+HOOK_NAMES: tuple[str, ...] = tuple(HOOK_DEFAULTS)
+
+
+def signature_of(name: str) -> str:
+    """`"pre_fork(server, worker)"`: the call signature of hook `name`, for help and docs."""
+    params = inspect.signature(HOOK_DEFAULTS[name]).parameters
+    return f"{name}({', '.join(params)})"
+
+
+def arity(name: str) -> int:
+    """The number of positional arguments hook `name` is called with."""
+    return len(inspect.signature(HOOK_DEFAULTS[name]).parameters)
+
+
+def accepts(fn: Callable[..., object], nargs: int) -> bool:
+    """True when `fn` can be called with `nargs` positional arguments (defaults and *args
+    count; a required keyword-only parameter does not)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: trust them
+        return True
+    try:
+        sig.bind(*([None] * nargs))
+    except TypeError:
+        return False
+    return True
+
+
+def is_default(cfg: Any, name: str) -> bool:
+    """True when hook `name` is still the built-in no-op (hot paths may skip the call)."""
+    return getattr(cfg, name) is HOOK_DEFAULTS[name]
+
+
+def call_hook(
+    cfg: Any,
+    name: str,
+    *args: object,
+    log: HookLogger | None = None,
+    propagate: bool = False,
+) -> object:
+    """Call hook `name` from `cfg` with `args` and return its result.
+
+    An exception raised by the hook is logged (with traceback) on `log`, or written to stderr
+    when there is no logger, and `None` is returned. With `propagate=True` the exception is
+    re-raised instead, unlogged, so the caller decides (post_fork / post_worker_init).
+    `SystemExit` and `KeyboardInterrupt` always pass through.
+    """
+    hook = getattr(cfg, name)
+    try:
+        return hook(*args)
+    except Exception:
+        if propagate:
+            raise
+        if log is not None:
+            log.exception("Exception in %s hook", name)
+        else:
+            sys.stderr.write(f"greenhorn: exception in {name} hook\n{traceback.format_exc()}")
+            sys.stderr.flush()
+        return None

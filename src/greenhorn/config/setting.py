@@ -1,0 +1,67 @@
+"""One row of the settings table (`Setting`) and the error every bad value becomes.
+
+Why a module of its own: the section modules under `settings/` are data, one `Setting` per
+setting; this is the shape of that data. Converters (what a row's `convert` points at) are
+in `converters.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+from greenhorn.config import hooks
+
+__all__ = ["Action", "ConfigError", "Converter", "Setting"]
+
+Converter = Callable[[Any], Any]
+Action = Literal["store", "store_true", "store_const", "append"]
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; `str()` is one line naming the setting."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the settings table: everything the CLI, config file, env args,
+    --print-config and the docs page need to know about one setting."""
+
+    name: str  # gunicorn's name: config-file key and Config field
+    section: str  # groups `-h` and the docs page
+    convert: Converter
+    default: Any
+    help: str  # one paragraph; its first sentence is the `-h` line
+    flags: tuple[str, ...] = ()  # command-line flags; () = config file only
+    metavar: str | None = None
+    action: Action = "store"
+    nargs: str | None = None
+    const: Any = None
+    reloadable: bool = True  # may change on SIGHUP without a restart
+    default_factory: Callable[[], Any] | None = None  # computed when Config() is built
+    default_doc: str | None = None  # how the docs show a computed default
+
+    def make_default(self) -> Any:
+        """A fresh default value (mutable defaults are copied, factories called)."""
+        if self.default_factory is not None:
+            return self.default_factory()
+        return copy.deepcopy(self.default)
+
+    def field(self) -> Any:
+        """The `dataclasses.field` for this setting's `Config` attribute."""
+        if self.default_factory is not None or isinstance(self.default, list | dict):
+            return dataclasses.field(default_factory=self.make_default)
+        return dataclasses.field(default=self.default)
+
+    @property
+    def short(self) -> str:
+        """The help paragraph's first sentence."""
+        head, dot, _ = self.help.partition(". ")
+        return head + "." if dot else self.help
+
+    @property
+    def is_hook(self) -> bool:
+        """True for server hooks (callables set in a config file)."""
+        return self.name in hooks.HOOK_DEFAULTS

@@ -1,0 +1,49 @@
+"""The "Security" settings: limits on what a client may send.
+
+One row per setting, in the order of the docs page; ``greenhorn.config.settings`` joins the
+sections into the table. See ``greenhorn.config.setting.Setting`` for what a row says.
+"""
+
+from __future__ import annotations
+
+from greenhorn.config import converters as c
+from greenhorn.config.setting import Setting
+
+SECTION = "Security"
+
+# One argument group per line, to read as a table (ruff format would split every argument).
+# fmt: off
+ROWS: tuple[Setting, ...] = (
+    Setting(
+        "limit_request_line", SECTION, c.int_range(0, 8190), 4094,
+        "The longest request line (method, target and version) accepted, in bytes, from 0 "
+        "(no limit other than the maximum) to 8190. Longer lines get 414.",
+        flags=("--limit-request-line",), metavar="INT",
+    ),
+    Setting(
+        "limit_request_fields", SECTION, c.int_range(0, 32768), 100,
+        "The most header fields accepted in one request, up to 32768 (0 means 32768). More "
+        "get 431.",
+        flags=("--limit-request-fields",), metavar="INT",
+    ),
+    Setting(
+        "limit_request_field_size", SECTION, c.int_range(0), 8190,
+        "The largest header field accepted, name and value, in bytes. 0 removes the limit, "
+        "which makes memory exhaustion easy for clients.",
+        flags=("--limit-request-field_size", "--limit-request-field-size"), metavar="INT",
+    ),
+    Setting(
+        "header_timeout", SECTION, c.float_min(0), 5.0,
+        "Seconds a client gets to send a complete request head; after that it gets 408 and "
+        "the connection is closed. Protects sync workers from slow clients. 0 disables. "
+        "(greenhorn only)",
+        flags=("--header-timeout",), metavar="SECONDS",
+    ),
+    Setting(
+        "body_min_rate", SECTION, c.int_range(0), 1024,
+        "The slowest request body upload tolerated, in bytes per second, averaged while the "
+        "body is read; slower clients are disconnected. 0 disables. (greenhorn only)",
+        flags=("--body-min-rate",), metavar="BYTES",
+    ),
+)
+# fmt: on

@@ -1,0 +1,177 @@
+"""The "Server Mechanics" settings: the process itself, users, proxies and the parser's leniency.
+
+One row per setting, in the order of the docs page; ``greenhorn.config.settings`` joins the
+sections into the table. See ``greenhorn.config.setting.Setting`` for what a row says.
+"""
+
+from __future__ import annotations
+
+import os
+
+from greenhorn.config import converters as c
+from greenhorn.config.setting import Setting
+
+SECTION = "Server Mechanics"
+
+# One argument group per line, to read as a table (ruff format would split every argument).
+# fmt: off
+ROWS: tuple[Setting, ...] = (
+    Setting(
+        "preload_app", SECTION, c.to_bool, False,
+        "Import the application in the master before forking workers. Saves memory and "
+        "boot time; code changes then need a full restart instead of a HUP.",
+        flags=("--preload",), action="store_true", reloadable=False,
+    ),
+    Setting(
+        "sendfile", SECTION, c.to_bool, True,
+        "Use sendfile() for wsgi.file_wrapper responses. --no-sendfile turns it off; "
+        "without the option, the SENDFILE environment variable (y/yes/1/true) decides.",
+        flags=("--no-sendfile",), action="store_const", const=False,
+        default_doc="`True`, or `$SENDFILE` when set",
+    ),
+    Setting(
+        "reuse_port", SECTION, c.to_bool, False,
+        "Set SO_REUSEPORT on the listening sockets.",
+        flags=("--reuse-port",), action="store_true",
+    ),
+    Setting(
+        "chdir", SECTION, c.existing_dir, None,
+        "Change to this directory before loading the application. Unset means the "
+        "directory greenhorn was started in.",
+        flags=("--chdir",), metavar="DIR", reloadable=False,
+        default_doc="the current directory",
+    ),
+    Setting(
+        "daemon", SECTION, c.to_bool, False,
+        "Detach from the terminal and run in the background. Not for systemd Type=notify "
+        "or containers.",
+        flags=("-D", "--daemon"), action="store_true", reloadable=False,
+    ),
+    Setting(
+        "raw_env", SECTION, c.env_list, [],
+        "Set an environment variable for the server and the application, as `KEY=VALUE`. "
+        "Repeat the option for several; in a config file use a list of strings.",
+        flags=("-e", "--env"), metavar="ENV", action="append",
+    ),
+    Setting(
+        "pidfile", SECTION, c.to_opt_str, None,
+        "Write the master's process id to this file. Unset writes no file.",
+        flags=("-p", "--pid"), metavar="FILE",
+    ),
+    Setting(
+        "worker_tmp_dir", SECTION, c.to_opt_str, None,
+        "The directory for worker heartbeat files. Unset uses /dev/shm when it is writable, "
+        "else the system temporary directory; a disk-backed directory can stall workers.",
+        flags=("--worker-tmp-dir",), metavar="DIR",
+    ),
+    Setting(
+        "user", SECTION, c.user_id, None,
+        "Run workers as this user, given as a name or a numeric id. Defaults to the user "
+        "greenhorn was started as, which changes nothing.",
+        flags=("-u", "--user"), metavar="USER", reloadable=False,
+        default_factory=os.geteuid, default_doc="`os.geteuid()`",
+    ),
+    Setting(
+        "group", SECTION, c.group_id, None,
+        "Run workers as this group, given as a name or a numeric id. Defaults to the group "
+        "greenhorn was started as, which changes nothing.",
+        flags=("-g", "--group"), metavar="GROUP", reloadable=False,
+        default_factory=os.getegid, default_doc="`os.getegid()`",
+    ),
+    Setting(
+        "umask", SECTION, c.to_octal, 0,
+        "The umask for files the server creates, unix sockets included. Accepts an integer "
+        "or a string such as `0o22`, `022` (octal) or `0x12`.",
+        flags=("-m", "--umask"), metavar="INT", reloadable=False,
+    ),
+    Setting(
+        "initgroups", SECTION, c.to_bool, False,
+        "When switching user, also set the supplementary groups of that user.",
+        flags=("--initgroups",), action="store_true", reloadable=False,
+    ),
+    Setting(
+        "tmp_upload_dir", SECTION, c.to_opt_str, None,
+        "The directory for spooling large request bodies. Unset uses the system temporary "
+        "directory.",
+        metavar="DIR",
+    ),
+    Setting(
+        "secure_scheme_headers", SECTION, c.header_dict,
+        {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
+        "Headers (name: exact value) by which a trusted front-end proxy says the client used "
+        "HTTPS; a match sets wsgi.url_scheme to https. Only honoured from "
+        "forwarded_allow_ips, and headers that disagree make the request fail. Make sure the "
+        "proxy strips these headers from client requests.",
+    ),
+    Setting(
+        "forwarded_allow_ips", SECTION, c.addr_list, ["127.0.0.1", "::1"],
+        "Comma-separated addresses or networks of front-end proxies trusted to set "
+        "secure_scheme_headers and forwarder_headers; `*` trusts everyone. Unix socket peers "
+        "are always trusted. Defaults to the FORWARDED_ALLOW_IPS environment variable when "
+        "set.",
+        flags=("--forwarded-allow-ips",), metavar="STRING",
+        default_doc="`['127.0.0.1', '::1']`, or `$FORWARDED_ALLOW_IPS` when set",
+    ),
+    Setting(
+        "pythonpath", SECTION, c.comma_list, [],
+        "Comma-separated directories to put in front of the Python path before the "
+        "application is imported; relative ones are taken from chdir.",
+        flags=("--pythonpath",), metavar="STRING", reloadable=False,
+    ),
+    Setting(
+        "proxy_protocol", SECTION, c.proxy_protocol, "off",
+        "Read a PROXY protocol header (as sent by HAProxy or stunnel) before each connection's "
+        "request: `v1`, `v2`, `auto` (either) or `off`. The option alone means `auto`.",
+        flags=("--proxy-protocol",), metavar="MODE", nargs="?", const="auto",
+    ),
+    Setting(
+        "proxy_allow_ips", SECTION, c.addr_list, ["127.0.0.1", "::1"],
+        "Comma-separated addresses or networks allowed to send PROXY protocol headers; `*` "
+        "allows everyone.",
+        flags=("--proxy-allow-from",), metavar="STRING",
+    ),
+    Setting(
+        "permit_obsolete_folding", SECTION, c.to_bool, False,
+        "Accept header values continued on the next line (obsolete line folding) instead of "
+        "refusing them with 400.",
+        flags=("--permit-obsolete-folding",), action="store_true",
+    ),
+    Setting(
+        "strip_header_spaces", SECTION, c.to_bool, False,
+        "Accept and strip whitespace between a header name and its colon. This is a known "
+        "request-smuggling vector; kept only so old gunicorn configs load.",
+        flags=("--strip-header-spaces",), action="store_true",
+    ),
+    Setting(
+        "permit_unconventional_http_method", SECTION, c.to_bool, False,
+        "Accept request methods outside convention (lower case, under 3 or over 20 "
+        "characters, containing #) instead of refusing them.",
+        flags=("--permit-unconventional-http-method",), action="store_true",
+    ),
+    Setting(
+        "permit_unconventional_http_version", SECTION, c.to_bool, False,
+        "Accept HTTP/1.x versions other than 1.0 and 1.1 instead of refusing them.",
+        flags=("--permit-unconventional-http-version",), action="store_true",
+    ),
+    Setting(
+        "casefold_http_method", SECTION, c.to_bool, False,
+        "Upper-case request methods before passing them on, as very old gunicorn did.",
+        flags=("--casefold-http-method",), action="store_true",
+    ),
+    Setting(
+        "forwarder_headers", SECTION, c.upper_comma_list, ["SCRIPT_NAME", "PATH_INFO"],
+        "Comma-separated header names that a trusted proxy (forwarded_allow_ips) may use to "
+        "set the WSGI environ variable of the same name, such as SCRIPT_NAME, PATH_INFO or "
+        "REMOTE_USER. A SCRIPT_NAME also takes its prefix off PATH_INFO. From any other "
+        "peer these headers get header_map's treatment.",
+        flags=("--forwarder-headers",), metavar="STRING",
+    ),
+    Setting(
+        "header_map", SECTION, c.choice("drop", "refuse", "dangerous"), "drop",
+        "How to treat header names that cannot be mapped to the environ unambiguously, such "
+        "as names with underscores. `drop` ignores them, `refuse` answers 400, `dangerous` "
+        "maps them anyway as old gunicorn did.",
+        flags=("--header-map",), metavar="STRING",
+    ),
+)
+# fmt: on

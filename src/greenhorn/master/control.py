@@ -1,0 +1,246 @@
+"""The master's control socket: the server side of ``greenhorn ctl``.
+
+Why: signals can add or remove a worker, but they cannot answer "what is each worker doing
+right now?". The master already knows (the per-worker scoreboards in ``ipc/scoreboard.py``),
+so it answers on a UNIX control socket. ``ControlServer(path, mode)`` is a non-blocking
+``StreamEndpoint`` (``endpoints.py``) driven by the master's ``select`` loop: ``fds()``,
+``handle(fd, dispatch)``, ``expire(now)``, ``close()`` (also removes the socket file, if it
+is still ours), ``close_in_child()`` (after fork: close fds, touch no file).
+
+Protocol: one connection, one request, one reply, each a single line of strict JSON::
+
+    → {"command": "add", "args": ["2"]}
+    ← {"ok": true, "data": {...}}            or   {"ok": false, "error": "one line"}
+
+``dispatch(command, args) -> dict`` is ``Arbiter.control``; a ValueError it raises is the
+user's mistake and its message is sent back; anything else is reported as an internal error
+(the master keeps running).
+
+Where the socket lives when none is configured (``default_socket_path``) is decided here
+too; the client, ``greenhorn.ctl``, looks in the same places.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import socket
+import stat
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from greenhorn.ipc.scoreboard import system_tmp_dir
+from greenhorn.master.endpoints import StreamEndpoint
+from greenhorn.master.listeners import BindError
+
+__all__ = ["ControlServer", "answer", "candidate_paths", "default_socket_path"]
+
+MAX_LINE = 8192  # bytes of one request line
+SOCKET_NAME = re.compile(r"greenhorn-(\d+)\.ctl")
+Dispatch = Callable[[str, list[str]], Mapping[str, Any]]
+
+
+# -- where the socket lives -------------------------------------------------------------------
+
+
+def runtime_dir() -> str | None:
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    usable = os.path.isabs(runtime) and os.path.isdir(runtime)
+    return runtime if usable and os.access(runtime, os.W_OK | os.X_OK) else None
+
+
+def tmp_dir(uid: int) -> str:
+    return os.path.join(system_tmp_dir(), f"greenhorn-{uid}")
+
+
+def _private_dir(path: str) -> None:
+    """Create ``path`` mode 0700, or check that the existing one is ours and private."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise PermissionError(f"{path} is not a directory owned by uid {os.geteuid()}")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def default_socket_path(pid: int, *, create: bool = True) -> str:
+    """Where the master with ``pid`` puts its control socket when none is configured:
+    ``$XDG_RUNTIME_DIR/greenhorn-<pid>.ctl`` when that directory is set and writable, else
+    ``<tempdir>/greenhorn-<uid>/greenhorn-<pid>.ctl`` (the directory is created 0700 unless
+    ``create`` is False; PermissionError if it exists and is not ours)."""
+    runtime = runtime_dir()
+    if runtime is not None:
+        return os.path.join(runtime, f"greenhorn-{pid}.ctl")
+    directory = tmp_dir(os.geteuid())
+    if create:
+        _private_dir(directory)
+    return os.path.join(directory, f"greenhorn-{pid}.ctl")
+
+
+def _owner_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def candidate_paths(pid: int) -> list[str]:
+    """Every default place the socket of master ``pid`` may be, most likely first."""
+    name = f"greenhorn-{pid}.ctl"
+    paths = [default_socket_path(pid, create=False)]
+    uids = [u for u in (_owner_of(pid), os.geteuid()) if u is not None]
+    for uid in uids:
+        paths.append(os.path.join(tmp_dir(uid), name))
+        paths.append(os.path.join(f"/run/user/{uid}", name))
+    return list(dict.fromkeys(paths))
+
+
+def listening(path: str) -> bool:
+    """True if something accepts connections on the UNIX socket ``path`` (not a stale file)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        return isinstance(exc, PermissionError | TimeoutError)
+    finally:
+        probe.close()
+    return True
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """Make ``value`` strict JSON: non-finite floats become "+Inf"/"-Inf"/"NaN"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def json_line(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
+
+
+def _error_line(message: str) -> bytes:
+    return json_line({"ok": False, "error": " ".join(message.split())})
+
+
+def answer(data: bytes, eof: bool, dispatch: Dispatch) -> bytes | None:
+    """The reply to one request line (None: the line is not complete yet)."""
+    line, newline, _ = data.partition(b"\n")
+    if not newline and not (eof and line.strip()):
+        return None
+    try:
+        req = json.loads(line)
+    except ValueError:
+        return _error_line("malformed request: expected one JSON object per line")
+    if not isinstance(req, dict) or not isinstance(req.get("command"), str):
+        return _error_line('malformed request: expected {"command": "...", "args": [...]}')
+    args = req.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str | int) for a in args):
+        return _error_line("malformed request: args must be a list of strings")
+    try:
+        result = dispatch(req["command"], [str(a) for a in args])
+    except ValueError as exc:
+        return _error_line(str(exc) or "invalid command")
+    except Exception as exc:  # the master must survive a bug in a command
+        return _error_line(f"internal error: {type(exc).__name__}: {exc}")
+    try:
+        return json_line({"ok": True, "data": _jsonable(result)})
+    except (TypeError, ValueError) as exc:
+        return _error_line(f"internal error: cannot encode the reply: {exc}")
+
+
+def _clear_stale(path: str, takeover: bool) -> None:
+    """Remove a socket file nobody listens on; refuse to touch anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise BindError(f"Control socket {path} exists and is not a socket; not removing it")
+    if not takeover and listening(path):
+        raise BindError(f"Control socket {path} is in use by another running master")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+class ControlServer:
+    """The master's control socket at ``path`` (file mode ``mode``).
+
+    Raises ``greenhorn.master.listeners.BindError`` (one line) when the path holds something that is
+    not a socket, when another live master answers on it (unless ``takeover``: then the new
+    master takes the name, e.g. after USR2), or when it cannot be bound.
+    """
+
+    def __init__(self, path: str, mode: int = 0o600, *, takeover: bool = False) -> None:
+        self.path = os.path.abspath(path)
+        _clear_stale(self.path, takeover)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bound = False
+        try:
+            old_umask = os.umask(0o777 & ~mode)  # no window in which the file is more open
+            try:
+                sock.bind(self.path)
+                bound = True
+            finally:
+                os.umask(old_umask)
+            os.chmod(self.path, mode)
+            st = os.lstat(self.path)
+            sock.listen(16)
+            sock.setblocking(False)
+            sock.set_inheritable(False)
+        except OSError as exc:
+            sock.close()
+            if bound:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            raise BindError(
+                f"Cannot open control socket {self.path}: {exc.strerror or exc}", exc.errno
+            )
+        self._identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        self.name = f"unix:{self.path}"
+        self.endpoint = StreamEndpoint(
+            sock, max_request=MAX_LINE, overflow_reply=_error_line("request too large")
+        )
+
+    def fds(self) -> list[int]:
+        """Select these for reading: the listener and clients still sending."""
+        return self.endpoint.fds()
+
+    def wfds(self) -> list[int]:
+        """Optional: select these for writing (replies larger than the socket buffer)."""
+        return self.endpoint.wfds()
+
+    def handle(self, fd: int, dispatch: Dispatch) -> None:
+        """Accept, read or write on ``fd``; ``dispatch`` is ``Arbiter.control``."""
+        self.endpoint.handle(fd, lambda data, eof: answer(data, eof, dispatch))
+
+    def expire(self, now: float) -> None:
+        """Drop clients older than two seconds (``now`` from ``time.monotonic()``)."""
+        self.endpoint.expire(now)
+
+    def close(self) -> None:
+        """Close everything and remove the socket file if it is still the one we bound."""
+        self.endpoint.close()
+        identity, self._identity = self._identity, None
+        if identity is None:
+            return
+        with contextlib.suppress(OSError):
+            st = os.lstat(self.path)
+            if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == identity:
+                os.unlink(self.path)
+
+    def close_in_child(self) -> None:
+        """In a freshly forked worker: close our fds, leave the socket file alone."""
+        self._identity = None
+        self.endpoint.close()

@@ -1,0 +1,239 @@
+"""PEP 3333: the environ, ``wsgi.errors`` and ``wsgi.file_wrapper``.
+
+Why a module of its own: the WSGI contract is independent of how bytes arrive. Every worker
+type builds its environ here, from a parsed ``Request`` and the connection's addresses;
+``wsgi.input`` is ``input.Body``, which pulls from whatever reader the worker supplies.
+
+Speed notes: the per-worker base dict holds the keys that never change plus placeholders
+for the per-request ones, so one copy gives a table that needs no resizing; header names
+map to ``HTTP_*`` keys through a bounded cache, and Host values to SERVER_NAME/SERVER_PORT
+through another. Building an environ is one dict copy, a dozen stores and one loop over
+the headers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+from urllib.parse import unquote_to_bytes
+
+from greenhorn import SERVER_SOFTWARE
+from greenhorn.http import errors
+from greenhorn.http.parser import Request
+from greenhorn.wsgi.input import Body
+from greenhorn.wsgi.trust import ProxyTrust
+
+__all__ = [
+    "ConflictingSchemeHeaders",
+    "ErrorsStream",
+    "FileWrapper",
+    "base_environ",
+    "build_environ",
+    "settle_forwarded",
+]
+
+_KEY_CACHE: dict[str, str] = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": "CONTENT_LENGTH"}
+_KEY_CACHE_MAX = 2048
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: the worker sends it with ``os.sendfile`` when it can."""
+
+    __slots__ = ("blksize", "filelike")
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            data = read(self.blksize)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+class ErrorsStream:
+    """``wsgi.errors``: writes go to whatever stream the error log uses *now*, so they keep
+    landing in the right file after USR1 reopened it."""
+
+    __slots__ = ("_current",)
+
+    def __init__(self, current: Callable[[], IO[str]]) -> None:
+        self._current = current
+
+    def write(self, text: str) -> int:
+        return self._current().write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        self._current().writelines(lines)
+
+    def flush(self) -> None:
+        self._current().flush()
+
+
+# Keys every request sets: they are in the base dict (as None) so that copying it gives a
+# table already big enough, and the per-request stores only overwrite.
+PER_REQUEST_KEYS = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "RAW_URI",
+    "REQUEST_URI",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "wsgi.url_scheme",
+    "wsgi.input",
+    "greenhorn.socket",
+    "gunicorn.socket",
+)
+
+
+def base_environ(
+    *, multithread: bool, errors: Any = None, script_name: str | None = None
+) -> dict[str, Any]:
+    """The keys that are the same for every request a worker serves, plus a None
+    placeholder for each of ``PER_REQUEST_KEYS`` (``build_environ`` sets them all)."""
+    base = {
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.errors": errors if errors is not None else sys.stderr,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.input_terminated": True,
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "SCRIPT_NAME": script_name if script_name is not None else "",
+    }
+    base.update(dict.fromkeys(PER_REQUEST_KEYS))
+    return base
+
+
+def build_environ(
+    base: dict[str, Any],
+    req: Request,
+    conn: Any,
+    body: Body,
+    trust: ProxyTrust | None = None,
+) -> dict[str, Any]:
+    """The PEP 3333 environ for one request. All values are native ``str`` (latin-1).
+
+    ``conn`` is the worker's connection (``workers.connection.Connection``): ``sock``,
+    ``remote_addr``, ``remote_port``, ``peer``, ``scheme``, ``server_name``, ``server_port``
+    and ``proxy`` are read.
+    """
+    path = req.path
+    if "%" in path:
+        path = unquote_to_bytes(path).decode("latin-1")
+    script_name = base["SCRIPT_NAME"]
+    forwarded = req.forwarded  # from a trusted proxy (the worker checked): SCRIPT_NAME...
+    if forwarded is not None:
+        script_name = dict(forwarded).get("SCRIPT_NAME", script_name)
+    if script_name and (path == script_name or path.startswith(script_name + "/")):
+        path = path[len(script_name) :]  # only at a path-segment boundary
+    uri = req.uri
+    sock = conn.sock
+    scheme = conn.scheme
+    env = base.copy()  # already sized for a full environ: the stores below only overwrite
+    env["REQUEST_METHOD"] = req.method
+    env["PATH_INFO"] = path
+    env["QUERY_STRING"] = req.query
+    env["RAW_URI"] = env["REQUEST_URI"] = uri
+    env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == (1, 1) else "HTTP/1.0"
+    env["REMOTE_ADDR"] = conn.remote_addr
+    env["REMOTE_PORT"] = conn.remote_port
+    env["wsgi.url_scheme"] = scheme
+    env["wsgi.input"] = body
+    env["greenhorn.socket"] = env["gunicorn.socket"] = sock
+    cache = _KEY_CACHE
+    for name, value in req.headers:
+        key = cache.get(name)
+        if key is None:
+            key = _environ_key(name)
+        if key in env:
+            env[key] += "," + value  # RFC 9110 §5.3: combine repeated fields
+        else:
+            env[key] = value
+    host = req.host
+    if host:
+        server = _HOST_CACHE.get(host)
+        if server is None:
+            server = _split_host(host)
+        env["SERVER_NAME"] = server[0]
+        env["SERVER_PORT"] = server[1] or ("443" if scheme == "https" else "80")
+    else:
+        env["SERVER_NAME"] = conn.server_name
+        env["SERVER_PORT"] = conn.server_port
+    if conn.proxy is not None:
+        env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
+    if forwarded is not None:
+        env.update(forwarded)  # SCRIPT_NAME, PATH_INFO, REMOTE_USER... as the proxy says
+    if trust is not None and not env.keys().isdisjoint(trust.keys):
+        _apply_scheme_headers(env, req, conn, trust)
+    return env
+
+
+_HOST_CACHE: dict[str, tuple[str, str]] = {}
+_HOST_CACHE_MAX = 256
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    """Host header → (SERVER_NAME, SERVER_PORT or "" for the scheme's default), cached."""
+    name, sep, port = host.rpartition(":")
+    if sep and not host.endswith("]") and (port.isdigit() or not port):
+        server = (name, port)
+    else:
+        server = (host, "")
+    if len(_HOST_CACHE) >= _HOST_CACHE_MAX:
+        _HOST_CACHE.clear()
+    _HOST_CACHE[host] = server
+    return server
+
+
+def _environ_key(name: str) -> str:
+    """UPPER-CASE header name → its ``HTTP_*`` environ key (cached, bounded)."""
+    key = "HTTP_" + name.replace("-", "_")
+    if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+        _KEY_CACHE[name] = key
+    return key
+
+
+def _apply_scheme_headers(env: dict[str, Any], req: Request, conn: Any, trust: ProxyTrust) -> None:
+    """A secure-scheme header is present: from a trusted peer it sets ``wsgi.url_scheme``
+    (every occurrence must agree, else ``ConflictingSchemeHeaders``)."""
+    if not trust.trusts(conn.peer):
+        return
+    wanted = trust.headers
+    hits = {value.lower() == wanted[name] for name, value in req.headers if name in wanted}
+    if not hits:
+        return
+    if len(hits) > 1:
+        raise ConflictingSchemeHeaders()
+    env["wsgi.url_scheme"] = "https" if hits.pop() else "http"
+
+
+def settle_forwarded(req: Request, trusted: bool, header_map: str) -> None:
+    """The parser set ``forwarder_headers`` apart (``req.forwarded``): from a trusted peer
+    they stay for ``build_environ`` to apply; from anyone else they get ``header_map``'s
+    treatment: dropped, refused (``InvalidHeaderName``) or kept as ``HTTP_*`` headers."""
+    if trusted or not req.forwarded:
+        return
+    forwarded, req.forwarded = req.forwarded, None
+    if header_map == "refuse":
+        raise errors.InvalidHeaderName(f"underscore in header name {forwarded[0][0]}")
+    if header_map == "dangerous":
+        req.headers.extend(forwarded)
+
+
+class ConflictingSchemeHeaders(Exception):
+    """Two trusted scheme headers disagree (gunicorn answers 400)."""
