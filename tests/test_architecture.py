@@ -58,11 +58,7 @@ NEVERS: dict[str, tuple[str, ...]] = {
 # At most six modules sit flat in src/greenhorn; everything else lives in a room.
 FLAT_MODULES = frozenset(("__init__.py", "__main__.py", "cli.py", "ctl.py"))
 # frozenset of the modules in a cycle -> why it is tolerated for now
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset(("greenhorn.http.body", "greenhorn.http.parser")): (
-        "http/ internals belong to the http helper, who removes this TYPE_CHECKING cycle"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def modules(root: Path = PACKAGE) -> list[Path]:

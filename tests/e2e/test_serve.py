@@ -176,7 +176,7 @@ def test_file_wrapper_uses_sendfile(greenhorn, tmp_path):
             400,
         ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
-        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
         (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX: \x00\r\n\r\n", 400),
     ],

@@ -151,7 +151,8 @@ def test_config_defaults_are_gunicorns():
     cfg = Config()
     assert cfg.bind == ["127.0.0.1:8000"] and cfg.workers == 1 and cfg.worker_class == "sync"
     assert (cfg.timeout, cfg.graceful_timeout, cfg.keepalive, cfg.backlog) == (30, 30, 2, 2048)
-    assert (cfg.limit_request_line, cfg.limit_request_fields) == (4094, 100)
+    # except limit_request_line: 8190 (gunicorn 4094), as RFC 9112 §3 recommends (issue 20)
+    assert (cfg.limit_request_line, cfg.limit_request_fields) == (8190, 100)
     assert cfg.limit_request_field_size == 8190
     assert cfg.access_log_format == '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
     assert cfg.errorlog == "-" and cfg.accesslog is None and cfg.loglevel == "info"

@@ -21,13 +21,10 @@ Chunked grammar enforced (RFC 9112 §7.1), with no leniency:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from greenhorn.http import errors
 from greenhorn.http.fields import FIELD_BLOCK_RE, TCHAR, diagnose_line, split_field
-
-if TYPE_CHECKING:
-    from greenhorn.http.parser import Limits
+from greenhorn.http.limits import Limits
 
 MAX_CHUNK_LINE = 4096
 _QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*+"'
@@ -156,7 +153,7 @@ class ChunkedReader:
                     self.state = _TRAILERS
             elif state == _DATA_END:
                 if len(buf) < 2:
-                    if buf[:1] not in (b"", b"\r"):
+                    if buf and buf[0] != 13:  # one byte, and not the CR of a CRLF
                         raise errors.InvalidChunk("chunk data not followed by CRLF")
                     return self._need(eof)
                 if buf[0] != 13 or buf[1] != 10:

@@ -37,7 +37,15 @@ class InvalidMethod(HTTPError):
 
 
 class InvalidTarget(HTTPError):
-    """The request target has bad bytes or a form the method does not allow."""
+    """The request target has bytes outside the URI grammar (raw non-ASCII, ``#``, ``\\``),
+    userinfo, or a form the method does not allow."""
+
+
+class UnsupportedMethod(HTTPError):
+    """CONNECT: a WSGI server has no tunnel to open, so it refuses before the application."""
+
+    code = 501
+    reason = "Not Implemented"
 
 
 class InvalidVersion(HTTPError):
@@ -86,6 +94,17 @@ class HeaderFieldTooLarge(HTTPError):
 
 class MissingHost(HTTPError):
     """An HTTP/1.1 request without a Host header."""
+
+
+class HostMismatch(HTTPError):
+    """An absolute-form target whose authority is not the Host header's (RFC 9112 §3.2.2)."""
+
+
+class ExpectationFailed(HTTPError):
+    """An ``Expect`` member other than ``100-continue`` (RFC 9110 §10.1.1)."""
+
+    code = 417
+    reason = "Expectation Failed"
 
 
 class DuplicateHeader(HTTPError):

@@ -58,16 +58,19 @@ def split_field_line(line: str) -> tuple[str, str]:
     return pair
 
 
+Pairs = list[tuple[str, str]]
+
+
 def split_fields(
     lines: list[str], header_map: str, forwarders: frozenset[str] = frozenset()
-) -> tuple[list, list, list]:
+) -> tuple[Pairs, Pairs, Pairs]:
     """Split every validated line (the cache did not know them all): (headers, special
     headers, forwarder headers). A name containing "_" that ``forwarders`` lists (or all,
     with ``*``) is set apart for the worker to apply if the peer is trusted; other such
     names are dropped, refused or kept as ``header_map`` says."""
-    pairs = []
-    specials = []
-    forwarded = []
+    pairs: Pairs = []
+    specials: Pairs = []
+    forwarded: Pairs = []
     for line in lines:
         pair = FIELD_PAIRS.get(line)
         if pair is None:

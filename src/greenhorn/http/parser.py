@@ -31,7 +31,6 @@ Theory of operation:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from greenhorn.http import errors
 from greenhorn.http.body import END, ChunkedReader, ContentLengthReader, Data, EndOfMessage
@@ -50,6 +49,8 @@ from greenhorn.http.fields import (
     split_fields,
     unfold,
 )
+from greenhorn.http.limits import Limits
+from greenhorn.http.target import HOST_RE, TARGET, TARGET_RE, check_authority, split_other_form
 
 __all__ = [
     "EOF",
@@ -60,11 +61,6 @@ __all__ = [
     "Parser",
     "Request",
 ]
-
-MAX_LINE_CAP = 8190  # gunicorn's ceiling for limit_request_line, also used for "unlimited"
-MAX_FIELD_CAP = 65536  # "unlimited" field size still has a ceiling
-MAX_FIELDS_CAP = 32768  # gunicorn's ceiling for limit_request_fields
-MAX_HEAD_CAP = 4 * 1024 * 1024  # whatever the limits say, a head is never buffered past this
 
 
 class _Sentinel:
@@ -81,44 +77,11 @@ NEED_DATA = _Sentinel("NEED_DATA")
 EOF = _Sentinel("EOF")
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The parser's knobs, named after gunicorn's settings (0 means unlimited).
-
-    The effective limits (``line_limit``, ``field_limit``, ``fields_limit``,
-    ``head_limit``) are computed once here, not on every request.
-    """
-
-    max_line: int = 4094  # limit_request_line
-    max_fields: int = 100  # limit_request_fields
-    max_field_size: int = 8190  # limit_request_field_size
-    header_map: str = "drop"  # drop | refuse | dangerous: header names with "_"
-    forwarders: frozenset[str] = frozenset()  # forwarder_headers: "_" names set apart
-    permit_obsolete_folding: bool = False
-    casefold_http_method: bool = False
-    permit_unconventional_http_method: bool = False
-    permit_unconventional_http_version: bool = False
-    line_limit: int = field(init=False, default=0)
-    field_limit: int = field(init=False, default=0)
-    fields_limit: int = field(init=False, default=0)
-    head_limit: int = field(init=False, default=0)
-    line_re: re.Pattern = field(init=False, default=None, repr=False, compare=False)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        line = self.max_line if 0 < self.max_line <= MAX_LINE_CAP else MAX_LINE_CAP
-        size = self.max_field_size if self.max_field_size > 0 else MAX_FIELD_CAP
-        count = self.max_fields if 0 < self.max_fields <= MAX_FIELDS_CAP else MAX_FIELDS_CAP
-        head = min(line + 2 + (count + 1) * (size + 2) + 2, MAX_HEAD_CAP)
-        object.__setattr__(self, "line_limit", line)
-        object.__setattr__(self, "field_limit", size)
-        object.__setattr__(self, "fields_limit", count)
-        object.__setattr__(self, "head_limit", head)
-        strict = not self.permit_unconventional_http_method
-        object.__setattr__(self, "line_re", STRICT_LINE_RE if strict else LOOSE_LINE_RE)
-
-
 class Request:
-    """A parsed request head. Header names are UPPERCASE; values are latin-1 text."""
+    """A parsed request head. Header names are UPPERCASE; values are latin-1 text.
+
+    ``host`` is the absolute-form target's authority, else the Host value, else None;
+    ``fragment`` is always empty (a target with ``#`` is refused)."""
 
     __slots__ = (
         "accepted_at",
@@ -169,20 +132,17 @@ class Request:
         return f"<Request {self.method} {self.uri!r} HTTP/{self.version[0]}.{self.version[1]}>"
 
 
-# Request line: METHOD SP request-target SP HTTP-version, nothing else.
-_TARGET = r"[\x21-\x7e\x80-\xff]++"
+# Request line: METHOD SP request-target SP HTTP-version, nothing else (target.py says
+# which bytes the target may hold).
 _VERSION = r"HTTP/([0-9])\.([0-9])"
-STRICT_LINE_RE = re.compile(f"([{TCHAR.replace('A-Za-z', 'A-Z')}]{{3,20}}) ({_TARGET}) {_VERSION}")
-LOOSE_LINE_RE = re.compile(f"([{TCHAR}]+) ({_TARGET}) {_VERSION}")
+STRICT_LINE_RE = re.compile(f"([{TCHAR.replace('A-Za-z', 'A-Z')}]{{3,20}}) ({TARGET}) {_VERSION}")
+LOOSE_LINE_RE = re.compile(f"([{TCHAR}]+) ({TARGET}) {_VERSION}")
 STRICT_METHOD_RE = re.compile(f"[{TCHAR.replace('A-Za-z', 'A-Z')}]{{3,20}}")
 METHOD_RE = re.compile(f"[{TCHAR}]+")
-TARGET_RE = re.compile(_TARGET)
-VERSION_RE = re.compile(_VERSION)
-ABSOLUTE_RE = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)(.*)", re.DOTALL)
-AUTHORITY_RE = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=%]+:[0-9]+|\[[0-9A-Fa-f:.]+\]:[0-9]+")
-HOST_RE = re.compile(r"[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]*")
+VERSION_LEN = len("HTTP/1.1")
 DIGITS_RE = re.compile(r"[0-9]{1,18}")
 BARE_LF_RE = re.compile(rb"[\r\n]")  # inside one line: any CR or LF is bare
+BARE_CR_LF_RE = re.compile("[\r\n]")  # the same, in a decoded line
 GOOD_HOSTS: set[str] = set()  # Host values that passed HOST_RE (a server sees few); bounded
 GOOD_HOSTS_MAX = 256
 
@@ -200,13 +160,16 @@ class Parser:
         "_eof",
         "_error",
         "_limits",
+        "_line_re",
         "_nfields",
         "_scan",
         "_state",
     )
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self._limits = limits or Limits()
+        self._limits = limits = limits or Limits()
+        strict = not limits.permit_unconventional_http_method
+        self._line_re = STRICT_LINE_RE if strict else LOOSE_LINE_RE
         self._buf = bytearray()
         self._scan = 0  # where the search for the end of the head resumes
         self._checked = 0  # incomplete head: offset of the first line not yet validated
@@ -277,7 +240,7 @@ class Parser:
         body = self._body
         if self._state != _BODY or body.__class__ is not ContentLengthReader:
             return None
-        return body.remaining  # type: ignore[union-attr]
+        return body.remaining
 
     def body_received(self, n: int) -> None:
         """The caller received ``n`` body bytes itself, straight from the peer. Only allowed
@@ -365,14 +328,14 @@ class Parser:
         size = bad.start() if bad is not None else len(raw)
         if size > limit:
             if first:
-                raise errors.RequestLineTooLong(f"request line over {limit} bytes")
-            raise errors.HeaderFieldTooLarge(f"header field over {limit} bytes")
+                raise self._line_too_long(raw[: limit + 1].decode("latin-1"))
+            raise errors.HeaderFieldTooLarge(f"header field over {limit + 2} bytes with its CRLF")
         if bad is not None:
             if first:
                 raise errors.InvalidRequestLine("bare CR or LF in the request line")
             line = raw[: bad.start()].decode("latin-1")
             if line:
-                self._check_field_prefix(line)
+                self._check_field_prefix(line, self._nfields)
             raise errors.InvalidHeader("bare CR or LF in the header section")
         if partial:
             return
@@ -381,8 +344,7 @@ class Parser:
             self._request_line(text)
             return
         if text[:1] in (" ", "\t"):
-            if not limits.permit_obsolete_folding:
-                raise errors.ObsoleteFolding(f"obsolete line folding: {errors.excerpt(text)}")
+            self._check_folded(text, self._nfields)
             return
         if FIELD_BLOCK_RE.fullmatch(text) is None:
             raise diagnose_line(text, errors.InvalidHeader)
@@ -390,11 +352,10 @@ class Parser:
         if self._nfields > limits.fields_limit:
             raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
 
-    def _check_field_prefix(self, line: str) -> None:
+    def _check_field_prefix(self, line: str, fields_before: int) -> None:
         """The part of a field line before a bare CR/LF: report an earlier violation first."""
         if line[:1] in (" ", "\t"):
-            if not self._limits.permit_obsolete_folding:
-                raise errors.ObsoleteFolding(f"obsolete line folding: {errors.excerpt(line)}")
+            self._check_folded(line, fields_before)
             return
         name, colon, value = line.partition(":")
         if not colon:
@@ -404,53 +365,58 @@ class Parser:
         if BAD_VALUE_RE.search(value):
             raise diagnose_line(line, errors.InvalidHeader)
 
-    def _request_line(self, line: str) -> tuple[str, str, tuple[int, int], str, str, str]:
-        """Validate the request line; return (method, target, version, path, query, fragment)."""
+    def _request_line(self, line: str) -> tuple[str, str, tuple[int, int], str, str, str | None]:
+        """Validate the request line; return (method, target, version, path, query, authority)
+        where authority is the absolute-form target's (None for the other forms)."""
         limits = self._limits
-        if len(line) > limits.line_limit:
-            raise errors.RequestLineTooLong(f"request line over {limits.line_limit} bytes")
+        limit = limits.line_limit
+        if len(line) > limit:  # the first violation in byte order, as _check_line finds it
+            bad = BARE_CR_LF_RE.search(line, 0, limit + 1)
+            if bad is not None:
+                raise errors.InvalidRequestLine("bare CR or LF in the request line")
+            raise self._line_too_long(line[: limit + 1])
         if limits.casefold_http_method:
             method, sp, rest = line.partition(" ")
             line = method.upper() + sp + rest
-        m = limits.line_re.fullmatch(line)
+        m = self._line_re.fullmatch(line)
         if m is None:
             raise self._diagnose_request_line(line)
         method, uri, major, minor = m.groups()
         version = self._version(major, minor)
         if uri[0] == "/" and method != "CONNECT":
-            return method, uri, version, *_split_target(uri)
-        return method, uri, version, *self._other_target(method, uri)
+            path, _, query = uri.partition("?")
+            return method, uri, version, path, query, None
+        return method, uri, version, *split_other_form(method, uri)
 
     def _parse_head(self, head: str) -> Request:
         line, _, block = head.partition("\r\n")
         limits = self._limits
         m = None
         if len(line) <= limits.line_limit and not limits.casefold_http_method:
-            m = limits.line_re.fullmatch(line)
+            m = self._line_re.fullmatch(line)
         if m is not None:
             method, uri, major, minor = m.groups()
         if m is not None and major == "1" and (minor == "1" or minor == "0"):  # the common case
             version = (1, 1) if minor == "1" else (1, 0)
+            authority = None
             if uri[0] == "/" and method != "CONNECT":
-                if "?" in uri or "#" in uri:
-                    path, query, fragment = _split_target(uri)
+                if "?" in uri:
+                    path, _, query = uri.partition("?")
                 else:
-                    path, query, fragment = uri, "", ""
+                    path, query = uri, ""
             else:
-                path, query, fragment = self._other_target(method, uri)
+                path, query, authority = split_other_form(method, uri)
         else:  # everything else, including every error, takes the careful path
-            method, uri, version, path, query, fragment = self._request_line(line)
+            method, uri, version, path, query, authority = self._request_line(line)
         headers: list[tuple[str, str]] = []
-        request = Request(method, uri, path, query, fragment, version, headers)
+        request = Request(method, uri, path, query, "", version, headers)
         if block:
             self._parse_fields(block, request)
         elif version >= (1, 1):
             raise errors.MissingHost("HTTP/1.1 request without a Host header")
-        if uri[0] != "/" and "://" in uri:
-            # absolute-form: the target's authority replaces Host (RFC 9112 §3.2.2)
-            m = ABSOLUTE_RE.fullmatch(uri)
-            if m is not None:
-                request.host = m.group(1).rpartition("@")[2]
+        if authority is not None:
+            check_authority(request.host, authority, uri)
+            request.host = authority  # the target's authority replaces Host (RFC 9112 §3.2.2)
         return request
 
     def _version(self, major: str, minor: str) -> tuple[int, int]:
@@ -460,22 +426,27 @@ class Parser:
             return (1, 1)
         raise errors.UnsupportedVersion(f"HTTP/{major}.{minor} is not supported")
 
-    def _other_target(self, method: str, uri: str) -> tuple[str, str, str]:
-        if uri == "*":
-            if method != "OPTIONS":
-                raise errors.InvalidTarget("asterisk-form is only allowed with OPTIONS")
-            return "*", "", ""
-        if method == "CONNECT":
-            if AUTHORITY_RE.fullmatch(uri) is None:
-                raise errors.InvalidTarget("CONNECT needs host:port")
-            return "", "", ""
-        m = ABSOLUTE_RE.fullmatch(uri)
-        if m is None or not m.group(1):
-            raise errors.InvalidTarget(f"invalid request target {errors.excerpt(uri)}")
-        rest = m.group(2)
-        if not rest.startswith("/"):
-            rest = "/" + rest
-        return _split_target(rest)
+    def _line_too_long(self, line: str) -> errors.HTTPError:
+        """The request line is over the limit (``line``: its first ``line_limit + 1``
+        bytes). 414 only if the target is what is long; a method or version that long is
+        a malformed line (400), and so is a bad byte before the limit."""
+        limits = self._limits
+        method, sp, rest = line.partition(" ")
+        if limits.casefold_http_method:
+            method = method.upper()
+        strict = not limits.permit_unconventional_http_method
+        if not sp or (STRICT_METHOD_RE if strict else METHOD_RE).fullmatch(method) is None:
+            return errors.InvalidMethod(f"invalid method {errors.excerpt(method)}")
+        target, sp, version = rest.partition(" ")
+        if not target:
+            return errors.InvalidRequestLine(f"malformed request line {errors.excerpt(line)}")
+        if TARGET_RE.fullmatch(target) is None:
+            return errors.InvalidTarget(f"invalid request target {errors.excerpt(target)}")
+        if len(version) > VERSION_LEN:  # the version is what is long (or what follows it)
+            if " " in version:
+                return errors.InvalidRequestLine(f"malformed request line {errors.excerpt(line)}")
+            return errors.InvalidVersion(f"invalid HTTP version {errors.excerpt(version)}")
+        return errors.RequestLineTooLong(f"request line over {limits.line_limit} bytes")
 
     def _diagnose_request_line(self, line: str) -> errors.HTTPError:
         if "\n" in line or "\r" in line:
@@ -494,25 +465,25 @@ class Parser:
     def _parse_fields(self, block: str, request: Request) -> None:
         limits = self._limits
         lines = block.split("\r\n")
-        pairs = list(map(FIELD_PAIRS.get, lines))  # lines seen before are valid: no regex
-        known = None not in pairs
-        if not known and FIELD_BLOCK_RE.fullmatch(block) is None:
-            lines = self._repair_block(block)
-        if len(lines) > limits.fields_limit:
-            raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
+        cached = list(map(FIELD_PAIRS.get, lines))  # lines seen before are valid: no regex
+        known = None not in cached
         field_limit = limits.field_limit
-        if len(block) > field_limit:  # only then can one line be over the limit
-            for line in lines:
-                if len(line) > field_limit:
-                    raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
+        if (
+            (not known and FIELD_BLOCK_RE.fullmatch(block) is None)
+            or len(lines) > limits.fields_limit
+            # only if the block is that long can one of its lines be
+            or (len(block) > field_limit and max(map(len, lines)) > field_limit)
+        ):
+            lines = self._checked_lines(lines)
         if not known or not UNDERSCORE_LINES.isdisjoint(lines):
             pairs, specials, forwarded = split_fields(lines, limits.header_map, limits.forwarders)
             if forwarded:
                 request.forwarded = forwarded
         else:
+            pairs = cached  # type: ignore[assignment]  # known: no None in it
             specials = list(filter(None, map(SPECIAL_PAIRS.get, lines)))
         request.headers = pairs
-        special = None
+        special: dict[str, list[str]] | None = None
         host = connection = None
         for name, value in specials:
             if name == "HOST":
@@ -528,7 +499,8 @@ class Parser:
         if host is not None:
             if host not in GOOD_HOSTS:
                 if HOST_RE.fullmatch(host) is None:
-                    raise errors.InvalidHeader(f"invalid Host {errors.excerpt(host)}")
+                    what = f"invalid Host {errors.excerpt(host)}" if host else "empty Host"
+                    raise errors.InvalidHeader(what)
                 if len(GOOD_HOSTS) >= GOOD_HOSTS_MAX:
                     GOOD_HOSTS.clear()
                 GOOD_HOSTS.add(host)
@@ -546,28 +518,62 @@ class Parser:
         if special is not None:
             self._apply_special(special, request)
 
-    def _repair_block(self, block: str) -> list[str]:
-        """The fast check failed: unfold if allowed, else raise the precise error."""
-        lines = block.split("\r\n")
-        if self._limits.permit_obsolete_folding and lines[0][:1] not in (" ", "\t"):
-            lines = unfold(lines)
-            if FIELD_BLOCK_RE.fullmatch("\r\n".join(lines)) is not None:
-                return lines
-        folding = self._limits.permit_obsolete_folding
-        for i, line in enumerate(lines):
+    def _checked_lines(self, lines: list[str]) -> list[str]:
+        """A fast check failed: raise the first violation, checking line by line in the order
+        ``_check_line`` checks a head that arrives in pieces (so the error is the same however
+        the bytes came); if there is none (folded lines, permitted), return them unfolded."""
+        limits = self._limits
+        folding = limits.permit_obsolete_folding
+        count = 0
+        for line in lines:
+            bad = BARE_CR_LF_RE.search(line)
+            size = bad.start() if bad is not None else len(line)
+            if size > limits.field_limit:
+                raise errors.HeaderFieldTooLarge(
+                    f"header field over {limits.field_limit + 2} bytes with its CRLF"
+                )
+            if bad is not None:
+                if size:
+                    self._check_field_prefix(line[:size], count)
+                raise errors.InvalidHeader("bare CR or LF in the header section")
+            if line[:1] in (" ", "\t"):
+                self._check_folded(line, count)
+                continue
             if FIELD_BLOCK_RE.fullmatch(line) is None:
-                if i == 0 and folding and line[:1] in (" ", "\t"):
-                    raise errors.InvalidHeader("whitespace before the first header field")
                 raise diagnose_line(line, errors.InvalidHeader)
-        raise errors.InvalidHeader("malformed header section")  # pragma: no cover
+            count += 1
+            if count > limits.fields_limit:
+                raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
+        if not folding:  # pragma: no cover - a fast check failed, so a line did too
+            raise errors.InvalidHeader("malformed header section")
+        lines = unfold(lines)
+        for line in lines:
+            if FIELD_BLOCK_RE.fullmatch(line) is None:
+                raise diagnose_line(line, errors.InvalidHeader)
+        return lines
+
+    def _check_folded(self, line: str, fields_before: int) -> None:
+        """A field line that starts with SP or HTAB: obs-fold, refused unless permitted, and
+        never before the first field line."""
+        if not self._limits.permit_obsolete_folding:
+            raise errors.ObsoleteFolding(f"obsolete line folding: {errors.excerpt(line)}")
+        if not fields_before:
+            raise errors.InvalidHeader("whitespace before the first header field")
 
     def _apply_special(self, special: dict[str, list[str]], request: Request) -> None:
         """Content-Type, Expect and the framing headers (Host and Connection are done)."""
         if len(special.get("CONTENT-TYPE", ())) > 1:
             raise errors.DuplicateHeader("more than one Content-Type header")
         expect = special.get("EXPECT")
-        if expect is not None and request.version >= (1, 1):
-            request.expect_continue = any(v.lower() == "100-continue" for v in expect)
+        if expect is not None:
+            # RFC 9110 §10.1.1: 100-continue is the only expectation; HTTP/1.0 ignores it
+            members = [m.strip(" \t").lower() for v in expect for m in v.split(",")]
+            for member in members:
+                if member and member != "100-continue":
+                    raise errors.ExpectationFailed(
+                        f"unsupported expectation {errors.excerpt(member)}"
+                    )
+            request.expect_continue = request.version >= (1, 1) and "100-continue" in members
         lengths = special.get("CONTENT-LENGTH")
         codings = special.get("TRANSFER-ENCODING")
         if codings is not None:
@@ -585,14 +591,3 @@ class Parser:
             if DIGITS_RE.fullmatch(value) is None:
                 raise errors.InvalidContentLength(f"invalid Content-Length {errors.excerpt(value)}")
             request.content_length = int(value)
-
-
-def _split_target(target: str) -> tuple[str, str, str]:
-    """Split an origin-form target into (path, query, fragment), all still percent-encoded."""
-    fragment = ""
-    if "#" in target:
-        target, _, fragment = target.partition("#")
-    if "?" in target:
-        path, _, query = target.partition("?")
-        return path, query, fragment
-    return target, "", fragment

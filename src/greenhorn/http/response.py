@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
 
 from greenhorn.http.fields import TCHAR
 
@@ -45,7 +44,8 @@ HOP_BY_HOP = frozenset(
     )
 )
 
-_date_cache: list = [-1, ""]  # [second, formatted]
+_date_second = -1  # the second _date_text formats
+_date_text = ""
 _time = time.time
 
 
@@ -58,15 +58,16 @@ def http_date(now: float | None = None) -> str:
 
     Formatted here rather than by ``email.utils.formatdate``: the ``email`` package would
     be the worker's largest import after the interpreter's own (1.3 MiB)."""
+    global _date_second, _date_text
     second = int(time.time() if now is None else now)
-    if _date_cache[0] != second:
+    if _date_second != second:
         t = time.gmtime(second)
-        _date_cache[1] = (
+        _date_text = (
             f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
         )
-        _date_cache[0] = second
-    return _date_cache[1]  # type: ignore[return-value]
+        _date_second = second
+    return _date_text
 
 
 class InvalidResponse(ValueError):
@@ -112,6 +113,9 @@ def prepare(
     Applications send the same few heads again and again, so the result is remembered per
     distinct input (all but the Date line, which is spliced in); the cache is bounded.
     """
+    global _date_line_second, _date_line
+    key: tuple[object, ...] | None
+    done: _Prepared | None
     try:
         key = (status, method, version, keep_alive, known_length, server, *headers)
         done = _PREPARED.get(key)
@@ -127,22 +131,33 @@ def prepare(
     if after is None:  # the application sent its own Date
         return before, framing, list(sent)
     second = int(_time())
-    if _date_line[0] != second:
-        _date_line[1] = f"Date: {http_date(second)}\r\n".encode("latin-1")
-        _date_line[0] = second
-    return before + _date_line[1] + after, framing, list(sent)
+    if _date_line_second != second:
+        _date_line = f"Date: {http_date(second)}\r\n".encode("latin-1")
+        _date_line_second = second
+    return before + _date_line + after, framing, list(sent)
 
 
-_PREPARED: dict[tuple, tuple[bytes, bytes | None, Framing, tuple]] = {}
+# (head before the Date line, after it or None when the application sent a Date, framing,
+# headers sent)
+_Prepared = tuple[bytes, bytes | None, Framing, tuple[tuple[str, str], ...]]
+_PREPARED: dict[tuple[object, ...], _Prepared] = {}
 _PREPARED_MAX = 1024
-_date_line: list = [-1, b""]  # [second, b"Date: ...\r\n"]
+_date_line_second = -1  # the second _date_line carries
+_date_line = b""  # b"Date: ...\r\n"
 
 
-def _build(*args: Any) -> tuple[bytes, bytes | None, Framing, tuple]:
-    """The uncached ``prepare`` (same arguments, in order): (head before the Date line,
-    after it or None when the application sent a Date, framing, headers sent). Raises
-    ``InvalidResponse``."""
-    status, headers, version, method, keep_alive, server, known_length = args
+def _build(
+    status: object,
+    headers: list[tuple[str, str]],
+    version: tuple[int, int],
+    method: str,
+    keep_alive: bool,
+    server: str,
+    known_length: int | None,
+) -> _Prepared:
+    """The uncached ``prepare`` (same arguments, in order). Raises ``InvalidResponse``.
+
+    ``status`` and ``headers`` come from the application: their types are checked here."""
     if type(status) is not str or STATUS_RE.fullmatch(status) is None:
         raise InvalidResponse(f"invalid status {status!r}")
     code = int(status[:3])
@@ -150,6 +165,7 @@ def _build(*args: Any) -> tuple[bytes, bytes | None, Framing, tuple]:
     sent: list[tuple[str, str]] = []
     has_date = has_server = False
     lines = ["HTTP/1.1 ", status, "\r\n"]
+    item: object
     for item in headers:
         if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
             raise InvalidResponse(f"header {item!r} is not a (name, value) pair")
@@ -202,16 +218,14 @@ def _build(*args: Any) -> tuple[bytes, bytes | None, Framing, tuple]:
         lines.append("Connection: keep-alive\r\n")
     lines.append("\r\n")
     after = "".join(lines)
-    if has_date:
-        before, after = before + after, None
     try:
-        head = (
-            before.encode("latin-1"),
-            None if after is None else after.encode("latin-1"),
-        )
+        if has_date:
+            head, tail = (before + after).encode("latin-1"), None
+        else:
+            head, tail = before.encode("latin-1"), after.encode("latin-1")
     except UnicodeEncodeError as exc:
         raise InvalidResponse("header text is not latin-1") from exc
-    return head[0], head[1], Framing(length, chunked, keep_alive, body_allowed, code), tuple(sent)
+    return head, tail, Framing(length, chunked, keep_alive, body_allowed, code), tuple(sent)
 
 
 def error_response(code: int, reason: str, message: str, server: str) -> bytes:

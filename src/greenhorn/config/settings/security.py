@@ -15,9 +15,11 @@ SECTION = "Security"
 # fmt: off
 ROWS: tuple[Setting, ...] = (
     Setting(
-        "limit_request_line", SECTION, c.int_range(0, 8190), 4094,
-        "The longest request line (method, target and version) accepted, in bytes, from 0 "
-        "(no limit other than the maximum) to 8190. Longer lines get 414.",
+        "limit_request_line", SECTION, c.int_range(0), 8190,
+        "The longest request line (method, target and version, without the CRLF) accepted, "
+        "in bytes. Longer lines get 414, or 400 when the method or version is what is long. "
+        "0 means no limit other than the 1 MiB cap, which also bounds larger values. "
+        "(gunicorn: default 4094, values above 8190 act as 8190.)",
         flags=("--limit-request-line",), metavar="INT",
     ),
     Setting(
@@ -28,8 +30,8 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "limit_request_field_size", SECTION, c.int_range(0), 8190,
-        "The largest header field accepted, name and value, in bytes. 0 removes the limit, "
-        "which makes memory exhaustion easy for clients.",
+        "The largest header field line accepted, in bytes: name, colon, value and CRLF, "
+        "as gunicorn counts it. Larger ones get 431. 0 means 65536.",
         flags=("--limit-request-field_size", "--limit-request-field-size"), metavar="INT",
     ),
     Setting(
