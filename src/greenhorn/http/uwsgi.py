@@ -1,0 +1,462 @@
+"""The uWSGI binary protocol, request side: what nginx's ``uwsgi_pass`` sends (sans-IO).
+
+Why a module of its own: behind nginx, ``--protocol uwsgi`` replaces the HTTP/1.1 request
+head with a binary packet of CGI variables. Reading it is a parser of its own, with its own
+failure modes, and like the HTTP parser it must be testable byte by byte without a socket.
+Its output is the HTTP parser's: a ``Request`` (a ``UwsgiRequest``, which also carries the
+raw variables), then ``Data`` and ``EndOfMessage`` from the same Content-Length reader, so
+the connection handler, the environ and the access log take it unchanged.
+
+Wire format (https://uwsgi-docs.readthedocs.io/en/latest/Protocol.html)::
+
+    modifier1 (u8, 0: WSGI variables)  datasize (u16 LE)  modifier2 (u8)
+    datasize bytes of: key size (u16 LE), key, value size (u16 LE), value; repeated
+    then CONTENT_LENGTH bytes of request body
+
+Interface (the HTTP parser's)::
+
+    p = UwsgiParser(Limits())   # the same Limits as HTTP: header count and size, URI length
+    p.feed(data)                # p.feed(b"") means the peer closed
+    ev = p.next_event()         # UwsgiRequest | Data | EndOfMessage | NEED_DATA | EOF
+    p.start_next()              # after EndOfMessage: the next packet on this connection
+
+Rules (each failure raises an ``errors.HTTPError``: ``UwsgiError`` for the packet itself,
+the HTTP parser's own classes for the request it describes; errors are final):
+
+- The packet is read only once it is whole; its size is checked against ``max_packet``
+  from the 4-byte header, before it is buffered. modifier1 must be 0.
+- Every key and value lies inside the packet, with nothing left over; keys are non-empty
+  ASCII tokens; a variable other than ``HTTP_*`` appears once.
+- ``HTTP_*`` variables are the request headers (``HTTP_X_FOO`` → ``X-FOO``), validated as
+  field values and counted against the header limits. nginx before 1.23 sends a repeated
+  request header as repeated variables: they stay repeated headers, as on HTTP/1.1; Host,
+  Content-Length and Content-Type may not repeat.
+- The body is framed by ``CONTENT_LENGTH`` alone (empty means none): nginx always buffers a
+  chunked request and sends its length, so ``HTTP_TRANSFER_ENCODING`` and
+  ``HTTP_CONTENT_LENGTH`` are not headers here (a length that disagrees with
+  ``CONTENT_LENGTH`` is refused, and a Transfer-Encoding without it cannot be framed).
+- ``keep_alive`` is False: a uwsgi response has no framing of its own and nginx reads it
+  until the connection closes (nginx 1.22 closes the upstream connection after each
+  response even with ``keepalive`` set). A peer that does reuse connections is served by
+  ``start_next``, exactly as with HTTP/1.1 keep-alive.
+"""
+
+from __future__ import annotations
+
+import re
+
+from greenhorn.http import errors
+from greenhorn.http.body import END, ContentLengthReader, Data, EndOfMessage
+from greenhorn.http.fields import BAD_VALUE_RE, TOKEN_RE
+from greenhorn.http.parser import (
+    ABSOLUTE_RE,
+    DIGITS_RE,
+    EOF,
+    HOST_RE,
+    METHOD_RE,
+    NEED_DATA,
+    TARGET_RE,
+    Limits,
+    Request,
+    _Sentinel,
+)
+
+__all__ = [
+    "MAX_PACKET",
+    "DuplicateVar",
+    "IncompletePacket",
+    "InvalidPacket",
+    "InvalidVar",
+    "PacketTooLarge",
+    "UnsupportedModifier",
+    "UwsgiError",
+    "UwsgiParser",
+    "UwsgiRequest",
+    "parse_vars",
+]
+
+MAX_PACKET = 65535  # datasize is 16 bits: no packet is larger
+
+
+class UwsgiError(errors.HTTPError):
+    """A malformed uwsgi packet (the peer is a proxy: it gets 400 and the connection
+    closes)."""
+
+
+class InvalidPacket(UwsgiError):
+    """Sizes that lie (a key or value past the packet's end, bytes left over), an empty
+    or non-token key."""
+
+
+class PacketTooLarge(UwsgiError):
+    """datasize over ``max_packet``."""
+
+    code = 431
+    reason = "Request Header Fields Too Large"
+
+
+class UnsupportedModifier(UwsgiError):
+    """modifier1 other than 0 (WSGI variables)."""
+
+    code = 501
+    reason = "Not Implemented"
+
+
+class IncompletePacket(UwsgiError):
+    """The connection closed inside a packet."""
+
+
+class DuplicateVar(UwsgiError):
+    """A variable other than ``HTTP_*`` appears twice."""
+
+
+class InvalidVar(UwsgiError):
+    """A variable the server interprets has a value outside its grammar, or a required one
+    is missing."""
+
+
+class UwsgiRequest(Request):
+    """A ``Request`` made from a uwsgi packet, with the proxy's variables.
+
+    ``vars`` holds every variable except ``HTTP_*`` (those are ``headers``): REMOTE_ADDR,
+    REMOTE_PORT, SERVER_NAME, SERVER_PORT, SCRIPT_NAME, PATH_INFO, DOCUMENT_ROOT, HTTPS...
+    as the proxy sent them, latin-1 text. ``scheme`` is ``https`` when UWSGI_SCHEME,
+    HTTPS or REQUEST_SCHEME say so, else ``http``. ``path`` is PATH_INFO percent-encoded
+    (so that decoding it, as the environ does, gives PATH_INFO back), or REQUEST_URI's path
+    when the proxy sent no PATH_INFO.
+    """
+
+    __slots__ = ("scheme", "vars")
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        path: str,
+        query: str,
+        version: tuple[int, int],
+        headers: list[tuple[str, str]],
+        variables: dict[str, str],
+        scheme: str,
+    ) -> None:
+        super().__init__(method, uri, path, query, "", version, headers)
+        self.vars = variables
+        self.scheme = scheme
+        self.keep_alive = False
+
+    @property
+    def remote_addr(self) -> str:
+        """The client's address as the proxy saw it (REMOTE_ADDR), or ""."""
+        return self.vars.get("REMOTE_ADDR", "")
+
+    @property
+    def remote_port(self) -> str:
+        """The client's port (REMOTE_PORT), or ""."""
+        return self.vars.get("REMOTE_PORT", "")
+
+    @property
+    def server_name(self) -> str:
+        """SERVER_NAME as the proxy sent it (nginx: the ``server_name``, possibly "")."""
+        return self.vars.get("SERVER_NAME", "")
+
+    @property
+    def server_port(self) -> str:
+        """SERVER_PORT as the proxy sent it, or ""."""
+        return self.vars.get("SERVER_PORT", "")
+
+    @property
+    def script_name(self) -> str | None:
+        """SCRIPT_NAME if the proxy set one (``uwsgi_param SCRIPT_NAME /app``)."""
+        return self.vars.get("SCRIPT_NAME")
+
+    @property
+    def path_info(self) -> str | None:
+        """PATH_INFO as the proxy sent it (already percent-decoded by nginx)."""
+        return self.vars.get("PATH_INFO")
+
+    def __repr__(self) -> str:
+        return f"<UwsgiRequest {self.method} {self.uri!r} from {self.remote_addr or '?'}>"
+
+
+def parse_vars(block: bytes | bytearray) -> list[tuple[str, str]]:
+    """Split a packet's variable block into (key, value) pairs, in order, latin-1 text.
+    Raises ``InvalidPacket`` when a size points past the block or bytes are left over."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    end = len(block)
+    while pos < end:
+        if end - pos < 2:
+            raise InvalidPacket("stray byte after the last variable")
+        klen = block[pos] | block[pos + 1] << 8
+        pos += 2
+        if not klen:
+            raise InvalidPacket("empty variable name")
+        if pos + klen + 2 > end:
+            raise InvalidPacket("variable name runs past the end of the packet")
+        key = block[pos : pos + klen].decode("latin-1")
+        pos += klen
+        vlen = block[pos] | block[pos + 1] << 8
+        pos += 2
+        if pos + vlen > end:
+            raise InvalidPacket(f"value of {errors.excerpt(key)} runs past the end of the packet")
+        out.append((key, block[pos : pos + vlen].decode("latin-1")))
+        pos += vlen
+    return out
+
+
+_HEAD, _BODY, _DONE, _ERROR = range(4)
+# Request headers that describe the proxy's framing of the body, not ours.
+_FRAMING = frozenset(("HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_TRANSFER_ENCODING"))
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+_VERSION_RE = re.compile(r"HTTP/([0-9])\.([0-9])")
+_UNSAFE_PATH_RE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
+
+
+def _quote_path(path: str) -> str:
+    """Percent-encode a decoded path (latin-1 text) so that decoding gives it back."""
+    if _UNSAFE_PATH_RE.search(path) is None:
+        return path
+    return _UNSAFE_PATH_RE.sub(lambda m: f"%{ord(m.group()):02X}", path)
+
+
+class UwsgiParser:
+    """Incremental uwsgi request parser for one connection. See the module docstring."""
+
+    __slots__ = ("_body", "_buf", "_eof", "_error", "_limits", "_max_packet", "_state")
+
+    def __init__(self, limits: Limits | None = None, max_packet: int = MAX_PACKET) -> None:
+        """``max_packet``: the largest variable block accepted (datasize), at most 65535."""
+        self._limits = limits or Limits()
+        self._max_packet = min(max_packet, MAX_PACKET) if max_packet > 0 else MAX_PACKET
+        self._buf = bytearray()
+        self._eof = False
+        self._state = _HEAD
+        self._body: ContentLengthReader | None = None
+        self._error: errors.HTTPError | None = None
+
+    # -- input ---------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes received from the peer; ``b""`` means the peer closed."""
+        if data:
+            if self._state != _ERROR:
+                self._buf += data
+        else:
+            self._eof = True
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet consumed (the next packet, for instance)."""
+        return len(self._buf)
+
+    # -- output --------------------------------------------------------------------------
+
+    def next_event(self) -> UwsgiRequest | Data | EndOfMessage | _Sentinel:
+        """Return the next event, ``NEED_DATA`` or ``EOF``; raise ``errors.HTTPError``."""
+        state = self._state
+        try:
+            if state == _HEAD:
+                return self._next_packet()
+            if state == _BODY:
+                body = self._body
+                if body is None:
+                    self._state = _DONE
+                    return END
+                event = body.read(self._buf, self._eof, self._limits)
+                if event is None:
+                    return NEED_DATA
+                if event.__class__ is EndOfMessage:
+                    self._state = _DONE
+                return event
+            if state == _DONE:
+                return NEED_DATA
+        except errors.HTTPError as exc:
+            self._state = _ERROR
+            self._error = exc
+            self._buf.clear()
+            raise
+        assert self._error is not None
+        raise self._error
+
+    def receive(self, data: bytes) -> UwsgiRequest | Data | EndOfMessage | _Sentinel:
+        """``feed(data)`` then ``next_event()``."""
+        self.feed(data)
+        return self.next_event()
+
+    def body_left(self) -> int | None:
+        """Body bytes not yet returned as ``Data``; None outside a body. As the HTTP
+        parser's, for a handler that receives a large body straight from the socket."""
+        if self._state != _BODY or self._body is None:
+            return None
+        return self._body.remaining
+
+    def body_received(self, n: int) -> None:
+        """The caller received ``n`` body bytes itself (nothing buffered here)."""
+        body = self._body
+        if self._buf or body is None or n > body.remaining:
+            raise RuntimeError("body_received() with buffered bytes or past the body")
+        body.remaining -= n
+
+    def start_next(self) -> None:
+        """Begin the next packet on this connection (after EndOfMessage)."""
+        if self._state == _BODY and self._body is None:
+            self._state = _DONE
+        if self._state != _DONE:
+            raise RuntimeError("start_next() before the end of the current message")
+        self._state = _HEAD
+        self._body = None
+
+    # -- the packet ----------------------------------------------------------------------
+
+    def _next_packet(self) -> UwsgiRequest | _Sentinel:
+        buf = self._buf
+        size = len(buf)
+        if size >= 4:
+            if buf[0] != 0:
+                raise UnsupportedModifier(f"uwsgi modifier1 {buf[0]} (only 0 is served)")
+            datasize = buf[1] | buf[2] << 8
+            if datasize > self._max_packet:
+                raise PacketTooLarge(f"uwsgi packet of {datasize} bytes (limit {self._max_packet})")
+            if size >= 4 + datasize:
+                block = bytes(buf[4 : 4 + datasize])
+                del buf[: 4 + datasize]
+                request = self._request(parse_vars(block))
+                length = request.content_length
+                self._body = ContentLengthReader(length) if length else None
+                self._state = _BODY
+                return request
+        elif size and buf[0] != 0:
+            raise UnsupportedModifier(f"uwsgi modifier1 {buf[0]} (only 0 is served)")
+        if self._eof:
+            if buf:
+                raise IncompletePacket("connection closed inside a uwsgi packet")
+            return EOF
+        return NEED_DATA
+
+    def _request(self, pairs: list[tuple[str, str]]) -> UwsgiRequest:
+        """The Request the variables describe (see the module docstring for the rules)."""
+        limits = self._limits
+        variables: dict[str, str] = {}
+        headers: list[tuple[str, str]] = []
+        framing: dict[str, str] = {}
+        host_seen = False
+        field_limit = limits.field_limit
+        for key, value in pairs:
+            if not key.isascii() or TOKEN_RE.fullmatch(key) is None:
+                raise InvalidPacket(f"invalid variable name {errors.excerpt(key)}")
+            if key.startswith("HTTP_"):
+                name = key[5:].replace("_", "-")
+                if not name:
+                    raise InvalidPacket("variable HTTP_ names no header")
+                if BAD_VALUE_RE.search(value):
+                    raise errors.InvalidHeader(f"control character in value of {key}")
+                if len(name) + len(value) + 2 > field_limit:
+                    raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
+                if key in _FRAMING:
+                    if key in framing:
+                        raise errors.DuplicateHeader(f"{key} repeated")
+                    framing[key] = value
+                    continue
+                if name == "HOST":
+                    if host_seen:
+                        raise errors.DuplicateHeader("more than one Host header")
+                    host_seen = True
+                headers.append((name, value.strip(" \t")))
+            else:
+                if key in variables:
+                    raise DuplicateVar(f"variable {key} sent twice")
+                variables[key] = value
+        request = self._build(variables, headers, framing)
+        if len(request.headers) > limits.fields_limit:
+            raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
+        return request
+
+    def _build(
+        self, variables: dict[str, str], headers: list[tuple[str, str]], framing: dict[str, str]
+    ) -> UwsgiRequest:
+        method = variables.get("REQUEST_METHOD")
+        if not method:
+            raise InvalidVar("no REQUEST_METHOD")
+        if METHOD_RE.fullmatch(method) is None:
+            raise errors.InvalidMethod(f"invalid method {errors.excerpt(method)}")
+        protocol = variables.get("SERVER_PROTOCOL")
+        version = (1, 1)
+        if protocol is not None:
+            m = _VERSION_RE.fullmatch(protocol)
+            if m is None:
+                raise errors.InvalidVersion(f"invalid SERVER_PROTOCOL {errors.excerpt(protocol)}")
+            version = (int(m.group(1)), int(m.group(2)))
+        uri, path, query = self._target(variables)
+        # the body's framing: CONTENT_LENGTH (HTTP_CONTENT_LENGTH only without it)
+        length_text = variables.get("CONTENT_LENGTH", "")
+        header_length = framing.get("HTTP_CONTENT_LENGTH")
+        if header_length is not None and header_length != length_text:
+            if length_text:
+                raise errors.ConflictingFraming("CONTENT_LENGTH and Content-Length disagree")
+            length_text = header_length
+        length = 0
+        if length_text:
+            if DIGITS_RE.fullmatch(length_text) is None:
+                raise errors.InvalidContentLength(
+                    f"invalid CONTENT_LENGTH {errors.excerpt(length_text)}"
+                )
+            length = int(length_text)
+            headers.append(("CONTENT-LENGTH", length_text))
+        elif "HTTP_TRANSFER_ENCODING" in framing:
+            raise errors.InvalidTransferEncoding("Transfer-Encoding without CONTENT_LENGTH")
+        content_type = variables.get("CONTENT_TYPE") or framing.get("HTTP_CONTENT_TYPE")
+        if content_type:
+            if BAD_VALUE_RE.search(content_type):
+                raise errors.InvalidHeader("control character in CONTENT_TYPE")
+            headers.append(("CONTENT-TYPE", content_type))
+        for key in ("SERVER_PORT", "REMOTE_PORT"):
+            port = variables.get(key)
+            if port and (_PORT_RE.fullmatch(port) is None or int(port) > 65535):
+                raise InvalidVar(f"invalid {key} {errors.excerpt(port)}")
+        request = UwsgiRequest(
+            method, uri, path, query, version, headers, variables, self._scheme(variables)
+        )
+        request.content_length = length
+        for name, value in headers:
+            if name == "HOST":
+                if HOST_RE.fullmatch(value) is None:
+                    raise errors.InvalidHeader(f"invalid Host {errors.excerpt(value)}")
+                request.host = value
+        return request
+
+    def _target(self, variables: dict[str, str]) -> tuple[str, str, str]:
+        """(uri, path, query): REQUEST_URI as sent by the client, PATH_INFO (encoded) and
+        QUERY_STRING, each falling back on the others when the proxy left it out."""
+        uri = variables.get("REQUEST_URI")
+        path_info = variables.get("PATH_INFO")
+        query = variables.get("QUERY_STRING")
+        if query is not None and TARGET_RE.fullmatch(query) is None and query:
+            raise InvalidVar(f"invalid QUERY_STRING {errors.excerpt(query)}")
+        if uri is not None:
+            if len(uri) > self._limits.line_limit:
+                raise errors.RequestLineTooLong(f"REQUEST_URI over {self._limits.line_limit} bytes")
+            if TARGET_RE.fullmatch(uri) is None:
+                raise errors.InvalidTarget(f"invalid REQUEST_URI {errors.excerpt(uri)}")
+            target = uri
+            if not uri.startswith("/"):
+                m = ABSOLUTE_RE.fullmatch(uri)
+                target = (m.group(2) or "/") if m is not None else uri
+            uri_path, _, uri_query = target.partition("#")[0].partition("?")
+            path = _quote_path(path_info) if path_info is not None else uri_path
+            return uri, path, uri_query if query is None else query
+        if path_info is None:
+            raise InvalidVar("neither REQUEST_URI nor PATH_INFO")
+        path = _quote_path(path_info)
+        query = query or ""
+        return (path + "?" + query if query else path), path, query
+
+    @staticmethod
+    def _scheme(variables: dict[str, str]) -> str:
+        scheme = variables.get("UWSGI_SCHEME")
+        if scheme is not None:
+            if scheme not in ("http", "https"):
+                raise InvalidVar(f"invalid UWSGI_SCHEME {errors.excerpt(scheme)}")
+            return scheme
+        if variables.get("HTTPS", "").lower() in ("on", "1"):
+            return "https"
+        return "https" if variables.get("REQUEST_SCHEME") == "https" else "http"
