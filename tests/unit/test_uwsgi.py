@@ -388,7 +388,7 @@ OK = [("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/")]
             "REQUEST_URI",
         ),
         (packet([*OK, ("SERVER_PROTOCOL", "HTTP/1")]), errors.InvalidVersion, "SERVER_PROTOCOL"),
-        (packet([*OK, ("HTTP_X_A", "a\r\nX-B: b")]), errors.InvalidHeader, "HTTP_X_A"),
+        (packet([*OK, ("HTTP_X_A", "a\r\nX-B: b")]), errors.InvalidHeader, "value of X-A"),
         (packet([*OK, ("HTTP_HOST", "a"), ("HTTP_HOST", "b")]), errors.DuplicateHeader, "Host"),
         (packet([*OK, ("HTTP_HOST", "a b")]), errors.InvalidHeader, "Host"),
         (packet([*OK, ("CONTENT_LENGTH", "-1")]), errors.InvalidContentLength, "CONTENT_LENGTH"),

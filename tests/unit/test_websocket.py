@@ -439,7 +439,9 @@ def test_close_payload_rules():
     # nothing is read after a Close frame
     reader = ws.FrameReader()
     reader.feed(close_frame(1000) + b"\x00garbage that is not a frame")
+    assert not reader.closed
     assert reader.events() == [ws.Close(1000, "")]
+    assert reader.closed
     reader.feed(frame(0x1, b"late"))
     assert reader.next_event() is None and reader.buffered == 0
 

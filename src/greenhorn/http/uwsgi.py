@@ -181,27 +181,65 @@ class UwsgiRequest(Request):
 def parse_vars(block: bytes | bytearray) -> list[tuple[str, str]]:
     """Split a packet's variable block into (key, value) pairs, in order, latin-1 text.
     Raises ``InvalidPacket`` when a size points past the block or bytes are left over."""
+    text = block.decode("latin-1")  # once: latin-1 keeps byte offsets as str offsets
     out: list[tuple[str, str]] = []
+    append = out.append
     pos = 0
-    end = len(block)
-    while pos < end:
-        if end - pos < 2:
-            raise InvalidPacket("stray byte after the last variable")
-        klen = block[pos] | block[pos + 1] << 8
-        pos += 2
-        if not klen:
-            raise InvalidPacket("empty variable name")
-        if pos + klen + 2 > end:
-            raise InvalidPacket("variable name runs past the end of the packet")
-        key = block[pos : pos + klen].decode("latin-1")
-        pos += klen
-        vlen = block[pos] | block[pos + 1] << 8
-        pos += 2
-        if pos + vlen > end:
-            raise InvalidPacket(f"value of {errors.excerpt(key)} runs past the end of the packet")
-        out.append((key, block[pos : pos + vlen].decode("latin-1")))
-        pos += vlen
+    end = len(text)
+    try:
+        while pos < end:  # the sizes are read from the text: cheaper than bytes here
+            key_end = pos + 2 + (ord(text[pos]) | ord(text[pos + 1]) << 8)
+            if key_end == pos + 2:
+                break  # an empty name
+            value_end = key_end + 2 + (ord(text[key_end]) | ord(text[key_end + 1]) << 8)
+            append((text[pos + 2 : key_end], text[key_end + 2 : value_end]))
+            pos = value_end
+    except IndexError:
+        pos = -1
+    if pos != end:
+        _diagnose(text)  # a size lied somewhere: name the first problem
     return out
+
+
+def _diagnose(text: str) -> None:
+    """Walk a block whose sizes do not add up, and raise for the first one that lies."""
+    pos = 0
+    end = len(text)
+    while pos < end:
+        if pos + 2 > end:
+            raise InvalidPacket("stray byte after the last variable")
+        key_end = pos + 2 + (ord(text[pos]) | ord(text[pos + 1]) << 8)
+        if key_end == pos + 2:
+            raise InvalidPacket("empty variable name")
+        if key_end + 2 > end:
+            raise InvalidPacket("variable name runs past the end of the packet")
+        value_end = key_end + 2 + (ord(text[key_end]) | ord(text[key_end + 1]) << 8)
+        if value_end > end:
+            key = errors.excerpt(text[pos + 2 : key_end])
+            raise InvalidPacket(f"value of {key} runs past the end of the packet")
+        pos = value_end
+    raise AssertionError("_diagnose() on a valid block")  # pragma: no cover
+
+
+# Variable names seen before: "" for a CGI variable, the header name for HTTP_*. A proxy
+# sends the same few names on every request, so each is validated once. Bounded.
+_KEYS: dict[str, str] = {}
+_KEYS_MAX = 1024
+
+
+def _classify(key: str) -> str:
+    """Validate a variable name; return "" for a CGI variable or its header name."""
+    if not key.isascii() or TOKEN_RE.fullmatch(key) is None:
+        raise InvalidPacket(f"invalid variable name {errors.excerpt(key)}")
+    name = ""
+    if key.startswith("HTTP_"):
+        name = key[5:].replace("_", "-")
+        if not name:
+            raise InvalidPacket("variable HTTP_ names no header")
+    if len(_KEYS) >= _KEYS_MAX:
+        _KEYS.clear()
+    _KEYS[key] = name
+    return name
 
 
 _HEAD, _BODY, _DONE, _ERROR = range(4)
@@ -209,14 +247,26 @@ _HEAD, _BODY, _DONE, _ERROR = range(4)
 _FRAMING = frozenset(("HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_TRANSFER_ENCODING"))
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 _VERSION_RE = re.compile(r"HTTP/([0-9])\.([0-9])")
-_UNSAFE_PATH_RE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
+_VERSIONS = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0), "HTTP/2.0": (2, 0)}
+_SAFE_PATH = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/"
+_UNSAFE_PATH_RE = re.compile(f"[^{re.escape(_SAFE_PATH)}]")
+_QUOTE_TABLE = {c: f"%{c:02X}" for c in range(256) if chr(c) not in _SAFE_PATH}
+
+
+def _version(protocol: str) -> tuple[int, int]:
+    """SERVER_PROTOCOL ``HTTP/d.d`` → (major, minor): the version the client spoke to the
+    proxy (nginx says HTTP/2.0 for an HTTP/2 client)."""
+    m = _VERSION_RE.fullmatch(protocol)
+    if m is None:
+        raise errors.InvalidVersion(f"invalid SERVER_PROTOCOL {errors.excerpt(protocol)}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def _quote_path(path: str) -> str:
     """Percent-encode a decoded path (latin-1 text) so that decoding gives it back."""
     if _UNSAFE_PATH_RE.search(path) is None:
         return path
-    return _UNSAFE_PATH_RE.sub(lambda m: f"%{ord(m.group()):02X}", path)
+    return path.translate(_QUOTE_TABLE)
 
 
 class UwsgiParser:
@@ -342,30 +392,34 @@ class UwsgiParser:
         host_seen = False
         field_limit = limits.field_limit
         for key, value in pairs:
-            if not key.isascii() or TOKEN_RE.fullmatch(key) is None:
-                raise InvalidPacket(f"invalid variable name {errors.excerpt(key)}")
-            if key.startswith("HTTP_"):
-                name = key[5:].replace("_", "-")
-                if not name:
-                    raise InvalidPacket("variable HTTP_ names no header")
-                if BAD_VALUE_RE.search(value):
-                    raise errors.InvalidHeader(f"control character in value of {key}")
-                if len(name) + len(value) + 2 > field_limit:
-                    raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
-                if key in _FRAMING:
-                    if key in framing:
-                        raise errors.DuplicateHeader(f"{key} repeated")
-                    framing[key] = value
-                    continue
-                if name == "HOST":
-                    if host_seen:
-                        raise errors.DuplicateHeader("more than one Host header")
-                    host_seen = True
-                headers.append((name, value.strip(" \t")))
-            else:
+            name = _KEYS.get(key)
+            if name is None:
+                name = _classify(key)
+            if not name:
                 if key in variables:
                     raise DuplicateVar(f"variable {key} sent twice")
                 variables[key] = value
+                continue
+            if len(name) + len(value) + 2 > field_limit:
+                raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
+            if key in _FRAMING:
+                if key in framing:
+                    raise errors.DuplicateHeader(f"{key} repeated")
+                framing[key] = value
+                continue
+            if name == "HOST":
+                if host_seen:
+                    raise errors.DuplicateHeader("more than one Host header")
+                host_seen = True
+            headers.append((name, value.strip(" \t")))
+        # one search over every header value; the precise one only on failure
+        if BAD_VALUE_RE.search("".join([value for _, value in headers])):
+            for name, value in headers:
+                if BAD_VALUE_RE.search(value):
+                    raise errors.InvalidHeader(f"control character in value of {name}")
+        for key, value in framing.items():
+            if BAD_VALUE_RE.search(value):
+                raise errors.InvalidHeader(f"control character in value of {key}")
         request = self._build(variables, headers, framing)
         if len(request.headers) > limits.fields_limit:
             raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
@@ -380,12 +434,7 @@ class UwsgiParser:
         if METHOD_RE.fullmatch(method) is None:
             raise errors.InvalidMethod(f"invalid method {errors.excerpt(method)}")
         protocol = variables.get("SERVER_PROTOCOL")
-        version = (1, 1)
-        if protocol is not None:
-            m = _VERSION_RE.fullmatch(protocol)
-            if m is None:
-                raise errors.InvalidVersion(f"invalid SERVER_PROTOCOL {errors.excerpt(protocol)}")
-            version = (int(m.group(1)), int(m.group(2)))
+        version = (1, 1) if protocol is None else _VERSIONS.get(protocol) or _version(protocol)
         uri, path, query = self._target(variables)
         # the body's framing: CONTENT_LENGTH (HTTP_CONTENT_LENGTH only without it)
         length_text = variables.get("CONTENT_LENGTH", "")

@@ -85,7 +85,9 @@ __all__ = [
     "handshake",
     "is_websocket_upgrade",
     "negotiate_deflate",
+    "parse_extensions",
     "rejection_response",
+    "valid_close_code",
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # gunicorn's websocket_max_message_size
@@ -686,6 +688,11 @@ class FrameReader:
     def buffered(self) -> int:
         """Bytes received and not yet read as frames."""
         return len(self._buf)
+
+    @property
+    def closed(self) -> bool:
+        """True once a ``Close`` event was returned: nothing more will be read."""
+        return self._closed
 
     def receive(self, data: bytes | bytearray) -> Event | None:
         """``feed(data)`` then ``next_event()``."""
