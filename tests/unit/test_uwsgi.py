@@ -403,6 +403,11 @@ OK = [("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/")]
             "disagree",
         ),
         (
+            packet([*OK, ("CONTENT_LENGTH", ""), ("HTTP_CONTENT_LENGTH", "4")]),
+            errors.ConflictingFraming,
+            "disagree",
+        ),
+        (
             packet([*OK, ("HTTP_CONTENT_LENGTH", "3"), ("HTTP_CONTENT_LENGTH", "3")]),
             errors.DuplicateHeader,
             "repeated",
@@ -428,7 +433,15 @@ def test_refusals(data, cls, text):
 
 
 def test_error_classes_carry_status():
-    assert issubclass(uwsgi.UwsgiError, errors.HTTPError)
+    for cls in (
+        uwsgi.InvalidPacket,
+        uwsgi.PacketTooLarge,
+        uwsgi.UnsupportedModifier,
+        uwsgi.IncompletePacket,
+        uwsgi.DuplicateVar,
+        uwsgi.InvalidVar,
+    ):
+        assert issubclass(cls, errors.HTTPError)  # the handler's one except clause
     assert uwsgi.InvalidPacket().code == 400
     assert uwsgi.UnsupportedModifier().code == 501
     assert uwsgi.PacketTooLarge().code == 431

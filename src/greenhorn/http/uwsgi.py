@@ -20,8 +20,9 @@ Interface (the HTTP parser's)::
     ev = p.next_event()         # UwsgiRequest | Data | EndOfMessage | NEED_DATA | EOF
     p.start_next()              # after EndOfMessage: the next packet on this connection
 
-Rules (each failure raises an ``errors.HTTPError``: ``UwsgiError`` for the packet itself,
-the HTTP parser's own classes for the request it describes; errors are final):
+Rules (each failure raises an ``errors.HTTPError``: this module's classes for the packet
+itself, the HTTP parser's own for the request it describes; errors are final; the peer is a
+proxy, so the worker answers and closes the connection):
 
 - The packet is read only once it is whole; its size is checked against ``max_packet``
   from the 4-byte header, before it is buffered. modifier1 must be 0.
@@ -31,10 +32,11 @@ the HTTP parser's own classes for the request it describes; errors are final):
   field values and counted against the header limits. nginx before 1.23 sends a repeated
   request header as repeated variables: they stay repeated headers, as on HTTP/1.1; Host,
   Content-Length and Content-Type may not repeat.
-- The body is framed by ``CONTENT_LENGTH`` alone (empty means none): nginx always buffers a
-  chunked request and sends its length, so ``HTTP_TRANSFER_ENCODING`` and
-  ``HTTP_CONTENT_LENGTH`` are not headers here (a length that disagrees with
-  ``CONTENT_LENGTH`` is refused, and a Transfer-Encoding without it cannot be framed).
+- The body is framed by ``CONTENT_LENGTH`` (empty means none; only a proxy that sends no
+  such variable has its ``HTTP_CONTENT_LENGTH`` used instead): nginx always buffers a
+  chunked request and sends its length, so ``HTTP_TRANSFER_ENCODING``,
+  ``HTTP_CONTENT_LENGTH`` and ``HTTP_CONTENT_TYPE`` are not headers here. Two lengths that
+  disagree are refused, and a Transfer-Encoding without a length cannot be framed.
 - ``keep_alive`` is False: a uwsgi response has no framing of its own and nginx reads it
   until the connection closes (nginx 1.22 closes the upstream connection after each
   response even with ``keepalive`` set). A peer that does reuse connections is served by
@@ -69,7 +71,6 @@ __all__ = [
     "InvalidVar",
     "PacketTooLarge",
     "UnsupportedModifier",
-    "UwsgiError",
     "UwsgiParser",
     "UwsgiRequest",
     "parse_vars",
@@ -78,39 +79,34 @@ __all__ = [
 MAX_PACKET = 65535  # datasize is 16 bits: no packet is larger
 
 
-class UwsgiError(errors.HTTPError):
-    """A malformed uwsgi packet (the peer is a proxy: it gets 400 and the connection
-    closes)."""
+class InvalidPacket(errors.HTTPError):
+    """A malformed uwsgi packet: sizes that lie (a key or value past the packet's end,
+    bytes left over), an empty or non-token key."""
 
 
-class InvalidPacket(UwsgiError):
-    """Sizes that lie (a key or value past the packet's end, bytes left over), an empty
-    or non-token key."""
-
-
-class PacketTooLarge(UwsgiError):
+class PacketTooLarge(errors.HTTPError):
     """datasize over ``max_packet``."""
 
     code = 431
     reason = "Request Header Fields Too Large"
 
 
-class UnsupportedModifier(UwsgiError):
+class UnsupportedModifier(errors.HTTPError):
     """modifier1 other than 0 (WSGI variables)."""
 
     code = 501
     reason = "Not Implemented"
 
 
-class IncompletePacket(UwsgiError):
+class IncompletePacket(errors.HTTPError):
     """The connection closed inside a packet."""
 
 
-class DuplicateVar(UwsgiError):
+class DuplicateVar(errors.HTTPError):
     """A variable other than ``HTTP_*`` appears twice."""
 
 
-class InvalidVar(UwsgiError):
+class InvalidVar(errors.HTTPError):
     """A variable the server interprets has a value outside its grammar, or a required one
     is missing."""
 
@@ -437,12 +433,12 @@ class UwsgiParser:
         version = (1, 1) if protocol is None else _VERSIONS.get(protocol) or _version(protocol)
         uri, path, query = self._target(variables)
         # the body's framing: CONTENT_LENGTH (HTTP_CONTENT_LENGTH only without it)
-        length_text = variables.get("CONTENT_LENGTH", "")
+        length_text = variables.get("CONTENT_LENGTH")
         header_length = framing.get("HTTP_CONTENT_LENGTH")
-        if header_length is not None and header_length != length_text:
-            if length_text:
-                raise errors.ConflictingFraming("CONTENT_LENGTH and Content-Length disagree")
-            length_text = header_length
+        if length_text is None:
+            length_text = header_length or ""
+        elif header_length is not None and header_length != length_text:
+            raise errors.ConflictingFraming("CONTENT_LENGTH and Content-Length disagree")
         length = 0
         if length_text:
             if DIGITS_RE.fullmatch(length_text) is None:
