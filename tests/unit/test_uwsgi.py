@@ -187,7 +187,8 @@ def test_environ_from_a_uwsgi_request():
     """The existing environ builder takes the request as it is: PATH_INFO comes back as the
     proxy decoded it, headers as HTTP_* keys, the length and type as CGI keys."""
     from greenhorn.workers.connection import Connection
-    from greenhorn.wsgi import Body, base_environ, build_environ
+    from greenhorn.wsgi.environ import base_environ, build_environ
+    from greenhorn.wsgi.input import Body
 
     replace = {"CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "3", "PATH_INFO": "/caf\xe9/%41 b?"}
     pairs = [(k, replace.get(k, v)) for k, v in NGINX_GET]
