@@ -50,18 +50,9 @@ import re
 from greenhorn.http import errors
 from greenhorn.http.body import END, ContentLengthReader, Data, EndOfMessage
 from greenhorn.http.fields import BAD_VALUE_RE, TOKEN_RE
-from greenhorn.http.parser import (
-    ABSOLUTE_RE,
-    DIGITS_RE,
-    EOF,
-    HOST_RE,
-    METHOD_RE,
-    NEED_DATA,
-    TARGET_RE,
-    Limits,
-    Request,
-    _Sentinel,
-)
+from greenhorn.http.limits import Limits
+from greenhorn.http.parser import DIGITS_RE, EOF, METHOD_RE, NEED_DATA, Request, _Sentinel
+from greenhorn.http.target import HOST_RE, TARGET_RE, split_other_form
 
 __all__ = [
     "MAX_PACKET",
@@ -431,7 +422,7 @@ class UwsgiParser:
             raise errors.InvalidMethod(f"invalid method {errors.excerpt(method)}")
         protocol = variables.get("SERVER_PROTOCOL")
         version = (1, 1) if protocol is None else _VERSIONS.get(protocol) or _version(protocol)
-        uri, path, query = self._target(variables)
+        uri, path, query = self._target(method, variables)
         # the body's framing: CONTENT_LENGTH (HTTP_CONTENT_LENGTH only without it)
         length_text = variables.get("CONTENT_LENGTH")
         header_length = framing.get("HTTP_CONTENT_LENGTH")
@@ -469,9 +460,10 @@ class UwsgiParser:
                 request.host = value
         return request
 
-    def _target(self, variables: dict[str, str]) -> tuple[str, str, str]:
-        """(uri, path, query): REQUEST_URI as sent by the client, PATH_INFO (encoded) and
-        QUERY_STRING, each falling back on the others when the proxy left it out."""
+    def _target(self, method: str, variables: dict[str, str]) -> tuple[str, str, str]:
+        """(uri, path, query): REQUEST_URI as sent by the client (under the HTTP parser's
+        target rules), PATH_INFO (encoded) and QUERY_STRING, each falling back on the
+        others when the proxy left it out."""
         uri = variables.get("REQUEST_URI")
         path_info = variables.get("PATH_INFO")
         query = variables.get("QUERY_STRING")
@@ -482,11 +474,10 @@ class UwsgiParser:
                 raise errors.RequestLineTooLong(f"REQUEST_URI over {self._limits.line_limit} bytes")
             if TARGET_RE.fullmatch(uri) is None:
                 raise errors.InvalidTarget(f"invalid REQUEST_URI {errors.excerpt(uri)}")
-            target = uri
-            if not uri.startswith("/"):
-                m = ABSOLUTE_RE.fullmatch(uri)
-                target = (m.group(2) or "/") if m is not None else uri
-            uri_path, _, uri_query = target.partition("#")[0].partition("?")
+            if uri[0] == "/":
+                uri_path, _, uri_query = uri.partition("?")
+            else:  # asterisk- or absolute-form (nginx passes what the client sent)
+                uri_path, uri_query, _ = split_other_form(method, uri)
             path = _quote_path(path_info) if path_info is not None else uri_path
             return uri, path, uri_query if query is None else query
         if path_info is None:
