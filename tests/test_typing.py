@@ -26,7 +26,7 @@ HTTP = ROOT / "src" / "greenhorn" / "http"
     importlib.util.find_spec("mypy") is None, reason="mypy is not importable (pip install mypy)"
 )
 def test_http_package_is_mypy_strict_clean(tmp_path: Path) -> None:
-    files = sorted(p for p in HTTP.glob("*.py"))
+    files = sorted(HTTP.rglob("*.py"))  # subpackages too (http/websocket/)
     argv = [sys.executable, "-m", "mypy", "--strict", "--python-version", "3.11"]
     argv += ["--cache-dir", str(tmp_path / "mypy-cache"), str(HTTP)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT)
