@@ -54,6 +54,18 @@ def _cwd() -> str:
         return "/"
 
 
+def _known_worker_type(resolved: Resolved) -> bool:
+    """Is ``worker_class`` a type the registry has (or a dotted path)? Else one line."""
+    from greenhorn.workers.registry import UnknownWorker, resolve
+
+    try:
+        resolve(resolved.config.worker_class)
+    except UnknownWorker as exc:
+        _error(str(resolved.invalid("worker_class", exc)))
+        return False
+    return True
+
+
 def check_app(uri: str) -> int:
     """Import the application named by `uri`: EXIT_OK, or EXIT_FAILURE with one line."""
     try:
@@ -75,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     resolved = _resolve(args, os.environ)
     if isinstance(resolved, int):
         return resolved
+    if not _known_worker_type(resolved):
+        return EXIT_USAGE
     for message in resolved.warnings:
         warn_stderr(message)
     cfg = resolved.config

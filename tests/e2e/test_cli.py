@@ -178,6 +178,25 @@ def test_bad_values_exit_2_with_one_line(tmp_path, args, needles):
     assert_one_line_error(greenhorn(tmp_path, *args), 2, *needles)
 
 
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("argv", "fd://\u0663"),  # ARABIC-INDIC DIGIT THREE: str.isdigit() says yes
+        ("file", "unix:a\x00b"),  # no socket path holds a NUL
+        ("argv", "h\u00e9llo:8000"),  # not a host name or an IP address
+    ],
+)
+def test_addresses_the_master_cannot_bind_are_usage_errors(tmp_path, where, value):
+    """One grammar for --bind (config/addresses.py): what the settings accept, the master
+    can bind. These used to pass the settings and fail at bind time (exit 1)."""
+    if where == "argv":
+        proc = greenhorn(tmp_path, "-b", value, "a:app")
+    else:
+        (tmp_path / "greenhorn.conf.py").write_text(f"bind = [{value!r}]\n")
+        proc = greenhorn(tmp_path, "a:app")
+    assert_one_line_error(proc, 2, "bind", "invalid bind address")
+
+
 def test_config_file_that_raises_or_does_not_parse(tmp_path):
     (tmp_path / "raises.py").write_text("workers = 2\nraise RuntimeError('no database')\n")
     proc = greenhorn(tmp_path, "-c", "raises.py", "a:app")

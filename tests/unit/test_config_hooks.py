@@ -84,7 +84,7 @@ def test_hooks_may_be_given_as_import_paths(tmp_path, monkeypatch):
         )
         module = sys.modules["cfgapp_hooks"]
         assert cfg.on_starting is module.on_starting and cfg.pre_fork is module.two_args
-        assert "cannot import 'cfgapp_nope'" in hook_error(
+        assert "module 'cfgapp_nope' not found" in hook_error(
             tmp_path, "on_exit = 'cfgapp_nope.on_exit'\n"
         )
         assert "has no attribute 'missing'" in hook_error(

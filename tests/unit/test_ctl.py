@@ -152,8 +152,9 @@ def pump(server: Any, dispatch: Any, until: Callable[[], bool], timeout: float =
     while not until():
         assert time.monotonic() < deadline, "timed out pumping the control server"
         r, w, _ = select.select(server.fds(), server.wfds(), [], 0.02)
+        server.dispatch = dispatch
         for fd in [*r, *w]:
-            server.handle(fd, dispatch)
+            server.handle(fd)
         server.expire(time.monotonic())
 
 
@@ -190,7 +191,7 @@ def raw_exchange(server: ControlServer, payload: bytes) -> bytes:
 
 
 def test_control_server_answers_and_closes(sockdir: Path) -> None:
-    server = ControlServer(str(sockdir / "c.sock"), 0o600)
+    server = ControlServer(str(sockdir / "c.sock"), echo, 0o600)
     try:
         assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
         assert stat.S_ISSOCK(os.stat(server.path).st_mode)
@@ -198,7 +199,7 @@ def test_control_server_answers_and_closes(sockdir: Path) -> None:
         assert json.loads(reply) == {"ok": True, "data": {"command": "status", "args": []}}
         reply = raw_exchange(server, b'{"command": "fail"}\n')
         assert json.loads(reply) == {"ok": False, "error": "no such thing"}
-        assert server.endpoint.clients == {}
+        assert server.clients == {}
     finally:
         server.close()
     assert not os.path.exists(server.path)
@@ -207,7 +208,7 @@ def test_control_server_answers_and_closes(sockdir: Path) -> None:
 def test_control_socket_mode_is_applied(sockdir: Path) -> None:
     old = os.umask(0o077)
     try:
-        server = ControlServer(str(sockdir / "g.sock"), 0o660)
+        server = ControlServer(str(sockdir / "g.sock"), echo, 0o660)
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
@@ -216,13 +217,13 @@ def test_control_socket_mode_is_applied(sockdir: Path) -> None:
 
 
 def test_silent_and_flooding_clients_are_cut_off(sockdir: Path) -> None:
-    server = ControlServer(str(sockdir / "c.sock"), 0o600)
+    server = ControlServer(str(sockdir / "c.sock"), echo, 0o600)
     try:
         silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         silent.connect(server.path)
-        pump(server, echo, lambda: len(server.endpoint.clients) == 1)
+        pump(server, echo, lambda: len(server.clients) == 1)
         server.expire(time.monotonic() + endpoints.TIMEOUT + 0.1)
-        assert server.endpoint.clients == {}
+        assert server.clients == {}
         silent.settimeout(5)
         assert silent.recv(10) == b""
         silent.close()
@@ -244,7 +245,7 @@ def test_silent_and_flooding_clients_are_cut_off(sockdir: Path) -> None:
         pump(server, echo, lambda: bool(outcome) or not thread.is_alive())
         thread.join(10)
         assert "error" in outcome or json.loads(outcome["reply"])["error"] == "request too large"
-        assert server.endpoint.clients == {}
+        assert server.clients == {}
     finally:
         server.close()
 
@@ -254,18 +255,18 @@ def test_stale_socket_file_is_replaced(sockdir: Path) -> None:
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(path)
     stale.close()  # the file stays, nobody listens
-    server = ControlServer(path, 0o600)
+    server = ControlServer(path, echo, 0o600)
     assert json.loads(raw_exchange(server, b'{"command": "x"}\n'))["ok"] is True
     server.close()
 
 
 def test_live_socket_is_not_stolen_unless_taking_over(sockdir: Path) -> None:
     path = str(sockdir / "c.sock")
-    first = ControlServer(path, 0o600)
+    first = ControlServer(path, echo, 0o600)
     try:
         with pytest.raises(BindError, match="in use by another running master"):
-            ControlServer(path, 0o600)
-        second = ControlServer(path, 0o600, takeover=True)
+            ControlServer(path, echo, 0o600)
+        second = ControlServer(path, echo, 0o600, takeover=True)
         first.close()  # the name is the successor's now: first must not unlink it
         assert os.path.exists(path)
         assert json.loads(raw_exchange(second, b'{"command": "x"}\n'))["ok"] is True
@@ -279,12 +280,12 @@ def test_a_regular_file_is_never_removed(sockdir: Path) -> None:
     path = sockdir / "c.sock"
     path.write_text("precious")
     with pytest.raises(BindError, match="not a socket"):
-        ControlServer(str(path), 0o600)
+        ControlServer(str(path), echo, 0o600)
     assert path.read_text() == "precious"
 
 
 def test_close_in_child_leaves_the_file(sockdir: Path) -> None:
-    server = ControlServer(str(sockdir / "c.sock"), 0o600)
+    server = ControlServer(str(sockdir / "c.sock"), echo, 0o600)
     server.close_in_child()
     assert server.fds() == []
     assert os.path.exists(server.path)
@@ -294,9 +295,9 @@ def test_close_in_child_leaves_the_file(sockdir: Path) -> None:
 
 def test_unbindable_path_is_a_bind_error(sockdir: Path) -> None:
     with pytest.raises(BindError, match="Cannot open control socket"):
-        ControlServer(str(sockdir / "missing-dir" / "c.sock"), 0o600)
+        ControlServer(str(sockdir / "missing-dir" / "c.sock"), echo, 0o600)
     with pytest.raises(BindError):
-        ControlServer("/tmp/" + "x" * 200, 0o600)
+        ControlServer("/tmp/" + "x" * 200, echo, 0o600)
 
 
 # -- the client, against a fake master in a thread --------------------------------------------
@@ -333,7 +334,7 @@ class FakeMaster:
     """A ControlServer answered from a thread, recording the commands it gets."""
 
     def __init__(self, path: str) -> None:
-        self.server = ControlServer(path, 0o600)
+        self.server = ControlServer(path, lambda c, a: self.dispatch(c, a), 0o600)
         self.calls: list[tuple[str, list[str]]] = []
         self.target = 2
         self.stop = threading.Event()
@@ -355,7 +356,7 @@ class FakeMaster:
         while not self.stop.is_set():
             r, w, _ = select.select(self.server.fds(), self.server.wfds(), [], 0.02)
             for fd in [*r, *w]:
-                self.server.handle(fd, self.dispatch)
+                self.server.handle(fd)
             self.server.expire(time.monotonic())
 
     def close(self) -> None:

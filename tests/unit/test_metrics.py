@@ -346,15 +346,16 @@ class Reader:
 
 @pytest.fixture
 def server() -> Any:
-    srv = MetricsServer("127.0.0.1:0")
+    srv = MetricsServer("127.0.0.1:0", make_status)
     yield srv
     srv.close()
 
 
 def fetch(srv: MetricsServer, path: str, status: Callable[[], Any] = make_status) -> bytes:
     client = Reader(srv.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    srv.status = status
     try:
-        pump(srv, lambda fd: srv.handle(fd, status), client.done)
+        pump(srv, srv.handle, client.done)
     finally:
         client.close()
     return bytes(client.data)
@@ -373,12 +374,12 @@ def test_server_answers_every_route(server: MetricsServer) -> None:
     assert split(fetch(server, "/readyz"))[0] == 200
     assert split(fetch(server, "/readyz", lambda: make_status(state="stopping")))[0] == 503
     assert split(fetch(server, "/nope"))[0] == 404
-    assert server.endpoint.clients == {}
+    assert server.clients == {}
 
 
 def test_request_split_into_pieces(server: MetricsServer) -> None:
     client = Reader(server.port)
-    handle = lambda fd: server.handle(fd, make_status)  # noqa: E731
+    handle = server.handle
     for piece in (b"GET /li", b"vez HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
         assert not client.done(), "answered before the request was complete"
         client.sock.sendall(piece)
@@ -391,17 +392,17 @@ def test_request_split_into_pieces(server: MetricsServer) -> None:
 
 def test_silent_client_is_dropped_by_expire_and_never_blocks(server: MetricsServer) -> None:
     silent = Reader(server.port)
-    handle = lambda fd: server.handle(fd, make_status)  # noqa: E731
-    pump(server, handle, lambda: len(server.endpoint.clients) == 1)
+    handle = server.handle
+    pump(server, handle, lambda: len(server.clients) == 1)
     t0 = time.monotonic()
-    server.handle(server.fds()[-1], make_status)  # nothing to read: returns at once
+    server.handle(server.fds()[-1])  # nothing to read: returns at once
     assert time.monotonic() - t0 < 0.5
     server.expire(time.monotonic())  # not yet due
-    assert len(server.endpoint.clients) == 1
+    assert len(server.clients) == 1
     # meanwhile another client is served normally
     assert split(fetch(server, "/livez"))[0] == 200
     server.expire(time.monotonic() + endpoints.TIMEOUT + 0.1)
-    assert server.endpoint.clients == {}
+    assert server.clients == {}
     pump(server, handle, silent.done)
     assert silent.data == b""
     silent.close()
@@ -428,8 +429,9 @@ def test_megabyte_of_garbage_is_cut_off_at_the_cap(server: MetricsServer) -> Non
         seen.append(len(data))
         return original(data, eof, status_fn)
 
-    handle = lambda fd: server.endpoint.handle(fd, lambda d, e: spy(d, e, make_status))  # noqa: E731
-    pump(server, handle, lambda: bool(seen) and not server.endpoint.clients)
+    server.respond = lambda d, e: spy(d, e, make_status)
+    handle = server.handle
+    pump(server, handle, lambda: bool(seen) and not server.clients)
     thread.join(10)
     assert not thread.is_alive()
     assert max(seen) <= metrics.MAX_HEAD
@@ -438,20 +440,20 @@ def test_megabyte_of_garbage_is_cut_off_at_the_cap(server: MetricsServer) -> Non
 
 
 def test_too_many_clients_are_turned_away(server: MetricsServer) -> None:
-    handle = lambda fd: server.handle(fd, make_status)  # noqa: E731
+    handle = server.handle
     clients: list[Reader] = []
     try:
         for _ in range(endpoints.MAX_CLIENTS + 6):
             clients.append(Reader(server.port))
             pump(server, handle, lambda: not select.select(server.fds()[:1], [], [], 0)[0])
         pump(server, handle, lambda: sum(c.done() for c in clients) >= 6)
-        assert len(server.endpoint.clients) == endpoints.MAX_CLIENTS
+        assert len(server.clients) == endpoints.MAX_CLIENTS
         assert sum(c.done() for c in clients) == 6  # the rest are still waiting
     finally:
         for c in clients:
             c.close()
     server.expire(time.monotonic() + endpoints.TIMEOUT + 0.1)
-    assert server.endpoint.clients == {}
+    assert server.clients == {}
 
 
 def test_large_reply_is_finished_by_later_writes_and_by_expire() -> None:
@@ -460,10 +462,11 @@ def test_large_reply_is_finished_by_later_writes_and_by_expire() -> None:
     expected = render(big).encode()
     assert len(expected) > endpoints.SEND_BUFFER * 4
     for writes in (True, False):
-        srv = MetricsServer("127.0.0.1:0")
+        srv = MetricsServer("127.0.0.1:0", make_status)
         try:
             client = Reader(srv.port, b"GET /metrics HTTP/1.1\r\n\r\n")
-            handle = lambda fd, s=srv: s.handle(fd, lambda: big)  # noqa: E731
+            srv.status = lambda: big
+            handle = srv.handle
             # the client reads nothing until the reply no longer fits the socket buffers
             pump(srv, handle, lambda s=srv: bool(s.wfds()), 20, writes)  # type: ignore[misc]
             pump(srv, handle, client.done, 20, writes)
@@ -476,11 +479,9 @@ def test_large_reply_is_finished_by_later_writes_and_by_expire() -> None:
 
 def test_close_and_close_in_child_release_the_port() -> None:
     for method in ("close", "close_in_child"):
-        srv = MetricsServer("127.0.0.1:0")
+        srv = MetricsServer("127.0.0.1:0", make_status)
         client = Reader(srv.port)
-        pump(
-            srv, lambda fd, s=srv: s.handle(fd, make_status), lambda s=srv: bool(s.endpoint.clients)
-        )
+        pump(srv, srv.handle, lambda s=srv: bool(s.clients))
         getattr(srv, method)()
         assert srv.fds() == [] and srv.wfds() == []
         with pytest.raises(ConnectionRefusedError):
@@ -492,13 +493,13 @@ def test_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     try:
-        srv = MetricsServer("[::1]:0")
+        srv = MetricsServer("[::1]:0", make_status)
     except BindError:
         pytest.skip("cannot bind ::1")
     try:
         assert srv.name == f"http://[::1]:{srv.port}"
         client = Reader(srv.port, b"GET /livez HTTP/1.1\r\n\r\n", socket.AF_INET6)
-        pump(srv, lambda fd: srv.handle(fd, make_status), client.done)
+        pump(srv, srv.handle, client.done)
         client.close()
         assert split(bytes(client.data))[0] == 200
     finally:
@@ -508,13 +509,13 @@ def test_ipv6_loopback() -> None:
 @pytest.mark.parametrize("bind", ["unix:/tmp/x.sock", "fd://3", "127.0.0.1:99999", "a b:80"])
 def test_bad_addresses_raise_one_line_bind_errors(bind: str) -> None:
     with pytest.raises(BindError) as info:
-        MetricsServer(bind)
+        MetricsServer(bind, make_status)
     assert "\n" not in str(info.value) and "metrics" in str(info.value).lower()
 
 
 def test_port_in_use_is_a_bind_error(server: MetricsServer) -> None:
     with pytest.raises(BindError, match="Cannot bind metrics listener"):
-        MetricsServer(f"127.0.0.1:{server.port}")
+        MetricsServer(f"127.0.0.1:{server.port}", make_status)
 
 
 def test_listener_is_not_inherited(server: MetricsServer) -> None:
@@ -522,6 +523,6 @@ def test_listener_is_not_inherited(server: MetricsServer) -> None:
 
 
 def test_stream_endpoint_ignores_unknown_fds(server: MetricsServer) -> None:
-    endpoint: StreamEndpoint = server.endpoint
-    endpoint.handle(99999, lambda d, e: None)  # no error, nothing happens
+    endpoint: StreamEndpoint = server
+    endpoint.handle(99999)  # no error, nothing happens
     assert endpoint.clients == {}

@@ -194,6 +194,14 @@ class Resolved:
     config: Config
     sources: Mapping[str, str]
     warnings: tuple[str, ...] = ()
+    subjects: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def invalid(self, name: str, reason: object) -> ConfigError:
+        """The error for a value the table accepted but a later check refuses, naming the
+        setting where its value came from (as the table's own errors do)."""
+        subject = self.subjects.get(name, f"setting {name}")
+        value = getattr(self.config, name)
+        return ConfigError(f"{subject}: invalid value {value!r}: {reason}")
 
 
 def load_resolved(
@@ -201,7 +209,7 @@ def load_resolved(
 ) -> Resolved:
     """Like `load`, but also return provenance and warnings instead of printing them."""
     merged: Merged = resolve(argv, environ, cwd)
-    return Resolved(Config(**merged.values), merged.sources, merged.warnings)
+    return Resolved(Config(**merged.values), merged.sources, merged.warnings, merged.subjects)
 
 
 def load(

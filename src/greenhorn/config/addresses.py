@@ -22,6 +22,7 @@ __all__ = ["DEFAULT_PORT", "Address", "Kind", "parse_address"]
 DEFAULT_PORT = 8000
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 FD_RE = re.compile(r"[0-9]{1,9}")
+_HOST_RE = re.compile(r"[A-Za-z0-9._-]+")  # a name or an IPv4 address (IPv6 goes in brackets)
 
 Kind = Literal["tcp", "unix", "fd"]
 
@@ -123,6 +124,6 @@ def _parse_tcp(text: str, bind: str) -> Address:
         )
     host, sep, port_text = text.partition(":")
     port = _parse_port(port_text, bind) if sep else DEFAULT_PORT
-    if any(ch.isspace() or ch == "/" for ch in host):
-        raise ValueError(f"invalid bind address {bind!r}: bad host {host!r}")
+    if host and not _HOST_RE.fullmatch(host):
+        raise ValueError(f"invalid bind address {bind!r}: {host!r} is not a host name or address")
     return Address("tcp", host=host.lower() or "0.0.0.0", port=port)

@@ -19,7 +19,6 @@ Rules for converters:
 from __future__ import annotations
 
 import grp
-import importlib
 import ipaddress
 import pwd
 import re
@@ -29,8 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from greenhorn.config import hooks
+from greenhorn.config.addresses import parse_address
+from greenhorn.config.importer import ImportFailed, import_object, parse_app
 from greenhorn.config.setting import Converter
-from greenhorn.wsgi.app import AppImportError, parse_uri
 
 # --- scalars ------------------------------------------------------------------------------
 
@@ -196,41 +196,10 @@ def addr_list(value: Any) -> list[str]:
     return items
 
 
-def _check_port(addr: str, text: str) -> None:
-    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:
-        raise ValueError(f"{addr!r}: port {text!r} is not a number from 0 to 65535")
-
-
 def check_address(addr: str) -> str:
-    """Validate one bind address: HOST, HOST:PORT, [IPV6]:PORT, tcp://..., unix:PATH,
-    unix://PATH or fd://N. Returns it unchanged."""
-    if addr.startswith("unix:"):
-        if not re.sub(r"^unix:(//)?", "", addr):
-            raise ValueError(f"{addr!r}: empty unix socket path")
-        return addr
-    if addr.startswith("fd://"):
-        if not addr[5:].isdigit():
-            raise ValueError(f"{addr!r}: not a file descriptor number")
-        return addr
-    rest = addr[6:] if addr.startswith("tcp://") else addr
-    if rest.startswith("["):
-        host, bracket, tail = rest[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ValueError(f"{addr!r}: malformed IPv6 address")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{addr!r}: {host!r} is not an IPv6 address")
-        if tail:
-            _check_port(addr, tail[1:])
-        return addr
-    if rest.count(":") > 1:
-        raise ValueError(f"{addr!r}: write IPv6 addresses as [ADDRESS]:PORT")
-    host, colon, port = rest.partition(":")
-    if colon:
-        _check_port(addr, port)
-    if host and not re.fullmatch(r"[A-Za-z0-9._-]+", host):
-        raise ValueError(f"{addr!r}: {host!r} is not a host name or address")
+    """Validate one listening address with THE grammar (``config/addresses.py``, which the
+    master binds with too); returns it unchanged."""
+    parse_address(addr)
     return addr
 
 
@@ -245,9 +214,9 @@ def bind_list(value: Any) -> list[str]:
 def host_port(value: Any) -> str:
     """`HOST:PORT` or `:PORT` (a TCP address for a side listener such as metrics)."""
     text = to_str(value)
-    if text.startswith(("unix:", "fd://")) or ":" not in text:
+    if ":" not in text or parse_address(text).kind != "tcp":
         raise ValueError("expected HOST:PORT")
-    return check_address(text)
+    return text
 
 
 def env_list(value: Any) -> list[str]:
@@ -281,16 +250,7 @@ def any_dict(value: Any) -> dict[str, Any]:
 
 # --- things named by strings --------------------------------------------------------------
 
-WORKER_CLASSES = ("sync", "gthread", "gevent", "eventlet")
-
-# gunicorn spellings that mean one of ours: a config file written for gunicorn keeps working.
-WORKER_ALIASES = {
-    "gunicorn.workers.sync.SyncWorker": "sync",
-    "gunicorn.workers.gthread.ThreadWorker": "gthread",
-    "gunicorn.workers.ggevent.GeventWorker": "gevent",
-    "gunicorn.workers.geventlet.EventletWorker": "eventlet",
-}
-
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
@@ -306,17 +266,18 @@ def _class_path(value: Any) -> str:
 
 
 def worker_class(value: Any) -> str:
-    """`sync`, `gthread`, `gevent`, `eventlet`, gunicorn's `egg:gunicorn#NAME` and class
-    paths for those, or the dotted path of a worker class (imported later, in the worker)."""
+    """A worker type's name (lower-cased; gunicorn's `egg:gunicorn#NAME` and `#NAME` too) or
+    the dotted path of a worker class. Only the spelling is checked here: which names exist
+    is the worker registry's to say (``workers/registry.py``), and ``cli.py`` asks it."""
     text = _class_path(value)
     if text.startswith("egg:"):
         text = text.rpartition("#")[2] if "#" in text else "sync"
-    text = WORKER_ALIASES.get(text, text.lstrip("#"))
-    if text.lower() in WORKER_CLASSES:
+    text = text.lstrip("#")
+    if _NAME.fullmatch(text):
         return text.lower()
     if _DOTTED.fullmatch(text):
         return text
-    raise ValueError("expected sync, gthread, gevent, eventlet or a dotted class path")
+    raise ValueError("expected a worker type such as sync or gthread, or a dotted class path")
 
 
 DEFAULT_LOGGER = "greenhorn.observe.logger.Logger"
@@ -351,8 +312,8 @@ def app_uri(value: Any) -> str | None:
         return None
     text = to_str(value)
     try:
-        parse_uri(text)
-    except AppImportError as exc:
+        parse_app(text)
+    except ImportFailed as exc:
         raise ValueError(str(exc))
     return text
 
@@ -490,16 +451,11 @@ def cert_reqs(value: Any) -> int:
     return number
 
 
-def _import_callable(text: str) -> Any:
-    module, sep, attr = text.partition(":") if ":" in text else text.rpartition(".")
-    if not sep or not module or not attr:
-        raise ValueError(f"{text!r} is not an import path (module.function)")
+def _import_callable(text: str) -> object:
     try:
-        return getattr(importlib.import_module(module), attr)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module!r}: {exc}")
-    except AttributeError:
-        raise ValueError(f"module {module!r} has no attribute {attr!r}")
+        return import_object(text)
+    except ImportFailed as exc:
+        raise ValueError(str(exc))
 
 
 def hook(name: str) -> Converter:

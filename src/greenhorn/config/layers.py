@@ -42,9 +42,9 @@ from typing import Any, Literal, NoReturn
 
 from greenhorn import __version__
 from greenhorn.config.converters import check_address, to_opt_str
+from greenhorn.config.importer import one_line
 from greenhorn.config.setting import ConfigError, Setting
 from greenhorn.config.settings import BY_NAME, SECTIONS, SETTINGS
-from greenhorn.wsgi.app import one_line
 
 PROG = "greenhorn"
 USAGE = "%(prog)s [OPTIONS] [APP_MODULE]"
@@ -76,6 +76,9 @@ class Merged:
     values: dict[str, Any]
     sources: dict[str, str]
     warnings: tuple[str, ...] = field(default=())
+    # how an error names each setting: "argument -w/--workers", "config file 'x': setting
+    # workers" (where the effective value came from)
+    subjects: dict[str, str] = field(default_factory=dict)
 
 
 # --- the command-line parser, generated from the table -------------------------------------
@@ -216,6 +219,7 @@ def merge(layers: Sequence[Layer]) -> Merged:
     value with its setting's converter. Pure: no files, no environment."""
     values = {s.name: s.make_default() for s in SETTINGS}
     sources = dict.fromkeys(values, SOURCE_DEFAULT)
+    subjects = {name: f"setting {name}" for name in values}
     for layer in layers:
         for name, raw in layer.values.items():
             setting = BY_NAME[name]
@@ -228,12 +232,13 @@ def merge(layers: Sequence[Layer]) -> Merged:
                 raise ConfigError(f"{subject}: invalid value {_show(raw)}: {exc}") from None
             values[name] = value
             sources[name] = layer.source
+            subjects[name] = _subject(setting, layer)
     check_combinations(values)
     # gunicorn names the processes after the application when no name was chosen.
     if sources["default_proc_name"] == SOURCE_DEFAULT and values["wsgi_app"]:
         values["default_proc_name"] = values["wsgi_app"]
         sources["default_proc_name"] = sources["wsgi_app"]
-    return Merged(values, sources)
+    return Merged(values, sources, (), subjects)
 
 
 # --- the environment ------------------------------------------------------------------------
@@ -406,4 +411,4 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = N
         layers.append(Layer(f"env {env_var}", env_values, "args", env_var))
     layers.append(Layer(SOURCE_CLI, cli, "args"))
     merged = merge(layers)
-    return Merged(merged.values, merged.sources, tuple(warnings))
+    return Merged(merged.values, merged.sources, tuple(warnings), merged.subjects)

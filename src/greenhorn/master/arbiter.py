@@ -1,17 +1,33 @@
 """The master process: open the sockets, fork the workers, watch them, obey signals.
 
-Why it reads as a list of verbs: the loop below is the whole job. Signals arrive as bytes on
-a pipe (``ipc/signals.py``) and are dispatched here, never in signal context. Decisions about
-how many workers to run and whom to kill are pure functions in ``policy.py``; this module
-only gathers the facts, applies the decisions and logs them.
+Why it reads as a list of verbs: the loop below is the whole job. The state lives in the
+parts the arbiter owns, each in a module of its own:
 
-    run:  start → loop { dispatch signals → reap → murder late → manage count } → stop
+    listeners   Listeners     the listening sockets (listeners.py)
+    table       WorkerTable   the live workers and what was sent to them (worker_table.py)
+    handover    HandOver      HUP generations and USR2 upgrades (handover.py)
+    scaler      Scaler        the worker target, autoscaling, recycling (scaling.py)
+    observer    Observer      samples, totals and the status (observer.py)
+    endpoints   Endpoints     /metrics and the control socket (observer.py, metrics.py,
+                              control.py)
+
+Signals arrive as bytes on a pipe (``ipc/signals.py``) and are dispatched here, never in
+signal context. Decisions about how many workers to run and whom to kill are pure
+functions in ``policy.py``; this module gathers the facts, applies the decisions through
+the parts and logs them.
+
+    run:  start → loop { dispatch signals → reap → murder late → scale → manage count
+                         → check ready → reload requests } → stop → cleanup
 
 Graceful stop (TERM) is built so that new connections are refused at once while queued
 ones are still served: the master closes its listening sockets and asks each worker to
-drain (``ipc/scoreboard.py``: ``DRAIN``); each worker's control thread accepts what the kernel already
-queued and closes its own copy, so the socket leaves LISTEN within milliseconds instead of
-when the slowest request ends.
+drain (``ipc/scoreboard.py``: ``DRAIN``); each worker's control thread accepts what the
+kernel already queued and closes its own copy, so the socket leaves LISTEN within
+milliseconds instead of when the slowest request ends.
+
+Hooks receive the arbiter as ``server``: its attributes keep gunicorn's names (``cfg``,
+``log``, ``pid``, ``app``, ``WORKERS``, ``LISTENERS``, ``num_workers``, ``worker_class``,
+``pidfile``, ``reexec_pid``, ``master_pid``, ``proc_name``).
 """
 
 from __future__ import annotations
@@ -21,53 +37,101 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from greenhorn import __version__
+from greenhorn.config import hooks
 from greenhorn.ipc import exits, titles
-from greenhorn.ipc.scoreboard import BOOTED, DRAIN, EXIT_REASON, WorkerTmp, choose_tmp_dir
+from greenhorn.ipc.scoreboard import EXIT_REASON, WorkerTmp, choose_tmp_dir
 from greenhorn.ipc.signals import MASTER_SIGNALS, WORKER_SIGNALS, SignalPipe
 from greenhorn.ipc.signals import name as signame
-from greenhorn.master import handover, listeners, observer, policy, systemd
-from greenhorn.master.observer import Observer
+from greenhorn.master import policy, systemd
+from greenhorn.master.control import run_command
+from greenhorn.master.handover import HandOver
+from greenhorn.master.listeners import Listener, Listeners
+from greenhorn.master.observer import Endpoints, MasterFacts, Observer
 from greenhorn.master.pidfile import Pidfile, PidfileError
+from greenhorn.master.scaling import Scaler
+from greenhorn.master.worker_table import WorkerTable
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.observe.logger import Logger
+    from greenhorn.workers.base import Worker
+    from greenhorn.wsgi.app import WSGIApp
 
 __all__ = ["Arbiter"]
 
 LOOP_SECONDS = 1.0
+BOOT_FAILURES = {
+    exits.WORKER_BOOT_ERROR: "Worker failed to boot.",
+    exits.APP_LOAD_ERROR: "App failed to load.",
+}
 
 
 class Arbiter:
     """The master process. Attributes read by hooks keep gunicorn's names."""
 
-    def __init__(self, cfg: Any, argv: list[str] | None = None, cwd: str | None = None) -> None:
+    def __init__(self, cfg: Config, argv: list[str] | None = None, cwd: str | None = None) -> None:
         self.cfg = cfg
-        self.argv = list(argv or [])
-        self.log: Any = None
+        self.log: Logger = None  # type: ignore[assignment]  # set first thing in start()
         self.pid = os.getpid()
-        self.app: Any = None
-        self.WORKERS: dict[int, Any] = {}
-        self.LISTENERS: list[listeners.Listener] = []
-        self.num_workers = 1
-        self.worker_class: Any = None
-        self.worker_age = 0
-        self.generation = 0
-        self.previous_cfg: Any = None
-        self.master_pid = int(os.environ.get(handover.MASTER_PID_ENV, "0") or 0)
-        self.reexec_pid = 0
+        self.app: WSGIApp | None = None  # the application, with --preload
+        self.worker_class: type[Worker] = None  # type: ignore[assignment]  # set in start()
         self.pidfile: Pidfile | None = None
         self.signals = SignalPipe()
-        self.ready_sent = False
+        self.state = "starting"  # running, stopping
         self.stopping = False
-        self.halt_code: int | None = None
-        self.halt_reason = ""
-        self.sent_kill: set[int] = set()
-        self.cwd = cwd if cwd is not None else os.getcwd()  # where a USR2 re-exec starts
+        self.halt: tuple[int, str] | None = None  # (exit code, reason): stop the server
+        self.table = WorkerTable()
+        self.listeners = Listeners()
+        self.handover = HandOver(list(argv or []), cwd if cwd is not None else os.getcwd())
+        self.scaler = Scaler(cfg, self.log, self.table, self.workers_changed)
         self.observer = Observer()
-        self.scaler: Any = None
-        self.servers: list[Any] = []  # metrics and control listeners (non-blocking)
-        self.state = "starting"
-        self.last_gauge = -1
+        self.endpoints = Endpoints()
+
+    # -- gunicorn's names ------------------------------------------------------------------
+
+    @property
+    def WORKERS(self) -> dict[int, Worker]:
+        return self.table.workers
+
+    @property
+    def LISTENERS(self) -> list[Listener]:
+        return self.listeners.sockets
+
+    @property
+    def num_workers(self) -> int:
+        return self.scaler.target
+
+    @num_workers.setter
+    def num_workers(self, count: int) -> None:
+        self.scaler.set_target(count)
+
+    @property
+    def worker_age(self) -> int:
+        return self.table.spawned
+
+    @property
+    def generation(self) -> int:
+        return self.handover.generation
+
+    @property
+    def reexec_pid(self) -> int:
+        return self.handover.child_pid
+
+    @property
+    def master_pid(self) -> int:
+        return self.handover.parent_pid
+
+    @property
+    def argv(self) -> list[str]:
+        return self.handover.argv
+
+    @property
+    def proc_name(self) -> str:
+        return self.cfg.proc_name or self.cfg.default_proc_name
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -92,49 +156,101 @@ class Arbiter:
 
     def start(self) -> int | None:
         """Everything before the first fork. Returns an exit code when it cannot start."""
-        from greenhorn import observe
-        from greenhorn.workers.registry import MissingExtra, load_worker_class
-        from greenhorn.wsgi.app import AppImportError, check_importable, load_app
-
-        cfg = self.cfg
-        if cfg.daemon:
+        if self.cfg.daemon:
             from greenhorn.master import daemon
 
-            daemon.daemonize(cfg.enable_stdio_inheritance)
+            daemon.daemonize(self.cfg.enable_stdio_inheritance)
             self.pid = os.getpid()
+        steps: tuple[Callable[[], int | None], ...] = (
+            self.open_log,
+            self.load_worker_class,
+            self.size,
+            self.load_app,
+            self.check_worker_settings,
+            self.open_listeners,
+            self.write_pidfile,
+        )
+        for step in steps:
+            code = step()
+            if code is not None:
+                return code
+        self.signals.install(MASTER_SIGNALS)
+        self.announce()
+        if not self.endpoints.open(
+            self.cfg,
+            self.log,
+            pid=self.pid,
+            takeover=bool(self.master_pid),
+            status=self.status,
+            dispatch=self.control,
+        ):
+            return exits.EXIT_FAILURE
+        if self.cfg.capture_output:
+            self.log.capture_output()
+        self.log.close_on_exec()
+        if self.app is not None:
+            gc.collect()
+            gc.freeze()  # keep the preloaded heap out of copy-on-write churn
+        self.call_hook("when_ready", self)
+        return None
+
+    def open_log(self) -> int | None:
+        from greenhorn import observe
+
         try:
-            self.log = observe.create(cfg)
+            self.log = observe.create(self.cfg)
         except Exception as exc:
             sys.stderr.write(f"greenhorn: error: cannot set up logging: {exc}\n")
             return exits.EXIT_FAILURE
+        self.scaler.log = self.log
         titles.set_title(titles.master_title(self.proc_name))
+        return None
+
+    def load_worker_class(self) -> int | None:
+        """The worker class, and its ``setup()`` (gevent and eventlet patch here, before
+        the application is imported)."""
+        from greenhorn.config.importer import ImportFailed
+        from greenhorn.workers.registry import load_worker_class
+
         try:
-            self.worker_class = load_worker_class(cfg.worker_class, cfg.threads)
-        except (MissingExtra, ImportError, AttributeError) as exc:
-            self.log.error("Cannot load worker class %r: %s", cfg.worker_class, exc)
+            self.worker_class = load_worker_class(self.cfg.worker_class, self.cfg.threads)
+        except ImportFailed as exc:
+            self.log.error("Cannot load worker class %r: %s", self.cfg.worker_class, exc)
             return exits.EXIT_USAGE
         setup = getattr(self.worker_class, "setup", None)
         if callable(setup):
             setup()
-        from greenhorn.master.scaling import Scaler
+        return None
 
-        self.scaler = Scaler(cfg, self.log)
-        self.num_workers = self.scaler.initial_workers()
+    def size(self) -> int | None:
+        """The first worker target, then ``on_starting``."""
+        self.scaler.start()
         self.call_hook("on_starting", self)
+        return None
+
+    def load_app(self) -> int | None:
+        """With ``--preload`` import the application now; else only check it can be found."""
+        from greenhorn.wsgi.app import AppImportError, check_importable, load_app
+
         try:
-            if cfg.preload_app:
-                self.app = load_app(cfg.wsgi_app)
+            if self.cfg.preload_app:
+                self.app = load_app(str(self.cfg.wsgi_app))
             else:
-                check_importable(cfg.wsgi_app)
+                check_importable(self.cfg.wsgi_app)
         except AppImportError as exc:
-            self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
+            self.log.error("Failed to load application %r: %s", self.cfg.wsgi_app, exc)
             return exits.APP_LOAD_ERROR
+        return None
+
+    def check_worker_settings(self) -> int | None:
+        """What every worker would fail on: check it once here, with one line."""
+        cfg = self.cfg
         if cfg.reload:
-            from greenhorn.workers import reload_watcher as reload
+            from greenhorn.workers import reload_watcher
 
             try:
-                reload.choose_engine(cfg.reload_engine)
-            except reload.ReloadError as exc:
+                reload_watcher.choose_engine(cfg.reload_engine)
+            except reload_watcher.ReloadError as exc:
                 self.log.error("Cannot watch for code changes (--reload): %s", exc)
                 return exits.EXIT_USAGE
         if cfg.certfile:
@@ -145,60 +261,53 @@ class Arbiter:
             except Exception as exc:
                 self.log.error("Invalid TLS settings: %s", exc)
                 return exits.EXIT_FAILURE
-        try:
-            self.LISTENERS = self.open_listeners()
-        except (OSError, ValueError) as exc:
-            self.log.error("%s", exc)
-            return exits.EXIT_FAILURE
-        if cfg.pidfile:
-            name = cfg.pidfile + (".2" if self.master_pid else "")
-            self.pidfile = Pidfile(name)
-            try:
-                self.pidfile.create(self.pid)
-            except (PidfileError, OSError) as exc:
-                self.pidfile = None
-                self.log.error("%s", exc)
-                return exits.EXIT_FAILURE
-        self.signals.install(MASTER_SIGNALS)
-        self.log.info("Starting greenhorn %s", __version__)
-        scheme = "https" if cfg.certfile else "http"
-        for listener in self.LISTENERS:
-            self.log.info("Listening at: %s (%s)", listener.url(scheme), self.pid)
-        self.log.info("Using worker: %s", cfg.worker_class)
-        code = self.open_servers()
-        if code is not None:
-            return code
-        if cfg.capture_output:
-            self.log.capture_output()
-        self.log.close_on_exec()
-        if self.app is not None:
-            gc.collect()
-            gc.freeze()  # keep the preloaded heap out of copy-on-write churn
-        self.call_hook("when_ready", self)
         return None
 
-    @property
-    def proc_name(self) -> str:
-        return self.cfg.proc_name or self.cfg.default_proc_name
-
-    def open_servers(self) -> int | None:
-        return observer.open_servers(self)
-
-    def open_listeners(self) -> list[listeners.Listener]:
-        found = listeners.inherited_listeners(os.environ, backlog=self.cfg.backlog)
-        if not found:
-            found = listeners.bind_listeners(
-                self.cfg.bind,
-                backlog=self.cfg.backlog,
-                reuse_port=self.cfg.reuse_port,
-                umask=self.cfg.umask,
+    def open_listeners(self) -> int | None:
+        cfg = self.cfg
+        try:
+            self.listeners.open(
+                cfg.bind,
+                backlog=cfg.backlog,
+                reuse_port=cfg.reuse_port,
+                umask=cfg.umask,
+                defer=cfg.defer_accept,
                 owner=self.owner(),
                 log=self.log.error,
             )
-        listeners.defer_accept(found, self.cfg.defer_accept)
-        return found
+        except (OSError, ValueError) as exc:
+            self.log.error("%s", exc)
+            return exits.EXIT_FAILURE
+        return None
+
+    def write_pidfile(self) -> int | None:
+        if not self.cfg.pidfile:
+            return None
+        self.pidfile = Pidfile(self.handover.pidfile_path(self.cfg.pidfile))
+        try:
+            self.pidfile.create(self.pid)
+        except (PidfileError, OSError) as exc:
+            self.pidfile = None
+            self.log.error("%s", exc)
+            return exits.EXIT_FAILURE
+        return None
+
+    def announce(self) -> None:
+        self.log.info("Starting greenhorn %s", __version__)
+        scheme = "https" if self.cfg.certfile else "http"
+        for listener in self.listeners:
+            self.log.info("Listening at: %s (%s)", listener.url(scheme), self.pid)
+        self.log.info("Using worker: %s", self.worker_class_name)
+
+    @property
+    def worker_class_name(self) -> str:
+        from greenhorn.workers.registry import canonical
+
+        return canonical(str(self.cfg.worker_class))
 
     def owner(self) -> tuple[int, int] | None:
+        """Who the socket and scoreboard files belong to: ``--user``/``--group`` when those
+        differ from ours (the workers run as them), else None."""
         uid, gid = self.cfg.user, self.cfg.group
         if (uid, gid) == (os.geteuid(), os.getegid()):
             return None
@@ -211,38 +320,31 @@ class Arbiter:
         self.manage_workers()
         fd = self.signals.fileno()
         while True:
-            self.maybe_promote_master()
+            if self.handover.promoted():
+                self.promote()
             ready = self.wait(fd, LOOP_SECONDS)
             for sig in self.signals.read() if fd in ready else ():
                 code = self.dispatch(sig)
                 if code is not None:
                     return code
             self.reap_workers()
-            if self.halt_code is not None:
-                self.log.error("Shutting down: %s", self.halt_reason)
+            if self.halt is not None:
+                code, reason = self.halt
+                self.log.error("Shutting down: %s", reason)
                 self.stop(graceful=False)
-                return self.halt_code
+                return code
             self.murder_workers()
-            self.observer.sample(self.WORKERS, read_rss=self.scaler.watches_memory)
-            self.scaler.step(self, self.snapshot(), self.backlog())
+            self.table.note_boots()
+            self.observer.sample(self.table, read_rss=self.scaler.watches_memory)
+            views = self.observer.views(self.table)
+            self.scaler.step(views, self.listeners.backlog(), self.generation)
             self.manage_workers()
             self.check_ready()
             self.check_reload_requests()
 
     def wait(self, fd: int, seconds: float) -> list[int]:
         """Sleep until a signal arrives or ``seconds`` pass; /metrics and ctl are served."""
-        return observer.wait(self, fd, seconds)
-
-    def backlog(self) -> int:
-        return observer.backlog(self)
-
-    def status(self) -> dict[str, Any]:
-        """Everything /metrics and ``greenhorn ctl`` show."""
-        return self.observer.status(self)
-
-    def control(self, command: str, args: list[str]) -> dict[str, Any]:
-        """A command from ``greenhorn ctl`` (ValueError for a bad one)."""
-        return observer.control(self, command, args)
+        return self.endpoints.wait(fd, seconds, self.log)
 
     def dispatch(self, sig: int) -> int | None:
         """Handle one queued signal; return an exit code to stop."""
@@ -259,70 +361,74 @@ class Arbiter:
         if sig == signal.SIGHUP:
             self.reload()
         elif sig == signal.SIGTTIN:
-            self.set_num_workers(self.num_workers + 1)
+            self.num_workers += 1
         elif sig == signal.SIGTTOU:
-            self.set_num_workers(max(1, self.num_workers - 1))
+            self.num_workers = max(1, self.num_workers - 1)
         elif sig == signal.SIGUSR1:
-            self.log.reopen_files()
-            self.kill_workers(signal.SIGUSR1)
+            self.reopen_logs()
         elif sig == signal.SIGUSR2:
             self.reexec()
         elif sig == signal.SIGWINCH:
             if self.cfg.daemon:
                 self.log.info("graceful stop of workers")
-                self.set_num_workers(0)
-                self.kill_workers(signal.SIGTERM)
+                self.num_workers = 0
+                self.table.kill_all(signal.SIGTERM)
             else:
                 self.log.debug("SIGWINCH ignored. Not daemonized")
         return None
 
-    def set_num_workers(self, count: int) -> None:
-        old, self.num_workers = self.num_workers, count
-        if old != count:
-            self.call_hook("nworkers_changed", self, count, old)
+    def workers_changed(self, new: int, old: int) -> None:
+        """The worker target changed (the scaler calls this)."""
+        self.call_hook("nworkers_changed", self, new, old)
+
+    def reopen_logs(self) -> None:
+        """USR1: reopen the log files here and in every worker (after logrotate)."""
+        self.log.reopen_files()
+        self.table.kill_all(signal.SIGUSR1)
+
+    # -- what /metrics and greenhorn ctl see and do ----------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Everything /metrics and ``greenhorn ctl`` show."""
+        facts = MasterFacts(
+            state=self.state,
+            ready=self.handover.ready and not self.stopping,
+            workers_target=self.num_workers,
+            generation=self.generation,
+            worker_class=self.worker_class_name,
+            listeners=self.listeners.names(),
+            backlog=self.listeners.queues(),
+        )
+        return self.observer.status(self.table, facts)
+
+    def control(self, command: str, args: list[str]) -> dict[str, Any]:
+        """A command from ``greenhorn ctl`` (ValueError for a bad one)."""
+        return run_command(self, command, args)
+
+    def add_workers(self, delta: int) -> int:
+        """``greenhorn ctl add/remove``: change the target now; the new target."""
+        self.num_workers = max(1, self.num_workers + delta)
+        self.manage_workers()
+        return self.num_workers
 
     # -- workers ---------------------------------------------------------------------------
-
-    def snapshot(self) -> list[policy.WorkerView]:
-        return self.observer.views(self.WORKERS, self.sent_kill)
 
     def manage_workers(self) -> None:
         """Spawn or retire workers so the current generation has ``num_workers``."""
         if self.stopping:
             return
-        target = self.num_workers + (self.scaler.surge if self.scaler else 0)
-        decision = policy.plan(self.snapshot(), target, self.generation)
+        decision = policy.plan(self.observer.views(self.table), self.scaler.wanted, self.generation)
         for pid in decision.retire:
-            worker = self.WORKERS.get(pid)
-            if worker is not None and pid != getattr(self.scaler, "recycling", None):
-                self.retire(worker, decision.reason)
+            worker = self.table.get(pid)
+            if worker is not None and pid != self.scaler.recycling:
+                self.table.retire(worker, decision.reason)
         for _ in range(decision.spawn):
             self.spawn_worker()
-        alive = len(self.WORKERS)
-        if alive != self.last_gauge:
-            self.last_gauge = alive
-            self.log.gauge("gunicorn.workers", alive)
+        self.table.report_count(self.log)
 
-    def retire(self, worker: Any, reason: str) -> None:
-        """Ask a worker to finish its in-flight requests and exit."""
-        worker.retire_reason = reason
-        self.kill_worker(worker.pid, signal.SIGTERM)
-
-    def spawn_worker(self) -> Any:
-        cfg = self.cfg
-        self.worker_age += 1
-        slots = max(1, int(getattr(self.worker_class, "slots_for", lambda c: 1)(cfg)))
-        tmp = WorkerTmp(choose_tmp_dir(cfg.worker_tmp_dir), slots=slots)
-        owner = self.owner()
-        if owner is not None:
-            os.fchown(tmp.fileno(), owner[0], owner[1])
-        worker = self.worker_class(
-            self.worker_age, self.pid, self.LISTENERS, self.app, cfg, self.log, tmp
-        )
-        worker.server = self
-        worker.generation = self.generation
-        worker.lifetime = self.scaler.lifetime_for() if self.scaler else 0.0
-        worker.recycle_reason = None
+    def spawn_worker(self) -> Worker:
+        """Fork one worker of the current generation (in the child this never returns)."""
+        worker = self.new_worker()
         self.call_hook("pre_fork", self, worker)
         # Signals stay blocked across fork until the child has its own handlers: a TERM
         # sent to a just-forked worker is then held, not lost (or fed to our pipe).
@@ -331,39 +437,48 @@ class Arbiter:
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             worker.pid = pid
-            self.WORKERS[pid] = worker
+            self.table.add(worker)
             self.log.info("Booting worker with pid: %s", pid)
             return worker
-        # -- in the child (signals blocked until Worker.init_signals) --
+        self.become_worker(worker, mask)
+
+    def new_worker(self) -> Worker:
+        """The worker object (the master's record of it, and the child's life after fork),
+        with its scoreboard file."""
+        cfg = self.cfg
+        slots = max(1, int(getattr(self.worker_class, "slots_for", lambda c: 1)(cfg)))
+        tmp = WorkerTmp(choose_tmp_dir(cfg.worker_tmp_dir), slots=slots)
+        owner = self.owner()
+        if owner is not None:
+            os.fchown(tmp.fileno(), owner[0], owner[1])
+        worker = self.worker_class(
+            self.table.next_age(), self.pid, self.LISTENERS, self.app, cfg, self.log, tmp
+        )
+        worker.server = self
+        worker.generation = self.generation
+        worker.lifetime = self.scaler.lifetime_for()
+        return worker
+
+    def become_worker(self, worker: Worker, mask: set[signal.Signals]) -> NoReturn:
+        """In the child right after fork: drop the master's fds, run ``post_fork``, boot
+        (signals stay blocked until ``Worker.init_signals``)."""
         worker.sigmask = mask
         worker.pid = os.getpid()
         self.signals.close(restore=False)
-        for _, server in self.servers:
-            server.close_in_child()
+        self.endpoints.close_in_child()
         try:
-            cfg.post_fork(self, worker)
+            hooks.call_hook(self.cfg, "post_fork", self, worker, propagate=True)
         except BaseException:
             self.log.exception("post_fork hook failed")
             os._exit(exits.WORKER_BOOT_ERROR)
         worker.init_process()
 
-    def kill_worker(self, pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-            if sig == signal.SIGKILL:
-                self.sent_kill.add(pid)
-        except ProcessLookupError:
-            self.WORKERS.pop(pid, None)
-
-    def kill_workers(self, sig: int) -> None:
-        for pid in list(self.WORKERS):
-            self.kill_worker(pid, sig)
-
     def murder_workers(self) -> None:
         """Abort workers that missed their heartbeat or hold a request past ``timeout``."""
         now_wall, now_mono = time.time(), time.monotonic()
-        for kill in policy.kills(self.snapshot(), now_wall, now_mono, self.cfg.timeout):
-            worker = self.WORKERS.get(kill.pid)
+        views = self.observer.views(self.table)
+        for kill in policy.kills(views, now_wall, now_mono, self.cfg.timeout):
+            worker = self.table.get(kill.pid)
             if worker is None:
                 continue
             if kill.signal == signal.SIGABRT:
@@ -374,7 +489,7 @@ class Arbiter:
                 worker.exit_reason = "timeout"
             else:
                 self.log.error("Worker (pid:%s) ignored SIGABRT; sending SIGKILL", kill.pid)
-            self.kill_worker(kill.pid, kill.signal)
+            self.table.kill(kill.pid, kill.signal)
 
     def reap_workers(self) -> None:
         """Collect exited children (all of them: we may be PID 1) and say why they died."""
@@ -387,21 +502,21 @@ class Arbiter:
                 continue
             if pid == 0:
                 return
-            if pid == self.reexec_pid:
-                self.reexec_pid = 0
+            if self.handover.child_exited(pid):
                 self.log.info("Re-executed master (pid:%s) exited", pid)
                 continue
-            worker = self.WORKERS.pop(pid, None)
+            was_killed = pid in self.table.killed
+            worker = self.table.remove(pid)
             if worker is None:
                 continue
-            reason = self.report_exit(worker, os.waitstatus_to_exitcode(status))
+            reason = self.report_exit(worker, os.waitstatus_to_exitcode(status), was_killed)
             self.observer.forget(worker, reason)
-            self.sent_kill.discard(pid)
             worker.tmp.close()
             self.call_hook("child_exit", self, worker)
 
-    def report_exit(self, worker: Any, code: int) -> str:
-        """Log why a worker ended (never lose the reason); return it as a short label."""
+    def report_exit(self, worker: Worker, code: int, killed: bool) -> str:
+        """Log why a worker ended (never lose the reason); return it as a short label.
+        ``killed``: we sent it SIGKILL."""
         pid = worker.pid
         if code < 0:
             sig = -code
@@ -413,7 +528,7 @@ class Arbiter:
                     worker.exit_reason,
                 )
                 return worker.exit_reason
-            if sig == signal.SIGKILL and pid not in self.sent_kill:
+            if sig == signal.SIGKILL and not killed:
                 self.log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
                 return "oom-or-killed"
             self.log.warning("Worker (pid:%s) was sent SIG%s!", pid, signame(sig))
@@ -428,49 +543,97 @@ class Arbiter:
             self.log.error("Worker (pid:%s) aborted after timeout (exit code %s)", pid, code)
             return "timeout"
         self.log.error("Worker (pid:%s) exited with code %s", pid, code)
-        if code in (exits.WORKER_BOOT_ERROR, exits.APP_LOAD_ERROR):
-            if worker.generation > self.generation:  # from a reload already rolled back
-                return "boot-error"
-            if self.generation and worker.generation == self.generation and self.previous_cfg:
-                self.rollback_reload(code)
-                return "boot-error"
-            self.halt_code = code
-            self.halt_reason = (
-                "Worker failed to boot."
-                if code == exits.WORKER_BOOT_ERROR
-                else "App failed to load."
-            )
+        if code in BOOT_FAILURES:
+            self.boot_failed(worker, code)
             return "boot-error"
         return "crash"
 
+    def boot_failed(self, worker: Worker, code: int) -> None:
+        """A worker exited with a boot-error status: roll an unconfirmed reload back, else
+        stop the server with that status."""
+        if worker.generation > self.generation:  # from a reload already rolled back
+            return
+        if self.handover.can_roll_back(worker.generation):
+            self.rollback_reload(code)
+            return
+        self.halt = (code, BOOT_FAILURES[code])
+
     def check_ready(self) -> None:
         """Tell systemd we are ready once the current generation has booted."""
-        if self.ready_sent or self.stopping:
+        if self.handover.ready or self.stopping:
             return
-        current = [w for w in self.WORKERS.values() if w.generation == self.generation]
-        if len(current) >= self.num_workers and all(w.tmp.board.counters[BOOTED] for w in current):
-            self.ready_sent = True
-            self.previous_cfg = None
+        current = self.table.of_generation(self.generation)
+        if len(current) >= self.num_workers and self.table.all_booted(current):
+            self.handover.confirm()
             systemd.ready(f"greenhorn {__version__}: {len(current)} workers")
 
-    # -- reload, re-exec (handover.py), stop --------------------------------------------------
+    # -- reload (HUP), re-exec (USR2): handover.py ------------------------------------------
 
     def check_reload_requests(self) -> None:
-        handover.check_reload_requests(self)
+        """A worker saw its source change (``--reload``): reload once for all of them."""
+        asked = self.table.take_reload_requests()
+        if asked and not self.stopping and any(w.generation == self.generation for w in asked):
+            self.log.info("Reloading: application source changed")
+            self.reload()
 
     def reload(self) -> None:
         """HUP: new settings, new generation of workers, old one retired once it is up."""
-        handover.reload(self)
+        cfg = self.handover.load(self.argv, self.cfg, self.log)
+        if cfg is None:
+            return
+        self.handover.begin(self.cfg)
+        old, self.cfg = self.cfg, cfg
+        from greenhorn.observe.logger import LogConfigError
+
+        try:
+            self.log.setup(cfg)
+        except (LogConfigError, OSError) as exc:
+            self.log.error("Reload: cannot set up logging, keeping the old setup: %s", exc)
+        if list(cfg.bind) != list(old.bind):
+            self.rebind()
+        self.call_hook("on_reload", self)
+        titles.set_title(titles.master_title(self.proc_name))
+        self.scaler.reconfigure(cfg)
+        self.manage_workers()
+
+    def rebind(self) -> None:
+        """HUP with a new ``bind``: the new listeners, or the old ones if they fail."""
+        cfg = self.cfg
+        try:
+            self.listeners.rebind(
+                cfg.bind, backlog=cfg.backlog, reuse_port=cfg.reuse_port, defer=cfg.defer_accept
+            )
+        except (OSError, ValueError) as exc:
+            self.log.error("Reload: %s; keeping the old listeners", exc)
+            return
+        for listener in self.listeners:
+            self.log.info("Listening at: %s (%s)", listener.name, self.pid)
 
     def rollback_reload(self, code: int) -> None:
-        handover.rollback_reload(self, code)
+        """A worker of the new generation failed to boot: keep the old generation."""
+        self.log.error(
+            "Reload failed: new workers cannot boot (exit code %s); keeping the previous ones",
+            code,
+        )
+        failed = self.generation
+        self.cfg = self.handover.roll_back()
+        for worker in self.table.of_generation(failed):
+            self.table.retire(worker, "failed reload")
 
     def reexec(self) -> None:
         """USR2: start a new master from the same command, handing over the listeners."""
-        handover.reexec(self)
+        if self.handover.refuses_reexec(self.log):
+            return
+        self.handover.reexec(self.listeners, lambda: self.call_hook("pre_exec", self))
 
-    def maybe_promote_master(self) -> None:
-        handover.maybe_promote_master(self)
+    def promote(self) -> None:
+        """After USR2, in the new master: the old one is gone; take over the real pid file."""
+        self.log.info("Master has been promoted.")
+        if self.pidfile is not None and self.cfg.pidfile:
+            self.pidfile.rename(self.cfg.pidfile)
+        titles.set_title(titles.master_title(self.proc_name))
+
+    # -- stop ------------------------------------------------------------------------------
 
     def stop(self, graceful: bool = True) -> None:
         """Stop every worker: TERM (finish in-flight work) or QUIT, then KILL at the deadline.
@@ -484,22 +647,20 @@ class Arbiter:
         systemd.stopping()
         if graceful and self.cfg.shutdown_delay > 0:
             graceful = self.delay_shutdown(float(self.cfg.shutdown_delay))
-        unlink = not self.reexec_pid and not self.master_pid
         if graceful:
-            for worker in self.WORKERS.values():
-                worker.tmp.board.counters[DRAIN] = 1
-        listeners.close_listeners(self.LISTENERS, unlink=unlink)
-        self.kill_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
+            self.table.drain()
+        self.listeners.close(unlink=not self.handover.shared_sockets)
+        self.table.kill_all(signal.SIGTERM if graceful else signal.SIGQUIT)
         deadline = time.monotonic() + self.cfg.graceful_timeout
-        while self.WORKERS and time.monotonic() < deadline:
+        while self.table and time.monotonic() < deadline:
             self.reap_workers()
-            if self.WORKERS:
+            if self.table:
                 self.wait_for_children(min(0.1, max(0.0, deadline - time.monotonic())))
-        if self.WORKERS:
-            self.log.warning("Graceful timeout: killing %d worker(s)", len(self.WORKERS))
-            self.kill_workers(signal.SIGKILL)
+        if self.table:
+            self.log.warning("Graceful timeout: killing %d worker(s)", len(self.table))
+            self.table.kill_all(signal.SIGKILL)
             end = time.monotonic() + 5.0
-            while self.WORKERS and time.monotonic() < end:
+            while self.table and time.monotonic() < end:
                 self.reap_workers()
                 self.wait_for_children(0.05)
 
@@ -538,16 +699,10 @@ class Arbiter:
             self.log.info("Shutting down: Master")
         if self.pidfile is not None:
             self.pidfile.unlink()
-        for _, server in self.servers:
-            server.close()
-        listeners.close_listeners(
-            self.LISTENERS, unlink=not self.reexec_pid and not self.master_pid
-        )
+        self.endpoints.close()
+        self.listeners.close(unlink=not self.handover.shared_sockets)
         self.signals.close()
 
-    def call_hook(self, name: str, *args: Any) -> None:
-        try:
-            getattr(self.cfg, name)(*args)
-        except Exception:
-            if self.log is not None:
-                self.log.exception("Exception in %s hook", name)
+    def call_hook(self, name: str, *args: object) -> None:
+        """A server hook; a failure is logged, never raised (``config.hooks.call_hook``)."""
+        hooks.call_hook(self.cfg, name, *args, log=self.log)

@@ -12,9 +12,9 @@ Protocol: one connection, one request, one reply, each a single line of strict J
     → {"command": "add", "args": ["2"]}
     ← {"ok": true, "data": {...}}            or   {"ok": false, "error": "one line"}
 
-``dispatch(command, args) -> dict`` is ``Arbiter.control``; a ValueError it raises is the
-user's mistake and its message is sent back; anything else is reported as an internal error
-(the master keeps running).
+``dispatch(command, args) -> dict`` is ``run_command`` over the arbiter (the commands and
+what they do are below); a ValueError it raises is the user's mistake and its message is
+sent back; anything else is reported as an internal error (the master keeps running).
 
 Where the socket lives when none is configured (``default_socket_path``) is decided here
 too; the client, ``greenhorn.ctl``, looks in the same places.
@@ -30,13 +30,20 @@ import re
 import socket
 import stat
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from greenhorn.ipc.scoreboard import system_tmp_dir
 from greenhorn.master.endpoints import StreamEndpoint
 from greenhorn.master.listeners import BindError
 
-__all__ = ["ControlServer", "answer", "candidate_paths", "default_socket_path"]
+__all__ = [
+    "ControlServer",
+    "Controlled",
+    "answer",
+    "candidate_paths",
+    "default_socket_path",
+    "run_command",
+]
 
 MAX_LINE = 8192  # bytes of one request line
 SOCKET_NAME = re.compile(r"greenhorn-(\d+)\.ctl")
@@ -112,6 +119,47 @@ def listening(path: str) -> bool:
     return True
 
 
+# -- the commands ------------------------------------------------------------------------------
+
+
+class Controlled(Protocol):
+    """What the commands need of the master (``Arbiter`` has it)."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def add_workers(self, delta: int) -> int: ...
+
+    def reload(self) -> None: ...
+
+    def reopen_logs(self) -> None: ...
+
+
+def run_command(master: Controlled, command: str, args: list[str]) -> dict[str, Any]:
+    """One ``greenhorn ctl`` command (ValueError for a bad one): ``workers``/``status``/
+    ``stats`` (the status), ``add``/``remove`` N (like TTIN/TTOU N times), ``reload``
+    (like HUP), ``reopen`` (like USR1)."""
+    if command in ("workers", "status", "stats"):
+        return master.status()
+    if command in ("add", "remove"):
+        try:
+            n = int(args[0]) if args else 1
+        except ValueError:
+            raise ValueError(f"{command}: expected a number, got {args[0]!r}") from None
+        if n < 1:
+            raise ValueError(f"{command}: expected a positive number")
+        return {"workers_target": master.add_workers(n if command == "add" else -n)}
+    if command == "reload":
+        master.reload()
+        return {"generation": master.generation}
+    if command == "reopen":
+        master.reopen_logs()
+        return {}
+    raise ValueError(f"unknown command {command!r}")
+
+
 # -- the server ------------------------------------------------------------------------------
 
 
@@ -174,7 +222,7 @@ def _clear_stale(path: str, takeover: bool) -> None:
         os.unlink(path)
 
 
-class ControlServer:
+class ControlServer(StreamEndpoint):
     """The master's control socket at ``path`` (file mode ``mode``).
 
     Raises ``greenhorn.master.listeners.BindError`` (one line) when the path holds something that is
@@ -182,7 +230,9 @@ class ControlServer:
     master takes the name, e.g. after USR2), or when it cannot be bound.
     """
 
-    def __init__(self, path: str, mode: int = 0o600, *, takeover: bool = False) -> None:
+    def __init__(
+        self, path: str, dispatch: Dispatch, mode: int = 0o600, *, takeover: bool = False
+    ) -> None:
         self.path = os.path.abspath(path)
         _clear_stale(self.path, takeover)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -208,30 +258,21 @@ class ControlServer:
                 f"Cannot open control socket {self.path}: {exc.strerror or exc}", exc.errno
             )
         self._identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        self.name = f"unix:{self.path}"
-        self.endpoint = StreamEndpoint(
-            sock, max_request=MAX_LINE, overflow_reply=_error_line("request too large")
+        self.dispatch = dispatch
+        super().__init__(
+            sock,
+            self._answer,
+            name=f"unix:{self.path}",
+            max_request=MAX_LINE,
+            overflow_reply=_error_line("request too large"),
         )
 
-    def fds(self) -> list[int]:
-        """Select these for reading: the listener and clients still sending."""
-        return self.endpoint.fds()
-
-    def wfds(self) -> list[int]:
-        """Optional: select these for writing (replies larger than the socket buffer)."""
-        return self.endpoint.wfds()
-
-    def handle(self, fd: int, dispatch: Dispatch) -> None:
-        """Accept, read or write on ``fd``; ``dispatch`` is ``Arbiter.control``."""
-        self.endpoint.handle(fd, lambda data, eof: answer(data, eof, dispatch))
-
-    def expire(self, now: float) -> None:
-        """Drop clients older than two seconds (``now`` from ``time.monotonic()``)."""
-        self.endpoint.expire(now)
+    def _answer(self, data: bytes, eof: bool) -> bytes | None:
+        return answer(data, eof, self.dispatch)
 
     def close(self) -> None:
         """Close everything and remove the socket file if it is still the one we bound."""
-        self.endpoint.close()
+        super().close()
         identity, self._identity = self._identity, None
         if identity is None:
             return
@@ -243,4 +284,4 @@ class ControlServer:
     def close_in_child(self) -> None:
         """In a freshly forked worker: close our fds, leave the socket file alone."""
         self._identity = None
-        self.endpoint.close()
+        super().close_in_child()

@@ -3,7 +3,9 @@
 Why a module of its own: the master serves two things itself, Prometheus metrics
 (``metrics.py``) and the ``greenhorn ctl`` control socket (``control.py``), and it must
 never block on either. ``StreamEndpoint`` is the one non-blocking machine both use: a
-listener, its clients, a responder that turns the bytes received into the whole reply.
+listener, its clients, and ``respond``, which turns the bytes received into the whole reply.
+``metrics.MetricsServer`` and ``control.ControlServer`` are this machine with a way to bind
+and a ``respond`` of their own; nothing else is written twice.
 
 Why a hand-written state machine instead of ``http.server`` or a thread: the master is
 single-threaded (it forks) and its ``select`` loop must never block on a client. The master
@@ -45,20 +47,25 @@ class _Client:
 class StreamEndpoint:
     """A listening socket and its clients, driven by someone else's ``select`` loop.
 
-    ``max_request``: bytes a client may send before it is answered ``overflow_reply`` and
-    cut off. The listener must be bound, listening and non-blocking.
+    ``respond(data, eof)`` answers one request (see ``Responder``). ``max_request``: bytes
+    a client may send before it is answered ``overflow_reply`` and cut off. ``name`` is how
+    the log shows the endpoint. The listener must be bound, listening and non-blocking.
     """
 
     def __init__(
         self,
         listener: socket.socket,
+        respond: Responder,
         *,
+        name: str,
         max_request: int,
         overflow_reply: bytes,
         timeout: float = TIMEOUT,
         max_clients: int = MAX_CLIENTS,
     ) -> None:
         self.listener: socket.socket | None = listener
+        self.respond = respond
+        self.name = name
         self.max_request = max_request
         self.overflow_reply = overflow_reply
         self.timeout = timeout
@@ -76,7 +83,7 @@ class StreamEndpoint:
         ``expire`` also pushes them)."""
         return [f for f, c in self.clients.items() if c.out is not None]
 
-    def handle(self, fd: int, respond: Responder) -> None:
+    def handle(self, fd: int) -> None:
         """Make progress on ``fd`` (one of ``fds()``/``wfds()``); never blocks, never raises
         for a client's misbehaviour. Unknown fds are ignored."""
         if self.listener is not None and fd == self.listener.fileno():
@@ -88,7 +95,7 @@ class StreamEndpoint:
         if client.out is not None:
             self._flush(fd, client)
         else:
-            self._read(fd, client, respond)
+            self._read(fd, client)
 
     def expire(self, now: float) -> None:
         """Push pending replies and drop every client past its deadline (``now`` is
@@ -98,6 +105,10 @@ class StreamEndpoint:
                 self._flush(fd, client)
             if fd in self.clients and now >= client.deadline:
                 self._drop(fd)
+
+    def close_in_child(self) -> None:
+        """In a freshly forked worker: close our fds (the master keeps its own copies)."""
+        StreamEndpoint.close(self)
 
     def close(self) -> None:
         """Close the listener and every client."""
@@ -127,7 +138,7 @@ class StreamEndpoint:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             self.clients[sock.fileno()] = _Client(sock, time.monotonic() + self.timeout)
 
-    def _read(self, fd: int, client: _Client, respond: Responder) -> None:
+    def _read(self, fd: int, client: _Client) -> None:
         eof = False
         while len(client.inbuf) <= self.max_request:
             try:
@@ -141,7 +152,7 @@ class StreamEndpoint:
                 eof = True
                 break
             client.inbuf += data
-        reply = respond(bytes(client.inbuf[: self.max_request]), eof)
+        reply = self.respond(bytes(client.inbuf[: self.max_request]), eof)
         if reply is None:
             if len(client.inbuf) > self.max_request:
                 reply = self.overflow_reply

@@ -1,152 +1,157 @@
 """Replacing the code or the master without dropping a connection: HUP and USR2.
 
-Why a module of its own: both are multi-step hand-overs with their own failure paths, and
-they read best apart from the arbiter's steady-state loop.
+Why a module of its own: both are multi-step hand-overs with their own state and failure
+paths, and they read best apart from the arbiter's steady-state loop. ``HandOver`` owns that
+state; the arbiter's verbs (``reload``, ``rollback_reload``, ``reexec``) call it in order.
 
-- HUP (and ``--reload``): reload the settings, boot a new *generation* of workers, and only
-  once all of it has booted retire the old one (``policy.plan``). If the new generation
-  cannot boot (a syntax error, a failing import), roll back: the old workers keep serving
-  with the old settings. systemd hears RELOADING=1, then READY=1 again.
-- USR2: fork and exec a new master with the listening sockets inherited (``GREENHORN_FD``, or
-  LISTEN_FDS when systemd gave them); it writes ``<pidfile>.2`` and takes ``<pidfile>`` over
-  once the old master has exited (gunicorn's flow).
+- HUP (and ``--reload``): load the settings again, boot a new *generation* of workers, and
+  only once all of it has booted retire the old one (``policy.plan``). If the new
+  generation cannot boot (a syntax error, a failing import), roll back: the old workers
+  keep serving with the old settings. systemd hears RELOADING=1, then READY=1 again.
+  ``previous_cfg`` is set while a reload is not yet confirmed; ``ready`` says whether the
+  current generation has booted.
+- USR2: fork and exec a new master with the listening sockets inherited (``GREENHORN_FD``,
+  or LISTEN_FDS when systemd gave them); it writes ``<pidfile>.2`` and takes ``<pidfile>``
+  over once the old master has exited (gunicorn's flow). In the old master ``child_pid`` is
+  the new one until it exits; in the new master ``parent_pid`` is the old one until it is
+  gone. While either is set, another master serves on the same sockets: the socket files
+  stay when this one exits.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import TYPE_CHECKING
 
-from greenhorn.ipc import exits, titles
-from greenhorn.ipc.scoreboard import RELOAD
-from greenhorn.master import listeners, systemd
+from greenhorn.config import Config, ConfigError, load
+from greenhorn.config.settings import SETTINGS
+from greenhorn.ipc import exits
+from greenhorn.master import systemd
 
-__all__ = [
-    "MASTER_PID_ENV",
-    "check_reload_requests",
-    "maybe_promote_master",
-    "reexec",
-    "reload",
-    "rollback_reload",
-]
+if TYPE_CHECKING:
+    from greenhorn.master.listeners import Listeners
+    from greenhorn.observe.logger import Logger
+
+__all__ = ["MASTER_PID_ENV", "HandOver"]
 
 MASTER_PID_ENV = "GREENHORN_PID"
 
 
-def check_reload_requests(arbiter: Any) -> None:
-    """A worker saw its source change (``--reload``): reload once for all of them."""
-    asked = [w for w in arbiter.WORKERS.values() if w.tmp.board.counters[RELOAD]]
-    if not asked or arbiter.stopping:
-        return
-    for worker in asked:
-        worker.tmp.board.counters[RELOAD] = 0
-    if any(w.generation == arbiter.generation for w in asked):
-        arbiter.log.info("Reloading: application source changed")
-        reload(arbiter)
+class HandOver:
+    """The state of HUP reloads (generations) and USR2 upgrades (the other master)."""
 
+    def __init__(self, argv: list[str], cwd: str, environ: Mapping[str, str] = os.environ) -> None:
+        self.argv = argv  # the command line to re-execute (USR2)
+        self.cwd = cwd  # where the command was started (before --chdir)
+        self.generation = 0  # bumped on every reload
+        self.previous_cfg: Config | None = None  # while a reload is not yet confirmed
+        self.ready = False  # the current generation has booted (READY=1 sent)
+        self.parent_pid = int(environ.get(MASTER_PID_ENV, "0") or 0)  # USR2: the old master
+        self.child_pid = 0  # USR2: the new master we started
 
-def reload(arbiter: Any) -> None:
-    """HUP: reload the config, boot a new generation, retire the old one once ready."""
-    from greenhorn import config as gconfig
-    from greenhorn.observe import logger as glog
+    @property
+    def shared_sockets(self) -> bool:
+        """Another master serves on our sockets (USR2 under way): keep the socket files."""
+        return bool(self.child_pid or self.parent_pid)
 
-    systemd.reloading()
-    try:
-        cfg = gconfig.load(arbiter.argv, os.environ)
-    except gconfig.ConfigError as exc:
-        arbiter.log.error("Reload failed, keeping the current configuration: %s", exc)
-        systemd.ready()
-        return
-    warn_fixed_settings(arbiter, arbiter.cfg, cfg)
-    arbiter.previous_cfg, arbiter.cfg = arbiter.cfg, cfg
-    try:
-        arbiter.log.setup(cfg)
-    except (glog.LogConfigError, OSError) as exc:
-        arbiter.log.error("Reload: cannot set up logging, keeping the old setup: %s", exc)
-    if list(cfg.bind) != list(arbiter.previous_cfg.bind):
+    def pidfile_path(self, pidfile: str) -> str:
+        """A USR2 child writes ``<pidfile>.2`` until the old master is gone."""
+        return pidfile + ".2" if self.parent_pid else pidfile
+
+    # -- HUP ---------------------------------------------------------------------------------
+
+    def load(self, argv: list[str], current: Config, log: Logger) -> Config | None:
+        """The settings again (systemd hears RELOADING=1), or None (logged) when they do
+        not load: the current configuration stays."""
+        systemd.reloading()
         try:
-            new = listeners.bind_listeners(cfg.bind, backlog=cfg.backlog, reuse_port=cfg.reuse_port)
-            listeners.defer_accept(new, cfg.defer_accept)
-        except (OSError, ValueError) as exc:
-            arbiter.log.error("Reload: %s; keeping the old listeners", exc)
-        else:
-            listeners.close_listeners(arbiter.LISTENERS, unlink=True)
-            arbiter.LISTENERS = new
-            for listener in new:
-                arbiter.log.info("Listening at: %s (%s)", listener.name, arbiter.pid)
-    arbiter.call_hook("on_reload", arbiter)
-    titles.set_title(titles.master_title(arbiter.proc_name))
-    if cfg.workers != "auto" and not (cfg.workers_min or cfg.workers_max):
-        arbiter.set_num_workers(max(1, int(cfg.workers)))
-    arbiter.generation += 1
-    arbiter.ready_sent = False
-    arbiter.manage_workers()
+            cfg = load(argv, os.environ)
+        except ConfigError as exc:
+            log.error("Reload failed, keeping the current configuration: %s", exc)
+            systemd.ready()
+            return None
+        fixed = [
+            s.name
+            for s in SETTINGS
+            if not s.reloadable
+            and s.name != "bind"
+            and getattr(current, s.name) != getattr(cfg, s.name)
+        ]
+        if fixed:
+            log.warning(
+                "Reload: %s changed but need a restart (or USR2) to take effect", ", ".join(fixed)
+            )
+        return cfg
 
+    def begin(self, old: Config) -> None:
+        """A new generation starts; ``old`` is kept until it has booted."""
+        self.previous_cfg = old
+        self.generation += 1
+        self.ready = False
 
-def warn_fixed_settings(arbiter: Any, old: Any, new: Any) -> None:
-    """Name the settings that changed but only take effect on a restart (or USR2)."""
-    from greenhorn.config.settings import SETTINGS
+    def confirm(self) -> None:
+        """The current generation has booted: the reload (if any) is done."""
+        self.ready = True
+        self.previous_cfg = None
 
-    fixed = [
-        s.name
-        for s in SETTINGS
-        if not s.reloadable and s.name != "bind" and getattr(old, s.name) != getattr(new, s.name)
-    ]
-    if fixed:
-        arbiter.log.warning(
-            "Reload: %s changed but need a restart (or USR2) to take effect", ", ".join(fixed)
-        )
+    def can_roll_back(self, generation: int) -> bool:
+        """A worker of ``generation`` failed to boot: is that an unconfirmed reload?"""
+        return bool(self.generation and generation == self.generation and self.previous_cfg)
 
+    def roll_back(self) -> Config:
+        """Give up the current generation: the previous settings (the caller retires the
+        failed generation's workers)."""
+        assert self.previous_cfg is not None
+        cfg, self.previous_cfg = self.previous_cfg, None
+        self.generation -= 1
+        self.ready = True
+        return cfg
 
-def rollback_reload(arbiter: Any, code: int) -> None:
-    """A worker of the new generation failed to boot: keep the old generation."""
-    arbiter.log.error(
-        "Reload failed: new workers cannot boot (exit code %s); keeping the previous ones",
-        code,
-    )
-    failed = arbiter.generation
-    arbiter.cfg, arbiter.previous_cfg = arbiter.previous_cfg, None
-    arbiter.generation -= 1
-    for worker in list(arbiter.WORKERS.values()):
-        if worker.generation == failed:
-            arbiter.retire(worker, "failed reload")
-    arbiter.ready_sent = True
+    # -- USR2 --------------------------------------------------------------------------------
 
+    def refuses_reexec(self, log: Logger) -> bool:
+        """One upgrade at a time: not while a child or a parent master is around."""
+        if self.child_pid:
+            log.warning("USR2 signal ignored. Child exists.")
+            return True
+        if self.parent_pid:
+            log.warning("USR2 signal ignored. Parent exists.")
+            return True
+        return False
 
-def reexec(arbiter: Any) -> None:
-    """USR2: start a new master from the same command, handing over the listeners."""
-    if arbiter.reexec_pid:
-        arbiter.log.warning("USR2 signal ignored. Child exists.")
-        return
-    if arbiter.master_pid:
-        arbiter.log.warning("USR2 signal ignored. Parent exists.")
-        return
-    master_pid = os.getpid()
-    pid = os.fork()
-    if pid:
-        arbiter.reexec_pid = pid
-        return
-    try:
-        arbiter.call_hook("pre_exec", arbiter)
-        environ = dict(os.environ)
-        environ.update(listeners.fds_env(arbiter.LISTENERS))
-        environ[MASTER_PID_ENV] = str(master_pid)
-        listeners.make_inheritable(arbiter.LISTENERS)
-        os.chdir(arbiter.cwd)
-        argv = [sys.executable, "-m", "greenhorn", *arbiter.argv]
-        os.execve(sys.executable, argv, environ)
-    finally:
-        os._exit(exits.EXIT_FAILURE)
+    def reexec(self, listeners: Listeners, pre_exec: Callable[[], None]) -> None:
+        """Fork; the child runs ``pre_exec`` (the hook) and execs the same command with
+        the listeners handed over. In the parent ``child_pid`` is set."""
+        master_pid = os.getpid()
+        pid = os.fork()
+        if pid:
+            self.child_pid = pid
+            return
+        try:
+            pre_exec()
+            environ = dict(os.environ)
+            environ.update(listeners.hand_over())
+            environ[MASTER_PID_ENV] = str(master_pid)
+            os.chdir(self.cwd)
+            argv = [sys.executable, "-m", "greenhorn", *self.argv]
+            os.execve(sys.executable, argv, environ)
+        finally:
+            os._exit(exits.EXIT_FAILURE)
 
+    def child_exited(self, pid: int) -> bool:
+        """Was ``pid`` (just reaped) the master we started on USR2?"""
+        if pid and pid == self.child_pid:
+            self.child_pid = 0
+            return True
+        return False
 
-def maybe_promote_master(arbiter: Any) -> None:
-    """After USR2: once the old master is gone, take over the real pid file."""
-    if not arbiter.master_pid or arbiter.master_pid == os.getppid():
-        return
-    arbiter.log.info("Master has been promoted.")
-    arbiter.master_pid = 0
-    os.environ.pop(MASTER_PID_ENV, None)
-    if arbiter.pidfile is not None and arbiter.cfg.pidfile:
-        arbiter.pidfile.rename(arbiter.cfg.pidfile)
-    titles.set_title(titles.master_title(arbiter.proc_name))
+    def promoted(self, environ: MutableMapping[str, str] = os.environ) -> bool:
+        """In a USR2 child: True once, when the old master has exited (we are the master
+        now: take over the real pid file)."""
+        if not self.parent_pid or self.parent_pid == os.getppid():
+            return False
+        self.parent_pid = 0
+        environ.pop(MASTER_PID_ENV, None)
+        return True

@@ -31,8 +31,9 @@ import errno
 import os
 import socket
 import stat
+import struct
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from functools import partial
 from typing import Literal
 
@@ -488,3 +489,81 @@ def close_listeners(listeners: Iterable[Listener], unlink: bool) -> None:
     """Close every listener; ``unlink`` as for ``Listener.close``. Never raises."""
     for listener in listeners:
         listener.close(unlink=unlink)
+
+
+_TCP_INFO_UNACKED = 24  # struct tcp_info: for a LISTEN socket, tcpi_unacked = accept queue length
+
+
+def accept_queue(sock: socket.socket) -> int | None:
+    """Connections waiting in the kernel's accept queue of a listening TCP socket."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        queued: int = struct.unpack_from("I", info, _TCP_INFO_UNACKED)[0]
+    except (OSError, struct.error):
+        return None
+    return queued
+
+
+class Listeners:
+    """The master's listening sockets (gunicorn's ``LISTENERS`` is ``self.sockets``).
+
+    Opened once at start (handed over by systemd or a USR2 parent, else bound from
+    ``bind``), rebound on HUP only when ``bind`` changed, closed at the end: the socket
+    files are unlinked only when no other master keeps serving on them (``unlink``).
+    """
+
+    def __init__(self) -> None:
+        self.sockets: list[Listener] = []
+
+    def __iter__(self) -> Iterator[Listener]:
+        return iter(self.sockets)
+
+    def open(
+        self,
+        bind: Sequence[str],
+        *,
+        backlog: int,
+        reuse_port: bool,
+        umask: int,
+        defer: int,
+        owner: tuple[int, int] | None,
+        log: Callable[[str], None],
+    ) -> None:
+        """Inherit the listeners (systemd, USR2), else bind ``bind``; BindError/ValueError."""
+        found = inherited_listeners(os.environ, backlog=backlog)
+        if not found:
+            found = bind_listeners(
+                bind, backlog=backlog, reuse_port=reuse_port, umask=umask, owner=owner, log=log
+            )
+        defer_accept(found, defer)
+        self.sockets = found
+
+    def rebind(self, bind: Sequence[str], *, backlog: int, reuse_port: bool, defer: int) -> None:
+        """HUP with a new ``bind``: bind it, then close the old listeners (only then: a
+        failure keeps the old ones). BindError/ValueError."""
+        new = bind_listeners(bind, backlog=backlog, reuse_port=reuse_port)
+        defer_accept(new, defer)
+        close_listeners(self.sockets, unlink=True)
+        self.sockets = new
+
+    def close(self, unlink: bool) -> None:
+        close_listeners(self.sockets, unlink=unlink)
+
+    def backlog(self) -> int:
+        """Connections waiting in the kernel's accept queues, all listeners together."""
+        return sum(accept_queue(listener.sock) or 0 for listener in self.sockets)
+
+    def queues(self) -> dict[str, int | None]:
+        """Each listener's accept queue (None where the kernel does not say)."""
+        return {listener.name: accept_queue(listener.sock) for listener in self.sockets}
+
+    def names(self) -> list[str]:
+        return [listener.name for listener in self.sockets]
+
+    def hand_over(self) -> dict[str, str]:
+        """In the USR2 child right before exec: the fds stay open across it, and the
+        environment that tells the new master which they are."""
+        make_inheritable(self.sockets)
+        return fds_env(self.sockets)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from greenhorn.config.addresses import parse_address
+from greenhorn.http.fields import TCHAR
 from greenhorn.master.endpoints import StreamEndpoint
 from greenhorn.master.listeners import BindError
 
@@ -154,7 +155,7 @@ def render(status: Mapping[str, Any]) -> str:
 
 # -- the HTTP side --------------------------------------------------------------------------
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = re.compile(f"[{TCHAR}]+".encode())  # RFC 9110 token, as http/fields.py has it
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
 _VERSION = re.compile(rb"HTTP/1\.[01]")
 _REASONS = {
@@ -242,14 +243,15 @@ def answer(data: bytes, eof: bool, status_fn: StatusFn) -> bytes | None:
     return http_reply(503, f"not ready ({state})\n", head_only=head_only)
 
 
-class MetricsServer:
-    """The ``--metrics-bind`` listener. ``name`` is ``http://HOST:PORT`` with the real port.
+class MetricsServer(StreamEndpoint):
+    """The ``--metrics-bind`` listener. ``name`` is ``http://HOST:PORT`` with the real port;
+    ``status`` is ``Arbiter.status`` (what /metrics and /readyz report).
 
-    Raises ``greenhorn.master.listeners.BindError`` (one-line ``str()``) when the address is not
-    ``HOST:PORT`` or cannot be bound.
+    Raises ``greenhorn.master.listeners.BindError`` (one-line ``str()``) when the address is
+    not ``HOST:PORT`` or cannot be bound.
     """
 
-    def __init__(self, bind: str) -> None:
+    def __init__(self, bind: str, status: StatusFn) -> None:
         try:
             address = parse_address(bind)
         except ValueError as exc:
@@ -278,32 +280,15 @@ class MetricsServer:
                 f"Cannot bind metrics listener {bind}: {exc.strerror or exc}", exc.errno
             )
         shown = f"[{real_host}]" if family == socket.AF_INET6 else real_host
-        self.name = f"http://{shown}:{real_port}"
         self.port: int = real_port
-        self.endpoint = StreamEndpoint(
-            sock, max_request=MAX_HEAD, overflow_reply=http_reply(431, "request too large\n")
+        self.status = status
+        super().__init__(
+            sock,
+            self._answer,
+            name=f"http://{shown}:{real_port}",
+            max_request=MAX_HEAD,
+            overflow_reply=http_reply(431, "request too large\n"),
         )
 
-    def fds(self) -> list[int]:
-        """Select these for reading: the listener and clients still sending."""
-        return self.endpoint.fds()
-
-    def wfds(self) -> list[int]:
-        """Optional: select these for writing (replies larger than the socket buffer)."""
-        return self.endpoint.wfds()
-
-    def handle(self, fd: int, status_fn: StatusFn) -> None:
-        """Accept, read or write on ``fd``; ``status_fn`` is ``Arbiter.status``."""
-        self.endpoint.handle(fd, lambda data, eof: answer(data, eof, status_fn))
-
-    def expire(self, now: float) -> None:
-        """Drop clients older than ``TIMEOUT`` (``now`` from ``time.monotonic()``)."""
-        self.endpoint.expire(now)
-
-    def close(self) -> None:
-        """Stop listening and close every client."""
-        self.endpoint.close()
-
-    def close_in_child(self) -> None:
-        """In a freshly forked worker: close our fds (the master keeps its own copies)."""
-        self.endpoint.close()
+    def _answer(self, data: bytes, eof: bool) -> bytes | None:
+        return answer(data, eof, self.status)

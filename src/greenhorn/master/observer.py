@@ -1,11 +1,12 @@
 """What the master knows about its workers, gathered once a loop and shown as plain data.
 
 Why a module of its own: the arbiter's verbs (spawn, kill, reap) should not be buried under
-bookkeeping. This module reads the facts — heartbeat mtimes, the shared-memory scoreboards,
-RSS from /proc, the kernel's accept-queue length — and turns them into
+bookkeeping. The ``Observer`` reads the facts (heartbeat mtimes, the shared-memory
+scoreboards, RSS from /proc) and turns them into
 
 - ``WorkerView`` snapshots for the pure decisions in ``policy.py``;
-- the ``status()`` dict served by ``/metrics`` and ``greenhorn ctl``.
+- the ``status()`` dict served by ``/metrics`` (``metrics.py``) and ``greenhorn ctl``
+  (``control.py``), both answered from the master's own endpoints (``endpoints.py``).
 
 Counters of workers that have exited are folded into running totals when they are reaped,
 so the totals never go backwards while workers come and go.
@@ -15,15 +16,12 @@ from __future__ import annotations
 
 import os
 import select
-import signal
-import socket
-import struct
 import time
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from greenhorn import __version__
-from greenhorn.ipc.exits import EXIT_FAILURE
 from greenhorn.ipc.scoreboard import (
     BOOTED,
     BUCKETS,
@@ -33,22 +31,18 @@ from greenhorn.ipc.scoreboard import (
     REJECTED,
     Scoreboard,
 )
+from greenhorn.master.endpoints import StreamEndpoint
 from greenhorn.master.policy import WorkerView
 
-__all__ = ["Observer", "accept_queue"]
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.master.control import Dispatch
+    from greenhorn.master.metrics import StatusFn
+    from greenhorn.master.worker_table import WorkerTable
+    from greenhorn.observe.logger import Logger
+    from greenhorn.workers.base import Worker
 
-_TCP_INFO_UNACKED = 24  # struct tcp_info: for a LISTEN socket, tcpi_unacked = accept queue length
-
-
-def accept_queue(sock: socket.socket) -> int | None:
-    """Connections waiting in the kernel's accept queue of a listening TCP socket."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return None
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        return struct.unpack_from("I", info, _TCP_INFO_UNACKED)[0]
-    except (OSError, struct.error):
-        return None
+__all__ = ["Endpoints", "MasterFacts", "Observer", "rss_bytes"]
 
 
 def _read_kb_fields(path: str, names: tuple[str, ...]) -> dict[str, int] | None:
@@ -74,6 +68,19 @@ def rss_bytes(pid: int, proc_root: str = "/proc") -> int | None:
     return None if not fields else fields.get("VmRSS")
 
 
+@dataclass(frozen=True, slots=True)
+class MasterFacts:
+    """What ``status()`` reports about the master itself (the arbiter's state, read now)."""
+
+    state: str  # starting, running, stopping
+    ready: bool  # the current generation has booted and the master is not stopping
+    workers_target: int
+    generation: int
+    worker_class: str
+    listeners: list[str]
+    backlog: dict[str, int | None]  # accept queue per listener
+
+
 class Observer:
     """Running totals, restart reasons and per-worker samples for one master."""
 
@@ -94,10 +101,10 @@ class Observer:
 
     # -- sampling (once a master loop) -------------------------------------------------------
 
-    def sample(self, workers: dict[int, Any], read_rss: bool) -> None:
+    def sample(self, table: WorkerTable, read_rss: bool) -> None:
         """Refresh RSS (when asked: memory limits or metrics are on) and utilisation."""
         now = time.monotonic()
-        for pid, worker in workers.items():
+        for pid, worker in table.workers.items():
             board: Scoreboard = worker.tmp.board
             total = board.doubles[DURATION_SUM]
             capacity = max(1, board.slots)
@@ -111,7 +118,7 @@ class Observer:
             if read_rss:
                 self.rss[pid] = rss_bytes(pid)
 
-    def forget(self, worker: Any, reason: str) -> None:
+    def forget(self, worker: Worker, reason: str) -> None:
         """A worker exited: keep its counters in the totals and count the restart reason."""
         board: Scoreboard = worker.tmp.board
         c = board.counters
@@ -130,9 +137,11 @@ class Observer:
 
     # -- outputs -----------------------------------------------------------------------------
 
-    def views(self, workers: dict[int, Any], killed: set[int]) -> list[WorkerView]:
+    def views(self, table: WorkerTable) -> list[WorkerView]:
+        """What the policy needs to know about each live worker, now."""
         out = []
-        for pid, w in workers.items():
+        killed = table.killed
+        for pid, w in table.workers.items():
             board = w.tmp.board
             oldest = board.oldest_request()
             try:
@@ -153,12 +162,12 @@ class Observer:
                     rss=self.rss.get(pid),
                     busy=self.busy.get(pid, 0.0),
                     spawned_at=w.spawned_at,
-                    lifetime=getattr(w, "lifetime", 0.0),
+                    lifetime=w.lifetime,
                 )
             )
         return out
 
-    def status(self, arbiter: Any) -> dict[str, Any]:
+    def status(self, table: WorkerTable, master: MasterFacts) -> dict[str, Any]:
         """The snapshot ``/metrics`` and ``greenhorn ctl`` show (see metrics.py)."""
         now = time.monotonic()
         totals = {
@@ -170,7 +179,7 @@ class Observer:
             "duration_sum": self.retired["duration_sum"],
         }
         workers = []
-        for pid, w in sorted(arbiter.WORKERS.items()):
+        for pid, w in sorted(table.workers.items()):
             board = w.tmp.board
             snap = board.snapshot()
             in_flight = int(snap["in_flight"])  # type: ignore[call-overload]
@@ -207,24 +216,22 @@ class Observer:
                 "pid": os.getpid(),
                 "version": __version__,
                 "uptime": now - self.started,
-                "state": arbiter.state,
-                "ready": arbiter.ready_sent and not arbiter.stopping,
-                "workers_target": arbiter.num_workers,
-                "generation": arbiter.generation,
-                "worker_class": str(arbiter.cfg.worker_class),
-                "listeners": [listener.name for listener in arbiter.LISTENERS],
+                "state": master.state,
+                "ready": master.ready,
+                "workers_target": master.workers_target,
+                "generation": master.generation,
+                "worker_class": master.worker_class,
+                "listeners": master.listeners,
             },
             "workers": workers,
             "totals": totals,
             "buckets": list(BUCKETS),
             "restarts": dict(self.restarts),
-            "backlog": {
-                listener.name: accept_queue(listener.sock) for listener in arbiter.LISTENERS
-            },
+            "backlog": master.backlog,
         }
 
 
-def _state(worker: Any, snap: dict[str, Any], in_flight: int) -> str:
+def _state(worker: Worker, snap: dict[str, Any], in_flight: int) -> str:
     if worker.aborted_at is not None:
         return "aborting"
     if worker.retire_reason is not None:
@@ -234,96 +241,76 @@ def _state(worker: Any, snap: dict[str, Any], in_flight: int) -> str:
     return "busy" if in_flight else "idle"
 
 
-# -- the master's endpoints: open, wait on, serve ----------------------------------------------
+class Endpoints:
+    """The master's own listeners, served from its loop without ever blocking on them:
+    Prometheus metrics (``--metrics-bind``) and the ``greenhorn ctl`` control socket."""
 
+    def __init__(self) -> None:
+        self.servers: list[StreamEndpoint] = []
 
-def open_servers(arbiter: Any) -> int | None:
-    """The master's own listeners: Prometheus metrics (asked for: failure is fatal) and
-    the control socket (on by default: failure is only a warning)."""
-    cfg = arbiter.cfg
-    if cfg.metrics_bind:
-        from greenhorn.master.metrics import MetricsServer
+    def open(
+        self,
+        cfg: Config,
+        log: Logger,
+        *,
+        pid: int,
+        takeover: bool,
+        status: StatusFn,
+        dispatch: Dispatch,
+    ) -> bool:
+        """Open them: metrics (asked for: a failure is logged and False returned) and the
+        control socket (on by default: a failure is only a warning). ``takeover``: a USR2
+        child takes the control socket over from its parent (same explicit path)."""
+        if cfg.metrics_bind:
+            from greenhorn.master.metrics import MetricsServer
 
+            try:
+                metrics = MetricsServer(cfg.metrics_bind, status)
+            except (OSError, ValueError) as exc:
+                log.error("%s", exc)
+                return False
+            self.servers.append(metrics)
+            log.info("Metrics at: %s", metrics.name)
+        if not cfg.control_socket_disable:
+            try:
+                from greenhorn.master import control
+
+                path = cfg.control_socket or control.default_socket_path(pid)
+                server = control.ControlServer(
+                    path, dispatch, cfg.control_socket_mode, takeover=takeover
+                )
+                self.servers.append(server)
+                log.debug("Control socket at: %s", path)
+            except (ImportError, OSError, ValueError) as exc:
+                log.warning("Control socket disabled: %s", exc)
+        return True
+
+    def wait(self, fd: int, seconds: float, log: Logger) -> list[int]:
+        """Sleep until ``fd`` (the signal pipe) is readable (it is then in the result) or
+        ``seconds`` pass, answering every endpoint's clients meanwhile."""
+        owners = {f: server for server in self.servers for f in server.fds()}
+        writers = {f: server for server in self.servers for f in server.wfds()}
         try:
-            server = MetricsServer(cfg.metrics_bind)
-        except (OSError, ValueError) as exc:
-            arbiter.log.error("%s", exc)
-            return EXIT_FAILURE
-        arbiter.servers.append(("metrics", server))
-        arbiter.log.info("Metrics at: %s", server.name)
-    if not cfg.control_socket_disable:
-        try:
-            from greenhorn.master import control
+            ready, writable, _ = select.select([fd, *owners], list(writers), [], seconds)
+        except (InterruptedError, ValueError, OSError):
+            return []
+        owners.update(writers)
+        now = time.monotonic()
+        for server in self.servers:
+            for ready_fd in {*ready, *writable}:
+                if owners.get(ready_fd) is server:
+                    try:
+                        server.handle(ready_fd)
+                    except Exception:
+                        log.exception("Error serving the %s socket", server.name)
+            server.expire(now)
+        return ready
 
-            path = cfg.control_socket or control.default_socket_path(arbiter.pid)
-            # a USR2 child takes the socket over from its parent (same explicit path)
-            server = control.ControlServer(
-                path, cfg.control_socket_mode, takeover=bool(arbiter.master_pid)
-            )
-            arbiter.servers.append(("control", server))
-            arbiter.log.debug("Control socket at: %s", path)
-        except (ImportError, OSError, ValueError) as exc:
-            arbiter.log.warning("Control socket disabled: %s", exc)
-    return None
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
 
-
-def wait(arbiter: Any, fd: int, seconds: float) -> list[int]:
-    """Sleep until a signal arrives (its fd is in the result) or ``seconds`` pass, while
-    answering /metrics, /readyz and control commands (never blocking on a client)."""
-    owners = {f: server for _, server in arbiter.servers for f in server.fds()}
-    writers = {f: server for _, server in arbiter.servers for f in server.wfds()}
-    try:
-        ready, writable, _ = select.select([fd, *owners], list(writers), [], seconds)
-    except (InterruptedError, ValueError, OSError):
-        return []
-    serve_master_sockets(arbiter, [*ready, *writable], {**owners, **writers})
-    return ready
-
-
-def serve_master_sockets(arbiter: Any, ready: list[int], owners: dict[int, Any]) -> None:
-    """Answer /metrics, /livez, /readyz and control-socket commands (never blocks)."""
-    now = time.monotonic()
-    for name, server in arbiter.servers:
-        for fd in set(ready):
-            if owners.get(fd) is server:
-                try:
-                    if name == "metrics":
-                        server.handle(fd, arbiter.status)
-                    else:
-                        server.handle(fd, arbiter.control)
-                except Exception:
-                    arbiter.log.exception("Error serving the %s socket", name)
-        server.expire(now)
-
-
-def backlog(arbiter: Any) -> int:
-    """Connections waiting in the kernels' accept queues, all listeners together."""
-    total = 0
-    for listener in arbiter.LISTENERS:
-        total += accept_queue(listener.sock) or 0
-    return total
-
-
-def control(arbiter: Any, command: str, args: list[str]) -> dict[str, Any]:
-    """A command from ``greenhorn ctl`` (ValueError for a bad one)."""
-    if command in ("workers", "status", "stats"):
-        return arbiter.status()
-    if command in ("add", "remove"):
-        try:
-            n = int(args[0]) if args else 1
-        except ValueError:
-            raise ValueError(f"{command}: expected a number, got {args[0]!r}") from None
-        if n < 1:
-            raise ValueError(f"{command}: expected a positive number")
-        delta = n if command == "add" else -n
-        arbiter.set_num_workers(max(1, arbiter.num_workers + delta))
-        arbiter.manage_workers()
-        return {"workers_target": arbiter.num_workers}
-    if command == "reload":
-        arbiter.reload()
-        return {"generation": arbiter.generation}
-    if command == "reopen":
-        arbiter.log.reopen_files()
-        arbiter.kill_workers(signal.SIGUSR1)
-        return {}
-    raise ValueError(f"unknown command {command!r}")
+    def close_in_child(self) -> None:
+        """In a new worker: close the fds, touch no file (the master keeps serving)."""
+        for server in self.servers:
+            server.close_in_child()

@@ -3,9 +3,11 @@
 
 Why a module of its own: these are the master's slow-moving decisions (seconds, not
 requests). The decisions themselves are pure functions in ``policy.py``; the ``Scaler`` here
-keeps the little state they need between loop iterations (autoscale hysteresis, the one
-recycle in progress, the measured per-worker memory) and applies them to the arbiter through
-its verbs (``set_num_workers``, ``kill_worker``, ``retire``).
+owns the number of workers the master aims for (``target``, gunicorn's ``num_workers``: TTIN,
+TTOU, ``greenhorn ctl add/remove``, HUP and autoscaling all change it here) and the little
+state the decisions need between loop iterations (autoscale hysteresis, the one recycle in
+progress, the measured per-worker memory); it applies them through the worker table
+(``kill``, ``retire``).
 
 Recycling never lowers capacity below N-1: a worker over its soft memory limit or past its
 lifetime gets a replacement first (one extra worker, the *surge*), and is told to finish its
@@ -18,10 +20,15 @@ from __future__ import annotations
 import random
 import signal
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from greenhorn.ipc.scoreboard import BOOTED
 from greenhorn.master import policy, sizing
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.master.worker_table import WorkerTable
+    from greenhorn.observe.logger import Logger
 
 __all__ = ["Scaler"]
 
@@ -29,11 +36,24 @@ MIB = 1024 * 1024
 
 
 class Scaler:
-    """Scaling state for one master; ``step`` is called once per loop."""
+    """The worker target and the scaling state for one master; ``step`` runs once per loop.
 
-    def __init__(self, cfg: Any, log: Any) -> None:
+    ``on_change(new, old)`` is called whenever the target changes (the arbiter calls the
+    ``nworkers_changed`` hook there).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        log: Logger,
+        table: WorkerTable,
+        on_change: Callable[[int, int], None],
+    ) -> None:
         self.cfg = cfg
         self.log = log
+        self.table = table
+        self.on_change = on_change
+        self.target = 1  # num_workers: what the current generation should have
         self.state = policy.ScaleState()
         self.recycling: int | None = None  # pid being replaced
         self.surge = 0  # extra workers spawned to replace a recycled one
@@ -52,11 +72,36 @@ class Scaler:
             or cfg.metrics_bind
         )
 
+    # -- the target ------------------------------------------------------------------------
+
+    def set_target(self, count: int) -> None:
+        """Aim for ``count`` workers (``on_change`` hears of a change)."""
+        old, self.target = self.target, count
+        if old != count:
+            self.on_change(count, old)
+
+    @property
+    def wanted(self) -> int:
+        """Workers the current generation should have now: the target, plus the surge of
+        replacements started for workers being recycled."""
+        return self.target + self.surge
+
+    def reconfigure(self, cfg: Config) -> None:
+        """After HUP: a fixed ``workers`` count in the new settings becomes the target.
+        (The scaling and recycling settings keep their start-up values, as they always
+        have: only ``workers`` changes on a reload.)"""
+        if cfg.workers != "auto" and not (cfg.workers_min or cfg.workers_max):
+            self.set_target(max(1, int(cfg.workers)))
+
     # -- sizing ------------------------------------------------------------------------------
 
-    def initial_workers(self) -> int:
-        """The first worker count. ``auto`` without ``--worker-memory`` starts one worker and
-        sizes the rest once its memory is known (``measured``)."""
+    def start(self) -> None:
+        """Set the first target (no ``on_change``: nothing changed yet). ``auto`` without
+        ``--worker-memory`` starts one worker and sizes the rest once its memory is known
+        (``measured``)."""
+        self.target = self._initial()
+
+    def _initial(self) -> int:
         cfg = self.cfg
         _, self.memory_budget = self._budget()
         if cfg.workers != "auto":
@@ -77,7 +122,7 @@ class Scaler:
         memory, source = sizing.detect_memory()
         return source, memory
 
-    def measured(self, arbiter: Any, views: list[policy.WorkerView]) -> None:
+    def measured(self, views: list[policy.WorkerView]) -> None:
         """``-w auto``: once the first worker has booted, size from its RSS."""
         if not self.auto_pending:
             return
@@ -92,7 +137,7 @@ class Scaler:
             count = max(count, self.cfg.workers_min)
         if self.cfg.workers_max:
             count = min(count, self.cfg.workers_max)
-        arbiter.set_num_workers(count)
+        self.set_target(count)
 
     def memory_cap(self) -> int | None:
         if self.memory_budget and self.per_worker:
@@ -101,31 +146,31 @@ class Scaler:
 
     # -- per loop ----------------------------------------------------------------------------
 
-    def step(self, arbiter: Any, views: list[policy.WorkerView], backlog: int) -> None:
-        self.measured(arbiter, views)
-        self.autoscale(arbiter, views, backlog)
-        self.recycle(arbiter, views)
+    def step(self, views: list[policy.WorkerView], backlog: int, generation: int) -> None:
+        self.measured(views)
+        self.autoscale(views, backlog, generation)
+        self.recycle(views, generation)
 
-    def autoscale(self, arbiter: Any, views: list[policy.WorkerView], backlog: int) -> None:
+    def autoscale(self, views: list[policy.WorkerView], backlog: int, generation: int) -> None:
         cfg = self.cfg
         if not cfg.workers_max and not cfg.workers_min:
             return
         low = cfg.workers_min or 1
-        high = cfg.workers_max or max(low, arbiter.num_workers)
+        high = cfg.workers_max or max(low, self.target)
         cap = self.memory_cap()
         if cap is not None:
             high = max(low, min(high, cap))
-        current = [v for v in views if v.generation == arbiter.generation]
+        current = [v for v in views if v.generation == generation]
         target, self.state, why = policy.autoscale(
-            current, arbiter.num_workers, low, high, backlog, time.monotonic(), self.state
+            current, self.target, low, high, backlog, time.monotonic(), self.state
         )
-        if target != arbiter.num_workers:
-            self.log.info("Autoscaling: %d -> %d workers: %s", arbiter.num_workers, target, why)
-            arbiter.set_num_workers(target)
+        if target != self.target:
+            self.log.info("Autoscaling: %d -> %d workers: %s", self.target, target, why)
+            self.set_target(target)
 
-    def recycle(self, arbiter: Any, views: list[policy.WorkerView]) -> None:
+    def recycle(self, views: list[policy.WorkerView], generation: int) -> None:
         cfg = self.cfg
-        if self.recycling is not None and self._finish_recycle(arbiter):
+        if self.recycling is not None and self._finish_recycle(generation):
             return  # ``views`` predates that retirement: decide again next loop
         soft = cfg.max_worker_memory * MIB if cfg.max_worker_memory else None
         hard = cfg.max_worker_memory_hard * MIB if cfg.max_worker_memory_hard else None
@@ -133,13 +178,13 @@ class Scaler:
             return
         now = time.monotonic()
         for decision in policy.recycles(views, soft, hard, now, self.recycling is not None):
-            worker = arbiter.WORKERS.get(decision.pid)
+            worker = self.table.get(decision.pid)
             if worker is None:
                 continue
             if decision.now:
                 self.log.warning("Killing worker (pid:%s): %s", decision.pid, decision.reason)
                 worker.exit_reason = "memory-hard"
-                arbiter.kill_worker(decision.pid, signal.SIGKILL)
+                self.table.kill(decision.pid, signal.SIGKILL)
             else:
                 self.log.info(
                     "Recycling worker (pid:%s): %s; starting its replacement first",
@@ -150,26 +195,20 @@ class Scaler:
                 self.recycling = decision.pid
                 self.surge += 1
 
-    def _finish_recycle(self, arbiter: Any) -> bool:
+    def _finish_recycle(self, generation: int) -> bool:
         """Retire the recycled worker once its replacement is up; True when done."""
         pid = self.recycling
-        worker = arbiter.WORKERS.get(pid) if pid is not None else None
+        worker = self.table.get(pid) if pid is not None else None
         if worker is None:  # it died on its own meanwhile
             self.recycling = None
             self.surge = max(0, self.surge - 1)
             return True
-        current = [
-            w
-            for w in arbiter.WORKERS.values()
-            if w.generation == arbiter.generation and w.retire_reason is None
-        ]
-        if len(current) < arbiter.num_workers + self.surge:
-            return False
-        if not all(w.tmp.board.counters[BOOTED] for w in current):
+        current = [w for w in self.table.of_generation(generation) if w.retire_reason is None]
+        if len(current) < self.wanted or not self.table.all_booted(current):
             return False
         self.recycling = None
         self.surge = max(0, self.surge - 1)
-        arbiter.retire(worker, worker.recycle_reason or "recycle")
+        self.table.retire(worker, worker.recycle_reason or "recycle")
         return True
 
     def lifetime_for(self) -> float:

@@ -20,7 +20,6 @@ when a setting needs them.
 from __future__ import annotations
 
 import fcntl
-import importlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from greenhorn.config.importer import ImportFailed, parse_ref, resolve
 from greenhorn.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Clock, json_line
 
 ERROR_LOGGER = "greenhorn.error"
@@ -195,16 +195,14 @@ def _fileconfig_logger_names(path: str) -> set[str]:
 
 
 def import_class(path: str) -> type:
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise LogConfigError(f"invalid logger_class {path!r}: expected 'module.Class'")
+    """The class ``logger_class`` names (``module.Class`` or ``module:Class``)."""
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+        ref = parse_ref(path)
+    except ImportFailed as exc:
+        raise LogConfigError(f"invalid logger_class {path!r}: {exc}") from exc
+    try:
+        obj = resolve(ref)
+    except ImportFailed as exc:
         raise LogConfigError(f"cannot import logger_class {path!r}: {exc}") from exc
     if not isinstance(obj, type):
         raise LogConfigError(f"logger_class {path!r} is not a class")

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from typing import Any, NoReturn
 
+from greenhorn.config import hooks
 from greenhorn.http.parser import Limits
 from greenhorn.ipc import exits, titles
 from greenhorn.ipc.scoreboard import BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
@@ -94,10 +95,14 @@ class Worker:
         self.limits = limits_from(cfg)
         self.pending: deque[Any] = deque()  # connections accepted from the backlog on stop
         # master-side bookkeeping (the same object lives in the master's WORKERS table)
+        self.server: object = None  # the arbiter (gunicorn's worker.server)
+        self.generation = 0  # the HUP generation it belongs to
+        self.lifetime = 0.0  # seconds it may live (max_worker_lifetime + jitter), 0: forever
         self.spawned_at = time.monotonic()
         self.aborted_at: float | None = None
-        self.retire_reason: str | None = None
-        self.exit_reason: str | None = None
+        self.retire_reason: str | None = None  # why the master asked it to stop
+        self.recycle_reason: str | None = None  # why the scaler replaces it (memory, lifetime)
+        self.exit_reason: str | None = None  # what the master knows of its end (timeout...)
         # child-side
         self._signals = SignalPipe()
         self._wake_r = -1
@@ -153,7 +158,7 @@ class Worker:
 
             reload.start_watching(self)
         try:
-            cfg.post_worker_init(self)
+            hooks.call_hook(cfg, "post_worker_init", self, propagate=True)
         except Exception:
             self.log.exception("post_worker_init hook failed")
             return exits.WORKER_BOOT_ERROR
@@ -206,10 +211,7 @@ class Worker:
             self.wake()
         elif sig in (signal.SIGINT, signal.SIGQUIT):
             self.alive = False
-            try:
-                self.cfg.worker_int(self)
-            except Exception:
-                self.log.exception("worker_int hook failed")
+            hooks.call_hook(self.cfg, "worker_int", self, log=self.log)
             self.exit(exits.EXIT_OK)
         elif sig == signal.SIGUSR1:
             self.log.reopen_files()
@@ -226,10 +228,7 @@ class Worker:
                     time.monotonic() - started,
                 )
             self.log_green_stacks()
-            try:
-                self.cfg.worker_abort(self)
-            except Exception:
-                self.log.exception("worker_abort hook failed")
+            hooks.call_hook(self.cfg, "worker_abort", self, log=self.log)
             self.exit(exits.WORKER_ABORTED)
         # HUP and WINCH are ignored by workers.
 
@@ -387,8 +386,8 @@ class Worker:
         except Exception:
             pass
         try:
-            self.cfg.worker_exit(None, self)
-        except Exception:
+            hooks.call_hook(self.cfg, "worker_exit", None, self, log=self.log)
+        except Exception:  # the logger itself failed: leave anyway
             pass
         try:
             atexit._run_exitfuncs()

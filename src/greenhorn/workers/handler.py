@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from greenhorn.config import hooks
-from greenhorn.http import errors, proxy
+from greenhorn.http import errors
 from greenhorn.http.parser import EOF, NEED_DATA, Request
 from greenhorn.http.response import InvalidResponse, error_response
 from greenhorn.ipc.scoreboard import REJECTED, Scoreboard
 from greenhorn.workers.base import error_stream
 from greenhorn.workers.connection import Connection, Timeout
 from greenhorn.workers.heap import LARGE_BODY
+from greenhorn.workers.proxy_gate import ProxyGate
 from greenhorn.workers.request_body import BodySource
 from greenhorn.wsgi.environ import (
     ConflictingSchemeHeaders,
@@ -83,11 +84,10 @@ class Handler:
             errors=ErrorsStream(lambda: error_stream(log)),
             script_name=script_name,
         )
-        self.proxy_protocol = proxy.mode_from_setting(cfg.proxy_protocol)
-        self.proxy_trust = ProxyTrust(list(cfg.proxy_allow_ips), {})
+        self.proxy_gate = ProxyGate(cfg.proxy_protocol, cfg.proxy_allow_ips, log)
         # default (no-op) hooks are skipped on the hot path
-        self.pre_request = None if hooks.is_default(cfg, "pre_request") else cfg.pre_request
-        self.post_request = None if hooks.is_default(cfg, "post_request") else cfg.post_request
+        self.pre_request = not hooks.is_default(cfg, "pre_request")
+        self.post_request = not hooks.is_default(cfg, "post_request")
         self.no_body = Body(None)  # shared: a body-less request's wsgi.input never changes
 
     # -- the request cycle -----------------------------------------------------------------
@@ -102,7 +102,7 @@ class Handler:
         if conn.requests == 0:
             begun = conn.accepted_at
             if (
-                self.proxy_protocol != "off"
+                self.proxy_gate.on
                 and conn.scheme != "https"  # TLS: the header came before the handshake
                 and not self._read_proxy_header(conn, begun)
             ):
@@ -170,8 +170,8 @@ class Handler:
         environ: dict[str, Any] = {}
         try:
             environ = build_environ(self.base, req, conn, body, self.trust)
-            if self.pre_request is not None:
-                self.pre_request(self.worker, req)
+            if self.pre_request:
+                hooks.call_hook(self.cfg, "pre_request", self.worker, req, propagate=True)
             self._call_app(conn, req, resp, environ)
         except ConflictingSchemeHeaders:
             self._error(conn, resp, 400, "Bad Request", "conflicting scheme headers")
@@ -182,11 +182,10 @@ class Handler:
             duration = _monotonic() - now
             if board is not None:
                 board.finish(slot, resp.status_code or 500, duration, resp.sent)
-            if self.post_request is not None:
-                try:
-                    self.post_request(self.worker, req, environ, resp)
-                except Exception:
-                    self.log.exception("Exception in post_request hook")
+            if self.post_request:
+                hooks.call_hook(
+                    self.cfg, "post_request", self.worker, req, environ, resp, log=self.log
+                )
             if self.log.access_enabled:
                 try:
                     self.log.access(req, resp, environ, duration)
@@ -263,39 +262,25 @@ class Handler:
     # -- helpers ---------------------------------------------------------------------------
 
     def _read_proxy_header(self, conn: Connection, begun: float) -> bool:
-        """Consume an optional PROXY protocol header; False means close the connection.
-
-        The addresses it carries replace the peer's only when the peer is a trusted proxy
-        (``proxy_allow_ips``); a malformed header, or one from an untrusted peer, is logged
-        and the connection closed (never answered: the peer is not an HTTP client).
-        """
-        from greenhorn.http.parser import NEED_DATA as MORE
-
+        """Consume an optional PROXY protocol header (``proxy_gate.py``); False means close
+        the connection. A trusted header's addresses replace the peer's."""
         deadline = begun + self.header_timeout if self.header_timeout else None
-        data = b""
-        peer = conn.remote_addr
+
+        def more(seen: bytes) -> bytes | None:
+            chunk = conn.recv(deadline)
+            return seen + chunk if chunk else None
+
         try:
-            while True:
-                result = proxy.parse(data, self.proxy_protocol)
-                if result is not MORE:
-                    break
-                chunk = conn.recv(deadline)
-                if not chunk:
-                    return False
-                data += chunk
-        except errors.InvalidProxyHeader as exc:
-            self.log.warning("Invalid PROXY header from ip=%s: %s", peer, exc)
-            return False
+            got = self.proxy_gate.read(conn.remote_addr, more)
         except (Timeout, OSError):
             return False
-        if result is None:  # plain HTTP: the header is optional
-            conn.parser.feed(data)
-            return True
-        if not self.proxy_trust.trusts(peer):
-            self.log.warning("PROXY header from untrusted ip=%s refused", peer)
+        if got is None:
             return False
-        conn.apply_proxy(result)
-        conn.parser.feed(data[result.consumed :])
+        header, data = got
+        if header is not None:
+            conn.apply_proxy(header)
+            data = data[header.consumed :]
+        conn.parser.feed(data)
         return True
 
     def _can_sendfile(self, conn: Connection, wrapper: FileWrapper) -> bool:

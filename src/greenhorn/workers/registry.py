@@ -2,69 +2,110 @@
 
 Why lazily: gevent and eventlet must monkey-patch before anything else touches sockets or
 threads, and only in the child that uses them (gunicorn #1816, #2796). The master never
-imports a worker module it does not run. A dotted path picks a custom class.
+imports a worker module it does not run.
+
+To add a worker type: write its ``Worker`` subclass in ``workers/<type>.py`` and add one row
+to ``TYPES`` below. Nothing else knows the names: the settings accept any name or dotted
+path (``config/converters.worker_class`` checks the spelling only), and ``cli.py`` and the
+master ask ``resolve`` here, whose error lists the rows.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["WORKER_CLASSES", "MissingExtra", "load_worker_class"]
+from greenhorn.config.importer import ImportFailed, import_object
 
-WORKER_CLASSES = {
-    "sync": "greenhorn.workers.sync:SyncWorker",
-    "gthread": "greenhorn.workers.gthread:ThreadWorker",
-    "gevent": "greenhorn.workers.ggevent:GeventWorker",
-    "eventlet": "greenhorn.workers.geventlet:EventletWorker",
+if TYPE_CHECKING:
+    from greenhorn.workers.base import Worker
+
+__all__ = ["TYPES", "MissingExtra", "UnknownWorker", "canonical", "load_worker_class", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerType:
+    """One worker type: its ``-k`` name, where its class is, the extra it needs."""
+
+    name: str
+    path: str  # module:Class, imported only when this type runs
+    extra: str | None = None  # the optional dependency (pip install 'greenhorn[extra]')
+
+
+TYPES: dict[str, WorkerType] = {
+    t.name: t
+    for t in (
+        WorkerType("sync", "greenhorn.workers.sync:SyncWorker"),
+        WorkerType("gthread", "greenhorn.workers.gthread:ThreadWorker"),
+        WorkerType("gevent", "greenhorn.workers.ggevent:GeventWorker", extra="gevent"),
+        WorkerType("eventlet", "greenhorn.workers.geventlet:EventletWorker", extra="eventlet"),
+    )
 }
-# gunicorn's spellings keep working.
+# gunicorn's class paths for the same types keep working.
 ALIASES = {
     "gunicorn.workers.sync.SyncWorker": "sync",
     "gunicorn.workers.gthread.ThreadWorker": "gthread",
     "gunicorn.workers.ggevent.GeventWorker": "gevent",
     "gunicorn.workers.geventlet.EventletWorker": "eventlet",
-    "egg:gunicorn#sync": "sync",
-    "egg:gunicorn#gthread": "gthread",
-    "egg:gunicorn#gevent": "gevent",
-    "egg:gunicorn#eventlet": "eventlet",
 }
-EXTRAS = {"gevent": "gevent", "eventlet": "eventlet"}
 
 
-class MissingExtra(ImportError):
+class UnknownWorker(ImportFailed):
+    """``-k`` names no worker type; ``str()`` lists the ones there are."""
+
+
+class MissingExtra(ImportFailed):
     """A worker type needs an optional dependency that is not installed."""
 
 
-def resolve_name(name: str, threads: int = 1) -> str:
-    """The registry key or dotted path for ``worker_class`` (threads > 1 turns sync into gthread)."""
-    name = ALIASES.get(name, name)
+def canonical(name: str) -> str:
+    """The registry name for gunicorn's spellings of a type; other names unchanged."""
+    return ALIASES.get(name, name)
+
+
+def resolve(name: str, threads: int = 1) -> str:
+    """The type to run for ``worker_class``: a registry name or a dotted class path.
+
+    ``threads > 1`` turns sync into gthread (as gunicorn does). ``UnknownWorker`` for a
+    bare name that is not in ``TYPES``.
+    """
+    name = canonical(name)
     if name == "sync" and threads > 1:
         return "gthread"
+    if "." not in name and ":" not in name and name not in TYPES:
+        known = ", ".join(TYPES)
+        raise UnknownWorker(f"unknown worker type; expected {known} or a dotted class path")
     return name
 
 
-def load_worker_class(name: str, threads: int = 1) -> Any:
-    """Import and return the worker class for ``name``."""
-    name = resolve_name(name, threads)
-    path = WORKER_CLASSES.get(name, name)
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    extra = EXTRAS.get(name)
-    missing = f"worker class {name!r} needs {extra}: pip install 'greenhorn[{extra}]'"
-    if extra is not None:
-        try:
-            spec = importlib.util.find_spec(extra)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
+def load_worker_class(name: str, threads: int = 1) -> type[Worker]:
+    """Import and return the worker class for ``name`` (``ImportFailed`` and its
+    subclasses, one line, when it cannot)."""
+    name = resolve(name, threads)
+    kind = TYPES.get(name)
+    if kind is None:  # a dotted path: a custom worker class
+        cls = import_object(name)
+    else:
+        extra = kind.extra
+        missing = f"worker class {name!r} needs {extra}: pip install 'greenhorn[{extra}]'"
+        if extra is not None and not _installed(extra):
             raise MissingExtra(missing)
+        try:
+            cls = import_object(kind.path)
+        except ImportFailed as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ModuleNotFoundError) and (cause.name or "").split(".")[0] == extra:
+                raise MissingExtra(missing) from exc
+            raise
+    if not isinstance(cls, type):
+        raise ImportFailed(f"worker class {name!r} is not a class")
+    worker_class: type[Worker] = cls
+    return worker_class
+
+
+def _installed(package: str) -> bool:
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if extra is not None and (exc.name or "").split(".")[0] == extra:
-            raise MissingExtra(missing) from exc
-        raise
-    return getattr(module, attr)
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False

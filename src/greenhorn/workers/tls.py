@@ -49,9 +49,10 @@ import ssl
 import time
 from typing import Any
 
-from greenhorn.http import errors, proxy
-from greenhorn.http.parser import NEED_DATA
-from greenhorn.wsgi.trust import ProxyTrust
+from greenhorn.config import hooks
+from greenhorn.http import proxy
+from greenhorn.http.fields import TOKEN_RE
+from greenhorn.workers.proxy_gate import ProxyGate
 
 __all__ = [
     "PLAIN_HTTP_BODY",
@@ -74,7 +75,7 @@ _TLS_HANDSHAKE_RECORD = 0x16
 _SNIFF_BYTES = 24  # enough for the longest method token we care about plus its space
 _SNIFF_RETRY = 0.01  # seconds between peeks while the first bytes trickle in
 _LINGER = 1.0  # seconds we wait for a refused plain-HTTP client to close after our answer
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_TCHAR = frozenset(b for b in range(128) if TOKEN_RE.fullmatch(chr(b)))  # RFC 9110 tchar
 _PROXY_PEEK = 16 + proxy.MAX_V2_LENGTH  # the longest PROXY header we accept
 _PROXY_ATTR = "greenhorn_proxy_header"
 _warned: set[str] = set()  # one deprecation warning per process (workers inherit the master's)
@@ -105,11 +106,12 @@ def server_context(cfg: Any) -> ssl.SSLContext:
     def default_ssl_context_factory() -> ssl.SSLContext:
         return _default_context(cfg)
 
-    hook = getattr(cfg, "ssl_context", None)
-    if hook is None:
+    if getattr(cfg, "ssl_context", None) is None:
         return default_ssl_context_factory()
     try:
-        context = hook(cfg, default_ssl_context_factory)
+        context = hooks.call_hook(
+            cfg, "ssl_context", cfg, default_ssl_context_factory, propagate=True
+        )
     except TLSConfigError:
         raise
     except Exception as exc:
@@ -184,20 +186,18 @@ def handshake(
     ip, peer = _peer(sock)
     header: proxy.ProxyHeader | None = None
     try:
-        mode = proxy.mode_from_setting(cfg.proxy_protocol)
-        if mode != "off":
-            header = _read_proxy_header(sock, deadline, mode)
-            if header is not None and not ProxyTrust(list(cfg.proxy_allow_ips), {}).trusts(ip):
-                log.warning("PROXY header from untrusted ip=%s refused", ip)
+        gate = ProxyGate(cfg.proxy_protocol, cfg.proxy_allow_ips, log)
+        if gate.on:
+            got = gate.read(ip, lambda seen: _peek_more(sock, seen, deadline))
+            if got is None:  # malformed or untrusted (logged)
                 _close(sock)
                 return None
+            header = got[0]
+            if header is not None:
+                _consume(sock, header.consumed, deadline)
         kind = _sniff(sock, deadline)
     except TimeoutError:
         log.debug("TLS handshake with %s timed out: no data", peer)
-        _close(sock)
-        return None
-    except errors.InvalidProxyHeader as exc:
-        log.warning("Invalid PROXY header from ip=%s: %s", ip, exc)
         _close(sock)
         return None
     except OSError as exc:
@@ -275,32 +275,27 @@ def _sniff(sock: socket.socket, deadline: float) -> str:
         time.sleep(min(_SNIFF_RETRY, max(0.0, deadline - time.monotonic())))
 
 
-def _read_proxy_header(sock: socket.socket, deadline: float, mode: str) -> proxy.ProxyHeader | None:
-    """Consume an optional PROXY header from the raw socket (exactly its bytes, nothing of
-    the TLS handshake after it). Raises ``InvalidProxyHeader``, ``TimeoutError``, OSError."""
-    seen = -1
-    while True:
-        sock.settimeout(_left(deadline))
-        data = sock.recv(_PROXY_PEEK, socket.MSG_PEEK)
-        result = proxy.parse(data, mode)
-        if result is None:
-            return None
-        if isinstance(result, proxy.ProxyHeader):
-            break
-        if not data:
-            raise OSError("connection closed before the PROXY header")
-        if len(data) == seen:  # a partial header: wait for the rest to trickle in
-            time.sleep(min(_SNIFF_RETRY, max(0.0, deadline - time.monotonic())))
-        seen = len(data)
-    assert result is not NEED_DATA
-    left = result.consumed
+def _peek_more(sock: socket.socket, seen: bytes, deadline: float) -> bytes:
+    """What the raw socket holds now, at least ``seen`` (peeked: nothing is consumed, the
+    TLS handshake after a PROXY header stays in the socket). OSError when it closed."""
+    sock.settimeout(_left(deadline))
+    data = sock.recv(_PROXY_PEEK, socket.MSG_PEEK)
+    if not data:
+        raise OSError("connection closed before the PROXY header")
+    if len(data) == len(seen):  # a partial header: wait for the rest to trickle in
+        time.sleep(min(_SNIFF_RETRY, max(0.0, deadline - time.monotonic())))
+    return data
+
+
+def _consume(sock: socket.socket, size: int, deadline: float) -> None:
+    """Receive exactly ``size`` bytes (the PROXY header that was peeked)."""
+    left = size
     while left:
         sock.settimeout(_left(deadline))
         chunk = sock.recv(left)
         if not chunk:
             raise OSError("connection closed inside the PROXY header")
         left -= len(chunk)
-    return result
 
 
 def _refuse_plain_http(sock: socket.socket, deadline: float) -> None:

@@ -5,123 +5,57 @@
 Why a module of its own: the arbiter (preload, HUP reload), the worker (lazy load after fork)
 and `--check-config` all load the app the same way, and each failure has to turn into one
 readable line. `AppImportError` carries that line; the original exception stays on
-`__cause__` for whoever wants the traceback.
-
-Rules (gunicorn compatible, stricter where gunicorn guesses):
-- A bare `module` means attribute `application`, as in gunicorn.
-- Factory arguments are parsed with `ast` and must be literals; nothing is ever `eval`'d.
-- The attribute part may be a dotted path (`module:api.app`), also for factories.
-- This module does not import `greenhorn.config`; it reads the three set-up settings from
-  whatever `cfg` it is given.
+`__cause__` for whoever wants the traceback. Reading the name and importing what it names
+is `greenhorn.config.importer`'s job (the one importer of `module:attr` names); this module
+adds what is the application's own: a bare `module` means attribute `application` (as in
+gunicorn), `module:factory(ARGS)` is called (literal arguments only, never `eval`'d), and the
+result must be callable.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.util
 import inspect
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
-DEFAULT_ATTRIBUTE = "application"
+from greenhorn.config.importer import (
+    APPLICATION,
+    ImportFailed,
+    ObjectRef,
+    one_line,
+    parse_app,
+    resolve,
+    where,
+)
+
+__all__ = [
+    "AppImportError",
+    "StartResponse",
+    "WSGIApp",
+    "add_pythonpath",
+    "apply_chdir",
+    "apply_raw_env",
+    "check_importable",
+    "load_app",
+    "parse_uri",
+    "prepare_environment",
+]
+
+# PEP 3333's two callables, as the server sees them.
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+DEFAULT_ATTRIBUTE = APPLICATION
+# The one error type of a failed load (an application named wrongly, missing, or failing).
+AppImportError = ImportFailed
 
 
-class AppImportError(Exception):
-    """The application could not be loaded; `str()` is one line meant for the user."""
-
-
-@dataclass(frozen=True, slots=True)
-class AppRef:
-    """A parsed application URI."""
-
-    uri: str
-    module: str
-    attrs: tuple[str, ...]
-    call: bool = False
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def target(self) -> str:
-        """The attribute path as written, without arguments: `create_app` or `api.app`."""
-        return ".".join(self.attrs)
-
-
-def one_line(exc: BaseException) -> str:
-    """`"ValueError: boom"`: the exception's summary (type and message) on one line."""
-    text = " ".join(
-        part.strip() for part in traceback.format_exception_only(type(exc), exc) if part.strip()
-    )
-    return " ".join(text.split())
-
-
-def _where(exc: BaseException) -> str:
-    """`" (at app.py:3)"` for the innermost frame that is not importlib's own, or `""`."""
-    frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")
-    ]
-    if not frames:
-        return ""
-    last = frames[-1]
-    return f" (at {last.filename}:{last.lineno})"
-
-
-def _dotted_path(node: ast.expr, uri: str) -> tuple[str, ...]:
-    """`a.b.c` as an ast expression → `("a", "b", "c")`."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        raise AppImportError(f"{uri!r}: expected an attribute name or a factory call")
-    parts.append(node.id)
-    return tuple(reversed(parts))
-
-
-def _literal(node: ast.expr, uri: str) -> Any:
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise AppImportError(
-            f"{uri!r}: factory arguments must be literals, got {ast.unparse(node)!r}"
-        )
-
-
-def parse_uri(uri: str) -> AppRef:
-    """Parse an application URI without importing anything; raise `AppImportError` when it
-    is malformed."""
-    text = uri.strip()
-    if not text:
-        raise AppImportError("empty application module")
-    module, sep, expr = text.partition(":")
-    if not module or not all(part.isidentifier() for part in module.split(".")):
-        raise AppImportError(f"{uri!r}: {module!r} is not a valid module name")
-    if not sep:
-        return AppRef(uri=text, module=module, attrs=(DEFAULT_ATTRIBUTE,))
-    try:
-        node = ast.parse(expr.strip(), mode="eval").body
-    except SyntaxError:
-        raise AppImportError(f"{uri!r}: expected an attribute name or a factory call")
-    if not isinstance(node, ast.Call):
-        return AppRef(uri=text, module=module, attrs=_dotted_path(node, uri))
-    if any(isinstance(a, ast.Starred) for a in node.args) or any(
-        kw.arg is None for kw in node.keywords
-    ):
-        raise AppImportError(f"{uri!r}: *args and **kwargs are not supported")
-    return AppRef(
-        uri=text,
-        module=module,
-        attrs=_dotted_path(node.func, uri),
-        call=True,
-        args=tuple(_literal(a, uri) for a in node.args),
-        kwargs={kw.arg: _literal(kw.value, uri) for kw in node.keywords if kw.arg},
-    )
+# Parse an application URI without importing anything (`AppImportError` when malformed).
+parse_uri = parse_app
 
 
 def check_importable(uri: str | None) -> None:
@@ -146,25 +80,7 @@ def check_importable(uri: str | None) -> None:
         raise AppImportError(f"module {ref.module!r} not found{hint}")
 
 
-def import_module(name: str) -> ModuleType:
-    """Import module `name`, turning every failure into a one-line `AppImportError`."""
-    try:
-        return importlib.import_module(name)
-    except SyntaxError as exc:
-        where = f"{exc.filename}:{exc.lineno}" if exc.filename else name
-        raise AppImportError(f"syntax error in {where}: {exc.msg}") from exc
-    except ModuleNotFoundError as exc:
-        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-            hint = ""
-            if name.endswith(".py") and os.path.exists(name):
-                hint = f" (did you mean '{name[:-3]}:{DEFAULT_ATTRIBUTE}'?)"
-            raise AppImportError(f"module {name!r} not found{hint}") from exc
-        raise AppImportError(f"error importing {name!r}: {one_line(exc)}{_where(exc)}") from exc
-    except (Exception, SystemExit) as exc:
-        raise AppImportError(f"error importing {name!r}: {one_line(exc)}{_where(exc)}") from exc
-
-
-def _call_factory(ref: AppRef, factory: Any) -> Any:
+def _call_factory(ref: ObjectRef, factory: Any) -> Any:
     name = f"{ref.module}:{ref.target}"
     if not callable(factory):
         raise AppImportError(f"{name} is not callable, so it cannot be used as a factory")
@@ -177,13 +93,13 @@ def _call_factory(ref: AppRef, factory: Any) -> Any:
     try:
         app = factory(*ref.args, **ref.kwargs)
     except Exception as exc:
-        raise AppImportError(f"factory {name}() raised {one_line(exc)}{_where(exc)}") from exc
+        raise AppImportError(f"factory {name}() raised {one_line(exc)}{where(exc)}") from exc
     if app is None:
         raise AppImportError(f"factory {name}() returned None instead of an application")
     return app
 
 
-def load_app(uri: str) -> Callable[..., Any]:
+def load_app(uri: str) -> WSGIApp:
     """Import and return the WSGI callable named by `uri`.
 
     Raises `AppImportError` with a one-line message when the URI is malformed, the module is
@@ -191,13 +107,7 @@ def load_app(uri: str) -> Callable[..., Any]:
     factory cannot take the given arguments or raises, or the result is not callable.
     """
     ref = parse_uri(uri)
-    obj: Any = import_module(ref.module)
-    for i, attr in enumerate(ref.attrs):
-        try:
-            obj = getattr(obj, attr)
-        except AttributeError as exc:
-            owner = ".".join((ref.module, *ref.attrs[:i]))
-            raise AppImportError(f"{owner!r} has no attribute {attr!r}") from exc
+    obj: Any = resolve(ref, suggest=f":{DEFAULT_ATTRIBUTE}")
     if ref.call:
         obj = _call_factory(ref, obj)
     if not callable(obj):
@@ -205,7 +115,7 @@ def load_app(uri: str) -> Callable[..., Any]:
             f"application object {ref.module}:{ref.target} is not callable "
             f"(it is {type(obj).__name__})"
         )
-    app: Callable[..., Any] = obj
+    app: WSGIApp = obj
     return app
 
 
