@@ -1,7 +1,7 @@
 """Guards for the architecture (docs/architecture.md) and the house rules (DEVELOPERS.md).
 
 The package is laid out in rooms by the process that runs them (config/, master/, workers/,
-http/, wsgi/, observe/, ipc/), and some rooms must never import others: those "nevers" are
+http/, wsgi/, asgi/, observe/, ipc/), and some rooms must never import others: those "nevers" are
 checked here, one test per never, over every import in the source (module level, inside
 functions, under TYPE_CHECKING, and constant ``import_module`` strings). Each never is also
 run against an injected offending module, so a guard that silently stopped finding anything
@@ -46,7 +46,7 @@ OPTIONAL_EXTRAS = {"greenhorn.workers.ggevent": "gevent", "greenhorn.workers.gev
 
 # The rooms, and the rooms each must never import (DEVELOPERS.md, "Nevers"). A room may
 # import itself, http/ (sans-IO, imports nothing) and the others not listed.
-ROOMS = ("config", "master", "workers", "http", "wsgi", "observe", "ipc")
+ROOMS = ("config", "master", "workers", "http", "wsgi", "asgi", "observe", "ipc")
 NEVERS: dict[str, tuple[str, ...]] = {
     "http": (*(r for r in ROOMS if r != "http"), "<flat>", "<root>"),  # nothing outside http/
     "ipc": (*(r for r in ROOMS if r != "ipc"), "<flat>", "<root>"),  # nothing outside ipc/
@@ -54,6 +54,7 @@ NEVERS: dict[str, tuple[str, ...]] = {
     "observe": ("master", "workers"),
     "config": ("master", "workers"),
     "wsgi": ("workers", "master"),
+    "asgi": ("workers", "master"),
 }
 # At most six modules sit flat in src/greenhorn; everything else lives in a room.
 FLAT_MODULES = frozenset(("__init__.py", "__main__.py", "cli.py", "ctl.py"))
@@ -256,6 +257,7 @@ INJECTED = {
     "observe": "def f():\n    from greenhorn.workers.base import Worker",
     "config": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from greenhorn.master import policy",
     "wsgi": "import importlib\nimportlib.import_module('greenhorn.workers.handler')",
+    "asgi": "from greenhorn.workers.asgi.shared import Shared",
 }
 
 

@@ -38,6 +38,9 @@ KINDS = [
     pytest.param("gevent", id="gevent", marks=_needs("gevent")),
 ]
 SETTING_KINDS = ["sync", "gthread"]
+# The refusals are the parser's, shared by every worker type: the asgi worker (its echo twin,
+# tests/apps/asgiapps.py) must give the same answers.
+REFUSAL_KINDS = [*KINDS, pytest.param("asgi", id="asgi")]
 
 
 class Answer:
@@ -97,7 +100,8 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Se
         server = servers.get(key)
         if server is not None and server.proc.poll() is None:
             return server
-        argv = ["-b", "127.0.0.1:0", "-k", kind, "-w", "1", *extra, "echo:app"]
+        app = "asgiapps:echo" if kind == "asgi" else "echo:app"
+        argv = ["-b", "127.0.0.1:0", "-k", kind, "-w", "1", *extra, app]
         server = launch(argv, tmp / f"{kind}-{len(servers)}", cwd=tmp)
         servers[key] = server
         server.port = int(server.wait_for_log(r"Listening at: http://127.0.0.1:(\d+)", 20)[0])
@@ -129,7 +133,7 @@ def refused(server: Server, data: bytes, status: int) -> Answer:
 
 
 @pytest.mark.parametrize("target", [b"example.com:443", b"[::1]:8080"], ids=["name", "ipv6"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", REFUSAL_KINDS)
 def test_connect_is_refused_with_501_before_the_app(serve, kind, target):
     # a WSGI server cannot open a tunnel: 501 Not Implemented, and the connection closes
     # (the bytes after a CONNECT would be tunnel data, never another request)
@@ -150,7 +154,7 @@ def test_connect_is_refused_with_501_before_the_app(serve, kind, target):
     ],
     ids=["http11", "http11_ows_only", "http10", "asterisk_form"],
 )
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", REFUSAL_KINDS)
 def test_empty_host_gets_400(serve, kind, request_bytes):
     # RFC 9110 §4.2.1: an http URI's host may not be empty
     refused(serve(kind), request_bytes, 400)
@@ -184,7 +188,7 @@ def test_empty_host_gets_400(serve, kind, request_bytes):
         "absolute_utf8",
     ],
 )
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", REFUSAL_KINDS)
 def test_target_bytes_outside_the_uri_grammar_get_400(serve, kind, target):
     refused(serve(kind), b"GET " + target + b" HTTP/1.1\r\nHost: good.example\r\n\r\n", 400)
 
@@ -203,7 +207,7 @@ def test_target_bytes_outside_the_uri_grammar_get_400(serve, kind, target):
     ],
     ids=["other_host", "other_port", "userinfo", "userinfo_password", "empty_userinfo"],
 )
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", REFUSAL_KINDS)
 def test_absolute_form_authority_must_agree_with_host(serve, kind, target, host):
     # RFC 9112 §3.2.2: the target's authority replaces Host. When the two disagree, the
     # proxy in front and the application would see different hosts: refuse instead.
@@ -234,14 +238,14 @@ def test_absolute_form_matching_host_is_served(serve, kind, target, host, name):
 @pytest.mark.parametrize(
     "value", [b"foo", b"100-continue, foo", b"100-continuex", b"100-continue=1"]
 )
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", REFUSAL_KINDS)
 def test_unknown_expectation_gets_417(serve, kind, value):
     # RFC 9110 §10.1.1: an expectation the server does not meet gets 417
     data = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: " + value + b"\r\n\r\nhi"
     refused(serve(kind), data, 417)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", REFUSAL_KINDS)
 def test_100_continue_is_still_met(serve, kind):
     data = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-Continue\r\n\r\nhi"
     answer = ask(serve(kind), data)
@@ -282,7 +286,7 @@ def test_default_request_line_limit_is_8190(serve, kind):
     ],
     ids=["method", "method_no_space", "version"],
 )
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", REFUSAL_KINDS)
 def test_long_method_or_version_is_not_414(serve, kind, data):
     # the URI is not what is long: 400 (or a plain close), never 414 URI Too Long
     s = serve(kind)

@@ -49,9 +49,24 @@ KINDS = [
     pytest.param("gthread", id="gthread"),
     pytest.param("gevent", id="gevent", marks=_needs("gevent")),
     pytest.param("eventlet", id="eventlet", marks=_needs("eventlet")),
+    pytest.param("asgi", id="asgi"),
 ]
 KEEPALIVE_KINDS = KINDS[1:]  # the worker classes that keep connections alive
-GREEN_KINDS = KINDS[2:]
+GREEN_KINDS = KINDS[2:4]
+# -k asgi serves the ASGI twins of the test apps (tests/apps/asgiapps.py), which answer the
+# same way; a blocking /spin there blocks the event loop.
+ASGI_APPS = {
+    "echo:app": "asgiapps:echo",
+    "hello:app": "asgiapps:hello",
+    "slow:app": "asgiapps:slow",
+}
+
+
+def app(kind: str, name: str) -> str:
+    """The application ``name`` in the form worker type ``kind`` serves."""
+    return ASGI_APPS[name] if kind == "asgi" else name
+
+
 KEEPALIVE = 1  # --keep-alive for the shared servers (seconds)
 
 
@@ -244,7 +259,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 def test_slow_requests_are_served_in_parallel(greenhorn, tmp_path, kind):
     n = 4
     conf, marks = boot_marker(tmp_path)
-    s = greenhorn("slow:app", *flags(kind, n), "-c", str(conf), ready_path="/?t=0")
+    s = greenhorn(app(kind, "slow:app"), *flags(kind, n), "-c", str(conf), ready_path="/?t=0")
     wait_booted(s, marks, n if kind == "sync" else 1)
 
     def one(_: int) -> str:
@@ -266,7 +281,7 @@ def test_slow_requests_are_served_in_parallel(greenhorn, tmp_path, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_keep_alive_two_requests_on_one_socket(fleet, kind):
-    s = fleet.get(kind, "echo:app")
+    s = fleet.get(kind, app(kind, "echo:app"))
     with s.connect() as c:
         reader = Reader(c)
         c.sendall(get("/one"))
@@ -288,7 +303,7 @@ def test_keep_alive_two_requests_on_one_socket(fleet, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_pipelined_requests_are_answered_in_order(fleet, kind):
-    s = fleet.get(kind, "echo:app")
+    s = fleet.get(kind, app(kind, "echo:app"))
     with s.connect() as c:
         reader = Reader(c)
         c.sendall(get("/a") + get("/b?x=1") + get("/c", close=True))
@@ -306,7 +321,7 @@ def test_pipelined_requests_are_answered_in_order(fleet, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_idle_keep_alive_connection_is_closed_after_keepalive(fleet, kind):
-    s = fleet.get(kind, "hello:app")
+    s = fleet.get(kind, app(kind, "hello:app"))
     with s.connect() as c:
         reader = Reader(c)
         c.sendall(get("/"))
@@ -327,7 +342,7 @@ def test_worker_connections_cap_frees_up_when_keep_alive_expires(greenhorn, kind
     # good: expiring parked connections did not re-arm the listeners)
     cap = ["--worker-connections", "2", "--keep-alive", str(KEEPALIVE)]
     threads = ["--threads", "1"] if kind == "gthread" else []
-    s = greenhorn("echo:app", "-k", kind, "-w", "1", *threads, *cap)
+    s = greenhorn(app(kind, "echo:app"), "-k", kind, "-w", "1", *threads, *cap)
     idle = [s.connect(), s.connect()]
     try:
         for i, c in enumerate(idle):
@@ -362,7 +377,9 @@ def refused(port: int) -> bool:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_term_finishes_in_flight_serves_queued_and_refuses_new(greenhorn, kind):
-    s = greenhorn("slow:app", *one_at_a_time(kind), "--graceful-timeout", "20", ready_path="/?t=0")
+    s = greenhorn(
+        app(kind, "slow:app"), *one_at_a_time(kind), "--graceful-timeout", "20", ready_path="/?t=0"
+    )
     in_flight = s.connect()
     queued: list[socket.socket] = []
     try:
@@ -390,7 +407,7 @@ def test_term_finishes_in_flight_serves_queued_and_refuses_new(greenhorn, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_hup_under_light_load_loses_nothing(greenhorn, kind):
-    s = greenhorn("echo:app", *flags(kind))
+    s = greenhorn(app(kind, "echo:app"), *flags(kind))
     old = set(s.wait_workers(1))
     failures: list[str] = []
     seen: list[tuple[float, int]] = []  # (when the request was sent, pid that answered)
@@ -433,7 +450,7 @@ def test_hup_under_light_load_loses_nothing(greenhorn, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_max_requests_replaces_the_worker(greenhorn, kind):
-    s = greenhorn("echo:app", *flags(kind), "--max-requests", "3", ready_path=None)
+    s = greenhorn(app(kind, "echo:app"), *flags(kind), "--max-requests", "3", ready_path=None)
     first = s.wait_workers(1)[0]
     pids = [exchange(s, get(f"/{i}", close=True)).info["pid"] for i in range(3)]
     assert pids == [first] * 3
@@ -448,7 +465,7 @@ def test_last_response_before_max_requests_says_close(greenhorn, kind):
     # gunicorn counts the request before answering it and forces "Connection: close" on the
     # one that reaches max_requests; otherwise a client reusing the connection races the
     # worker's exit (its next request is reset, and a non-idempotent one cannot be retried)
-    s = greenhorn("echo:app", *flags(kind), "--max-requests", "3", ready_path=None)
+    s = greenhorn(app(kind, "echo:app"), *flags(kind), "--max-requests", "3", ready_path=None)
     first = s.wait_workers(1)[0]
     with s.connect() as c:
         reader = Reader(c)
@@ -464,7 +481,7 @@ def test_last_response_before_max_requests_says_close(greenhorn, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_hung_request_is_killed_at_timeout(greenhorn, kind):
-    s = greenhorn("slow:app", *flags(kind), "-t", "2", ready_path="/?t=0")
+    s = greenhorn(app(kind, "slow:app"), *flags(kind), "-t", "2", ready_path="/?t=0")
     victim = s.wait_workers(1)[0]
     t0 = time.monotonic()
     r = None
@@ -476,7 +493,11 @@ def test_hung_request_is_killed_at_timeout(greenhorn, kind):
     assert elapsed < 15, f"the hung request ran {elapsed:.1f}s with -t 2"
     assert r is None or r.status_code >= 500
     s.wait_for_log(rf"WORKER TIMEOUT \(pid:{victim}\) while serving GET /spin\?t=60")
-    s.wait_for_log(r'File ".*slow\.py", line \d+ in app')
+    if kind == "asgi":  # the event loop was blocked: its stack shows the blocking code
+        s.wait_for_log(r'File ".*asgiapps\.py", line \d+ in slow')
+        s.wait_for_log(r"Worker timeout: aborting while serving GET /spin\?t=60")
+    else:
+        s.wait_for_log(r'File ".*slow\.py", line \d+ in app')
     s.wait_workers(1, exclude={victim})
     r = requests.get(s.url("/?t=0"), timeout=10)
     assert r.status_code == 200 and str(victim) not in r.text
@@ -486,7 +507,7 @@ def test_hung_request_is_killed_at_timeout(greenhorn, kind):
 def test_cooperative_hang_is_killed_by_its_request_slot(greenhorn, kind):
     # a request that sleeps cooperatively leaves the hub free, so the heartbeat keeps beating:
     # only the request's scoreboard slot shows it is late
-    s = greenhorn("slow:app", *flags(kind), "-t", "2", ready_path="/?t=0")
+    s = greenhorn(app(kind, "slow:app"), *flags(kind), "-t", "2", ready_path="/?t=0")
     victim = s.wait_workers(1)[0]
     t0 = time.monotonic()
     with pytest.raises(requests.ConnectionError):
@@ -507,7 +528,9 @@ def test_cooperative_hang_is_killed_by_its_request_slot(greenhorn, kind):
 def test_workers_exit_when_the_master_is_killed(greenhorn, tmp_path, kind):
     # gunicorn's workers leave with "Parent changed, shutting down"; orphans would keep
     # serving unsupervised. The control socket goes in tmp_path: a killed master leaves it.
-    s = greenhorn("hello:app", *flags(kind), "--control-socket", str(tmp_path / "ctl.sock"))
+    s = greenhorn(
+        app(kind, "hello:app"), *flags(kind), "--control-socket", str(tmp_path / "ctl.sock")
+    )
     worker = s.wait_workers(1)[0]
     s.proc.kill()  # SIGKILL to the master alone: it gets no chance to stop its workers
     s.proc.wait(10)
@@ -523,7 +546,7 @@ def test_workers_exit_when_the_master_is_killed(greenhorn, tmp_path, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_malformed_request_gets_400_and_the_worker_lives(fleet, kind):
-    s = fleet.get(kind, "hello:app")
+    s = fleet.get(kind, app(kind, "hello:app"))
     before = s.worker_pids()
     resp = exchange(s, b"GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n")
     assert resp.status == 400 and resp.headers["connection"] == "close"
@@ -534,7 +557,7 @@ def test_malformed_request_gets_400_and_the_worker_lives(fleet, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_post_bodies_are_echoed(fleet, kind):
-    s = fleet.get(kind, "echo:app")
+    s = fleet.get(kind, app(kind, "echo:app"))
     body = bytes(range(256)) * 800
     resp = exchange(
         s,
@@ -612,7 +635,7 @@ def expected_statuses(case: corpus.Case, kind: str) -> list[int | str]:
 def test_corpus_case_over_the_socket(fleet, kind, case):
     # valid cases on hello (never reads the body); invalid ones on echo, which reads the
     # body, so errors in the body are reached before the response is sent
-    s = fleet.get(kind, "hello:app" if case.kind == "valid" else "echo:app")
+    s = fleet.get(kind, app(kind, "hello:app" if case.kind == "valid" else "echo:app"))
     methods = [r.get("method", "GET") for r in case.expect.get("requests", [])]
     got: list[int | str] = []
     with s.connect() as c:

@@ -85,6 +85,10 @@ class Config:
     graceful_timeout: int = FROM_TABLE
     keepalive: int = FROM_TABLE
     shutdown_delay: float = FROM_TABLE
+    asgi_loop: Literal["auto", "asyncio", "uvloop"] = FROM_TABLE
+    asgi_lifespan: Literal["auto", "on", "off"] = FROM_TABLE
+    asgi_disconnect_grace_period: int = FROM_TABLE
+    websocket_max_message_size: int = FROM_TABLE
     workers_min: int | None = FROM_TABLE
     workers_max: int | None = FROM_TABLE
     worker_memory: int | None = FROM_TABLE
@@ -121,6 +125,7 @@ class Config:
     secure_scheme_headers: dict[str, str] = FROM_TABLE
     forwarded_allow_ips: list[str] = FROM_TABLE
     pythonpath: list[str] = FROM_TABLE
+    root_path: str = FROM_TABLE
     proxy_protocol: Literal["off", "v1", "v2", "auto"] = FROM_TABLE
     proxy_allow_ips: list[str] = FROM_TABLE
     permit_obsolete_folding: bool = FROM_TABLE

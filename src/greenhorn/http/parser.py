@@ -234,6 +234,13 @@ class Parser:
             self._fail(exc)
             raise
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes received after the current message: once a
+        connection switches protocols (a WebSocket's 101), they belong to the new one."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def body_left(self) -> int | None:
         """Bytes of a Content-Length body not yet returned as ``Data`` (buffered here or not);
         None for a chunked body or outside a body. See ``body_received``."""

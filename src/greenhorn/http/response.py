@@ -24,7 +24,16 @@ import time
 
 from greenhorn.http.fields import TCHAR
 
-__all__ = ["Framing", "InvalidResponse", "error_response", "http_date", "prepare"]
+__all__ = [
+    "Framing",
+    "InvalidResponse",
+    "error_response",
+    "http_date",
+    "informational",
+    "prepare",
+    "prepare_bytes",
+    "reason_phrase",
+]
 
 STATUS_RE = re.compile(r"[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
 NAME_RE = re.compile(f"[{TCHAR}]+")
@@ -135,6 +144,130 @@ def prepare(
         _date_line = f"Date: {http_date(second)}\r\n".encode("latin-1")
         _date_line_second = second
     return before + _date_line + after, framing, list(sent)
+
+
+def prepare_bytes(
+    code: int,
+    headers: object,
+    version: tuple[int, int],
+    method: str,
+    keep_alive: bool,
+    server: str,
+    known_length: int | None = None,
+) -> tuple[bytes, Framing, list[tuple[str, str]]]:
+    """``prepare`` for an integer status and ``(bytes, bytes)`` header pairs (ASGI's
+    ``http.response.start``): the same rules, the same bounded cache (the key's int status
+    keeps the two apart), and the status line's reason phrase from ``reason_phrase``."""
+    global _date_line_second, _date_line
+    key: tuple[object, ...] | None
+    done: _Prepared | None
+    try:
+        key = (code, method, version, keep_alive, known_length, server, *headers)  # type: ignore[misc]
+        done = _PREPARED.get(key)
+    except TypeError:  # not iterable, or an unhashable item: checked below
+        key = done = None
+    if done is None:
+        if type(code) is not int or not 100 <= code <= 999:
+            raise InvalidResponse(f"invalid status {code!r}")
+        done = _build(
+            f"{code} {reason_phrase(code)}",
+            _decoded(headers),
+            version,
+            method,
+            keep_alive,
+            server,
+            known_length,
+        )
+        if key is not None:
+            if len(_PREPARED) >= _PREPARED_MAX:
+                _PREPARED.clear()
+            _PREPARED[key] = done
+    before, after, framing, sent = done
+    if after is None:
+        return before, framing, list(sent)
+    second = int(_time())
+    if _date_line_second != second:
+        _date_line = f"Date: {http_date(second)}\r\n".encode("latin-1")
+        _date_line_second = second
+    return before + _date_line + after, framing, list(sent)
+
+
+def _decoded(headers: object) -> list[tuple[str, str]]:
+    """ASGI header pairs (bytes, or bytes-like) as latin-1 text; ``InvalidResponse`` for
+    anything else."""
+    out: list[tuple[str, str]] = []
+    try:
+        items = list(headers)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidResponse(f"headers {headers!r} are not a list of pairs") from None
+    for item in items:
+        try:
+            name, value = item
+            out.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
+        except (TypeError, ValueError):
+            raise InvalidResponse(f"header {item!r} is not a pair of bytes") from None
+    return out
+
+
+def informational(code: int, headers: object) -> bytes:
+    """A ``1xx`` interim response head (``103 Early Hints``...), its headers validated like
+    any response header (``InvalidResponse``); pairs of ``str`` or of ``bytes``."""
+    if type(code) is not int or not 100 <= code <= 199 or code == 101:
+        raise InvalidResponse(f"invalid informational status {code!r}")
+    lines = [f"HTTP/1.1 {code} {reason_phrase(code)}\r\n"]
+    try:
+        items = list(headers)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidResponse(f"headers {headers!r} are not a list of pairs") from None
+    for item in items:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise InvalidResponse(f"header {item!r} is not a (name, value) pair") from None
+        if isinstance(name, (bytes, bytearray)):
+            name = bytes(name).decode("latin-1")
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("latin-1")
+        if type(name) is not str or type(value) is not str:
+            raise InvalidResponse(f"header {item!r} is not a pair of str or bytes")
+        if NAME_RE.fullmatch(name) is None:
+            raise InvalidResponse(f"invalid header name {name!r}")
+        if BAD_VALUE_RE.search(value):
+            raise InvalidResponse(f"invalid value for header {name!r}")
+        lines += (name, ": ", value.strip(" \t"), "\r\n")
+    lines.append("\r\n")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError as exc:  # pragma: no cover - decoded from latin-1 or checked
+        raise InvalidResponse("header text is not latin-1") from exc
+
+
+# RFC 9110 §15 (and 103 Early Hints, RFC 8297; 429 and 431, RFC 6585)
+REASONS: dict[int, str] = {
+    100: "Continue", 101: "Switching Protocols", 103: "Early Hints",
+    200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
+    204: "No Content", 205: "Reset Content", 206: "Partial Content",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+    304: "Not Modified", 305: "Use Proxy", 307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 409: "Conflict",
+    410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type",
+    416: "Range Not Satisfiable", 417: "Expectation Failed", 421: "Misdirected Request",
+    422: "Unprocessable Content", 425: "Too Early", 426: "Upgrade Required",
+    428: "Precondition Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 451: "Unavailable For Legal Reasons",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout",
+    505: "HTTP Version Not Supported", 511: "Network Authentication Required",
+}  # fmt: skip
+
+
+def reason_phrase(code: int) -> str:
+    """The standard reason phrase for ``code``, or an empty string for one without."""
+    return REASONS.get(code, "")
 
 
 # (head before the Date line, after it or None when the application sent a Date, framing,

@@ -36,13 +36,15 @@ __all__ = ["Scoreboard", "WorkerTmp", "choose_tmp_dir", "system_tmp_dir", "unlin
 # Counters (unsigned 64-bit) at the start of the mapping.
 OTHER_STATUS = 0  # responses with a status outside 1xx-5xx (an application's 6xx...)
 STATUS_1XX = 1  # ... STATUS_5XX = 5: responses by status class
-# 6 is unused (was the in-flight count: now read from the slots)
+IN_FLIGHT = 6  # requests in flight that hold no slot (the asgi worker's gauge, ~4x a second)
 BOOTED = 7  # 1 once post_worker_init has run (the worker is ready)
 DRAIN = 8  # set by the master before a full stop: accept the backlog, then close listeners
 REJECTED = 9  # requests refused by the parser (4xx/5xx before the app)
 BYTES_OUT = 10
 RELOAD = 11  # set by a worker (--reload saw a change): the master reloads once
 EXIT_REASON = 12  # why a worker is leaving on its own: 1 = max_requests reached
+WS_OPEN = 13  # WebSocket connections open now (a gauge, written by the asgi worker)
+WS_TOTAL = 14  # WebSocket connections accepted since the worker started
 HIST_BASE = 16  # request duration histogram, one counter per bucket
 # Upper bounds (seconds) of the duration histogram buckets; the last is +Inf.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
@@ -159,6 +161,23 @@ class Scoreboard:
     def finish(self, slot: int, status: int, duration: float, sent: int) -> None:
         """Clear ``slot`` and count a completed request (by status class, size, duration)."""
         self._starts[(HEADER_SIZE + slot * SLOT_SIZE) >> 3] = 0.0  # the line stays for start
+        c = self._tally  # what count() does, inlined: this is every sync request's path
+        if c is None:
+            c = self.counters
+            self.doubles[DURATION_SUM] += duration
+        else:
+            self._tally_sum += duration
+        klass = status // 100
+        c[klass if klass <= 5 else OTHER_STATUS] += 1
+        c[BYTES_OUT] += sent
+        c[HIST_BASE + (0 if duration <= _FIRST_BUCKET else bisect_left(BUCKETS, duration))] += 1
+
+    def clear(self, slot: int) -> None:
+        """Mark ``slot`` free without counting anything."""
+        self._starts[(HEADER_SIZE + slot * SLOT_SIZE) >> 3] = 0.0
+
+    def count(self, status: int, duration: float, sent: int) -> None:
+        """Count a completed request that held no slot (by status class, size, duration)."""
         c = self._tally
         if c is None:
             c = self.counters
@@ -176,7 +195,7 @@ class Scoreboard:
         return c[1] + c[2] + c[3] + c[4] + c[5] + c[OTHER_STATUS]
 
     def in_flight(self) -> int:
-        """Requests being served now (slots with a start time)."""
+        """Requests being served now in slots (slots with a start time)."""
         mm = self._mm
         return sum(
             1
@@ -210,10 +229,12 @@ class Scoreboard:
         return {
             "requests": self.requests(),
             "status": {f"{k}xx": c[k] for k in range(1, 6)},
-            "in_flight": self.in_flight(),
+            "in_flight": self.in_flight() + c[IN_FLIGHT],  # IN_FLIGHT: requests without slots
             "booted": bool(c[BOOTED]),
             "rejected": c[REJECTED],
             "bytes_out": c[BYTES_OUT],
+            "websockets_open": c[WS_OPEN],
+            "websockets_total": c[WS_TOTAL],
             "histogram": [c[HIST_BASE + i] for i in range(len(BUCKETS))],
             "duration_sum": self.doubles[DURATION_SUM],
         }

@@ -100,6 +100,12 @@ class SignalPipe:
     def fileno(self) -> int:
         return self._r
 
+    def rearm(self) -> None:
+        """Point the C handler at our pipe again, after a library replaced it (uvloop sets
+        its own wakeup fd while its loop runs; main thread only)."""
+        if self._w >= 0:
+            signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
     def read(self) -> list[int]:
         """Signal numbers received since the last call, in order, CHLD collapsed to one.
 

@@ -62,6 +62,8 @@ FAMILIES: Mapping[str, tuple[str, str]] = {
     "accept_queue_length": ("gauge", "Connections waiting in the kernel accept queue."),
     "worker_rss_bytes": ("gauge", "Resident memory of each live worker, in bytes."),
     "worker_requests_total": ("counter", "Requests served by each live worker."),
+    "websocket_connections": ("gauge", "WebSocket connections open right now (asgi workers)."),
+    "websocket_connections_total": ("counter", "WebSocket connections accepted (asgi workers)."),
 }
 
 
@@ -142,6 +144,8 @@ def render(status: Mapping[str, Any]) -> str:
     _family(out, "response_bytes_total", [_one(int(totals.get("bytes_out", 0)))])
     _family(out, "request_duration_seconds", _histogram(totals, buckets))
     _family(out, "in_flight_requests", [_one(sum(int(w.get("in_flight", 0)) for w in workers))])
+    _family(out, "websocket_connections", [_one(int(totals.get("websockets_open", 0)))])
+    _family(out, "websocket_connections_total", [_one(int(totals.get("websockets_total", 0)))])
     _family(out, "workers", [_one(n, state=s) for s, n in states.items()])
     _family(out, "workers_target", [_one(int(master.get("workers_target", 0)))])
     _family(out, "worker_restarts_total", [_one(int(n), reason=str(r)) for r, n in restarts])

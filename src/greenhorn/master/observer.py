@@ -29,6 +29,7 @@ from greenhorn.ipc.scoreboard import (
     DURATION_SUM,
     HIST_BASE,
     REJECTED,
+    WS_TOTAL,
     Scoreboard,
 )
 from greenhorn.master.endpoints import StreamEndpoint
@@ -93,6 +94,7 @@ class Observer:
             "bytes_out": 0,
             "histogram": [0] * len(BUCKETS),
             "duration_sum": 0.0,
+            "websockets_total": 0,
         }
         self.restarts: Counter[str] = Counter()
         self.rss: dict[int, int | None] = {}
@@ -131,6 +133,7 @@ class Observer:
         for i in range(len(BUCKETS)):
             r["histogram"][i] += c[HIST_BASE + i]
         r["duration_sum"] += board.doubles[DURATION_SUM]
+        r["websockets_total"] += c[WS_TOTAL]
         self.restarts[reason] += 1
         for table in (self.rss, self._busy_sample, self.busy):
             table.pop(worker.pid, None)
@@ -177,6 +180,8 @@ class Observer:
             "bytes_out": self.retired["bytes_out"],
             "histogram": list(self.retired["histogram"]),
             "duration_sum": self.retired["duration_sum"],
+            "websockets_open": 0,
+            "websockets_total": self.retired["websockets_total"],
         }
         workers = []
         for pid, w in sorted(table.workers.items()):
@@ -191,6 +196,8 @@ class Observer:
             for i, v in enumerate(snap["histogram"]):  # type: ignore[arg-type]
                 totals["histogram"][i] += v
             totals["duration_sum"] += snap["duration_sum"]
+            totals["websockets_open"] += snap["websockets_open"]
+            totals["websockets_total"] += snap["websockets_total"]
             workers.append(
                 {
                     "pid": pid,

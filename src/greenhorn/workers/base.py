@@ -162,6 +162,9 @@ class Worker:
         except Exception:
             self.log.exception("post_worker_init hook failed")
             return exits.WORKER_BOOT_ERROR
+        code = self.before_serving()
+        if code is not None:
+            return code
         self.booted = True
         self.tmp.board.counters[BOOTED] = 1
         self.run()
@@ -371,6 +374,12 @@ class Worker:
             self.tmp.board.counters[EXIT_REASON] = 1
             self.alive = False
             self.close_listeners(drain=False)
+
+    def before_serving(self) -> int | None:
+        """The worker type's last boot step, after ``post_worker_init`` and before the
+        worker counts as booted (the asgi worker runs lifespan startup here). An exit
+        status stops the boot: ``exits.WORKER_BOOT_ERROR`` makes the master stop."""
+        return None
 
     def run(self) -> None:
         raise NotImplementedError

@@ -40,6 +40,7 @@ TYPES: dict[str, WorkerType] = {
         WorkerType("gthread", "greenhorn.workers.gthread:ThreadWorker"),
         WorkerType("gevent", "greenhorn.workers.ggevent:GeventWorker", extra="gevent"),
         WorkerType("eventlet", "greenhorn.workers.geventlet:EventletWorker", extra="eventlet"),
+        WorkerType("asgi", "greenhorn.workers.asgi.worker:AsgiWorker"),
     )
 }
 # gunicorn's class paths for the same types keep working.
@@ -48,6 +49,7 @@ ALIASES = {
     "gunicorn.workers.gthread.ThreadWorker": "gthread",
     "gunicorn.workers.ggevent.GeventWorker": "gevent",
     "gunicorn.workers.geventlet.EventletWorker": "eventlet",
+    "gunicorn.workers.gasgi.ASGIWorker": "asgi",
 }
 
 

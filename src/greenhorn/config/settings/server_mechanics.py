@@ -119,6 +119,14 @@ ROWS: tuple[Setting, ...] = (
         flags=("--pythonpath",), metavar="STRING", reloadable=False,
     ),
     Setting(
+        "root_path", SECTION, c.to_str, "",
+        "The path an ASGI application is mounted at, behind a proxy that strips it: the "
+        "scope's `root_path` (WSGI's SCRIPT_NAME). With `/api`, a request for `/users` "
+        "reaches the application as path `/api/users` with root path `/api`, as uvicorn "
+        "does and Starlette expects.",
+        flags=("--root-path",), metavar="STRING",
+    ),
+    Setting(
         "proxy_protocol", SECTION, c.proxy_protocol, "off",
         "Read a PROXY protocol header (as sent by HAProxy or stunnel) before each connection's "
         "request: `v1`, `v2`, `auto` (either) or `off`. The option alone means `auto`.",

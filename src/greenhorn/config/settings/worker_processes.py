@@ -24,10 +24,12 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "worker_class", SECTION, c.worker_class, "sync",
-        "The worker type: `sync` (one request at a time per process), `gthread` (a thread "
-        "pool per process), `gevent` or `eventlet` (need those packages), or the dotted path "
-        "of a worker class. gunicorn's `egg:gunicorn#NAME` and `gunicorn.workers.*` class "
-        "paths for these types are accepted.",
+        "The worker type: `sync`, `gthread`, `gevent`, `eventlet`, `asgi`, or the dotted "
+        "path of a worker class. `sync` serves one request at a time per process, `gthread` "
+        "a thread pool per process, `gevent` and `eventlet` greenlets (they need those "
+        "packages), `asgi` an ASGI application from an asyncio event loop (HTTP/1.1 and "
+        "WebSockets). gunicorn's `egg:gunicorn#NAME` and `gunicorn.workers.*` class paths "
+        "for these types are accepted.",
         flags=("-k", "--worker-class"), metavar="STRING",
     ),
     Setting(
@@ -38,8 +40,8 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "worker_connections", SECTION, c.int_range(1), 1000,
-        "The most simultaneous client connections one worker holds, for the gthread, gevent "
-        "and eventlet workers.",
+        "The most simultaneous client connections one worker holds, for the gthread, gevent, "
+        "eventlet and asgi workers (open WebSockets count).",
         flags=("--worker-connections",), metavar="INT",
     ),
     Setting(
@@ -79,6 +81,35 @@ ROWS: tuple[Setting, ...] = (
         "stop proceeds; a second SIGTERM ends the delay early, SIGINT/SIGQUIT stop at once. "
         "0 stops accepting at once. (greenhorn only)",
         flags=("--shutdown-delay",), metavar="SECONDS",
+    ),
+    Setting(
+        "asgi_loop", SECTION, c.choice("auto", "asyncio", "uvloop"), "auto",
+        "The event loop of the asgi worker: `asyncio`, `uvloop` (pip install "
+        "'greenhorn[uvloop]'), or `auto`, which uses uvloop when it is installed.",
+        flags=("--asgi-loop",), metavar="STRING",
+    ),
+    Setting(
+        "asgi_lifespan", SECTION, c.choice("auto", "on", "off"), "auto",
+        "The ASGI lifespan protocol of the asgi worker: `on`, `auto` or `off`. With `on` "
+        "the application's startup runs before the worker accepts connections and its "
+        "shutdown when the worker stops; `auto` does the same unless the application does "
+        "not speak lifespan; `off` never sends lifespan events. A startup that fails (`lifespan.startup.failed`, or any "
+        "failure with `on`) stops the server with the boot-error exit status (3).",
+        flags=("--asgi-lifespan",), metavar="STRING",
+    ),
+    Setting(
+        "asgi_disconnect_grace_period", SECTION, c.int_range(0), 3,
+        "Seconds an ASGI application gets, after its client went away and it was told so "
+        "(`http.disconnect`), to finish before its request task is cancelled. 0 cancels at "
+        "once.",
+        flags=("--asgi-disconnect-grace-period",), metavar="INT",
+    ),
+    Setting(
+        "websocket_max_message_size", SECTION, c.int_range(0), 16 * 1024 * 1024,
+        "The largest WebSocket message, in bytes, the asgi worker accepts (each message is "
+        "held whole before the application gets it). A bigger one closes the connection "
+        "with code 1009 (message too big). 0 means no limit.",
+        flags=("--websocket-max-message-size",), metavar="INT",
     ),
     Setting(
         "workers_min", SECTION, c.optional(c.int_range(1)), None,

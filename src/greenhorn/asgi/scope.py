@@ -1,0 +1,128 @@
+"""ASGI scopes (``http`` and ``websocket``) from a parsed request and the connection's
+addresses, built as uvicorn builds them.
+
+Why a module of its own: the scope is the ASGI side of a request, as the environ is the
+WSGI side (``wsgi/environ.py``); the worker only says which connection and which request.
+
+What goes in (ASGI 3.0, spec 2.4): ``type``, ``asgi``, ``http_version``, ``method`` (http
+only), ``scheme`` (``http``/``https``, ``ws``/``wss``), ``path`` (percent-decoded, UTF-8)
+and ``raw_path`` (the bytes received), both prefixed with ``root_path`` (the setting: the
+mount point a proxy stripped, as uvicorn does and Starlette expects), ``query_string``,
+``root_path``, ``headers`` (lower-case names, bytes), ``server``, ``client``, ``state`` (a
+shallow copy of the lifespan state, so one request's changes never reach another) and
+``extensions``; a websocket scope adds ``subprotocols``.
+
+Speed: per connection a template dict holds what does not change between its requests,
+so a scope is one copy and a few stores; header lists are converted to bytes through a
+bounded cache of (name, value) pairs, since clients repeat the same lines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from greenhorn.http.parser import Request
+
+__all__ = ["ASGI_VERSION", "header_list", "http_scope", "template", "websocket_scope"]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+# What the worker supports beyond the core messages (ASGI extensions).
+HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {"http.response.informational": {}}
+WEBSOCKET_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
+
+_PAIRS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_PAIRS_MAX = 4096
+
+
+def header_list(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """The parser's ``(NAME, value)`` pairs as ASGI's ``(b"name", b"value")``."""
+    cache = _PAIRS
+    out = []
+    for pair in headers:
+        converted = cache.get(pair)
+        if converted is None:
+            converted = (pair[0].lower().encode("latin-1"), pair[1].encode("latin-1"))
+            if len(cache) >= _PAIRS_MAX:
+                cache.clear()
+            cache[pair] = converted
+        out.append(converted)
+    return out
+
+
+def template(
+    kind: str,
+    server: tuple[str, int] | None,
+    client: tuple[str, int] | None,
+    secure: bool,
+    root_path: str,
+) -> dict[str, Any]:
+    """The keys a connection's scopes share (``kind``: ``http`` or ``websocket``)."""
+    if kind == "http":
+        scheme = "https" if secure else "http"
+        extensions = HTTP_EXTENSIONS
+    else:
+        scheme = "wss" if secure else "ws"
+        extensions = WEBSOCKET_EXTENSIONS
+    return {
+        "type": kind,
+        "asgi": ASGI_VERSION,
+        "http_version": "1.1",
+        "scheme": scheme,
+        "server": server,
+        "client": client,
+        "root_path": root_path,
+        "extensions": extensions,
+        # per request:
+        "method": "GET",
+        "path": "",
+        "raw_path": b"",
+        "query_string": b"",
+        "headers": [],
+    }
+
+
+def _paths(req: Request, root_path: str) -> tuple[str, bytes]:
+    raw = req.path
+    path = unquote(raw) if "%" in raw else raw
+    raw_bytes = raw.encode("latin-1")
+    if root_path:
+        return root_path + path, root_path.encode("utf-8") + raw_bytes
+    return path, raw_bytes
+
+
+def http_scope(
+    base: dict[str, Any],
+    req: Request,
+    state: dict[str, Any] | None,
+    scheme: str | None = None,
+) -> dict[str, Any]:
+    """The ``http`` scope of ``req`` on the connection whose template is ``base``;
+    ``scheme`` overrides the template's (a trusted proxy said https)."""
+    scope = base.copy()
+    scope["method"] = req.method
+    scope["path"], scope["raw_path"] = _paths(req, base["root_path"])
+    query = req.query
+    scope["query_string"] = query.encode("latin-1") if query else b""
+    scope["headers"] = header_list(req.headers)
+    if req.version != (1, 1):
+        scope["http_version"] = "1.0"
+    if scheme is not None:
+        scope["scheme"] = scheme
+    if state is not None:
+        scope["state"] = state.copy()
+    return scope
+
+
+def websocket_scope(
+    base: dict[str, Any],
+    req: Request,
+    subprotocols: tuple[str, ...],
+    state: dict[str, Any] | None,
+    scheme: str | None = None,
+) -> dict[str, Any]:
+    """The ``websocket`` scope of the upgrade request ``req``."""
+    scope = http_scope(base, req, state, scheme)
+    del scope["method"]
+    scope["subprotocols"] = list(subprotocols)
+    return scope

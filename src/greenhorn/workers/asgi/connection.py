@@ -1,0 +1,502 @@
+"""The asgi worker's HTTP/1.1 connection: an asyncio protocol over the shared sans-IO parser.
+
+Why a module of its own: an event loop serves many connections in one thread, so the
+request cycle cannot block the way ``workers/handler.py``'s does; it is driven by the transport's
+callbacks instead. What it shares with the WSGI workers is everything that is not about
+blocking: the parser and its limits (``http/parser.py``), response heads and framing
+(``http/response.py``), error answers, the environ the access log reads, the hooks, the
+scoreboard counters.
+
+One connection, one ``HttpConnection``; one request, one ``RequestCycle`` whose
+``receive``/``send`` are the application's. The rules:
+
+- **Order.** Requests on a connection are answered in order: a pipelined request waits in
+  the parser's buffer until the response before it is complete (its last body message
+  sent); the application may go on running after that (background tasks) while the next
+  request is served.
+- **Back-pressure both ways.** The request body is parsed as it arrives into the cycle's
+  queue; past ``BODY_HIGH`` buffered bytes the transport stops reading until the
+  application's ``receive()`` takes them, so an upload never sits in memory whole. A
+  response write that fills the transport's buffer makes ``send()`` wait until the client
+  reads; pipelined bytes past ``PIPELINE_HIGH`` pause reading too.
+- **Disconnects.** When the client goes away, ``receive()`` answers ``http.disconnect``,
+  ``send()`` does nothing, and the request task is cancelled after
+  ``asgi_disconnect_grace_period`` seconds if it is still running.
+- **Deadlines without timers per request.** Each connection keeps one ``deadline`` for its
+  current phase (head: ``header_timeout`` → 408; keep-alive idle: ``keepalive`` → close;
+  body: the ``body_min_rate`` floor → 408; a client that does not read our response:
+  ``timeout``); the worker's sweep, four times a second, expires the ones that passed.
+- **Errors.** A protocol error answers its status (``errors.HTTPError.code``) and closes; an
+  application error before the response starts answers 500; after it, the connection is
+  closed mid-body. A bad status or header from the application is never sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from greenhorn.asgi.scope import template
+from greenhorn.http import errors, proxy
+from greenhorn.http.parser import EOF, NEED_DATA, Data, Parser, Request
+from greenhorn.http.response import error_response
+from greenhorn.ipc.scoreboard import REJECTED
+from greenhorn.workers.asgi.cycle import RequestCycle
+from greenhorn.workers.asgi.shared import (
+    DRAIN_LIMIT,
+    LINGER_SECONDS,
+    PIPELINE_HIGH,
+    WRITE_HIGH,
+    Shared,
+)
+from greenhorn.wsgi.environ import ConflictingSchemeHeaders, settle_forwarded
+from greenhorn.wsgi.response import SERVER
+
+__all__ = ["HttpConnection"]
+
+# connection phases
+NEW, HEAD, IDLE, BUSY, DRAIN, LINGER, UPGRADED = range(7)
+
+_monotonic = time.monotonic
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection. See the module docstring."""
+
+    __slots__ = (
+        "client",
+        "closed",
+        "cycle",
+        "deadline",
+        "drain_waiters",
+        "head_started",
+        "parser",
+        "peer",
+        "phase",
+        "proxy",
+        "proxy_buf",
+        "reading",
+        "remote_addr",
+        "remote_port",
+        "requests",
+        "scheme",
+        "server",
+        "server_name",
+        "server_port",
+        "shared",
+        "sock",
+        "template",
+        "transport",
+        "trusted",
+        "write_paused",
+        "ws",
+    )
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self.transport: Any = None
+        self.parser = Parser(shared.limits)
+        self.cycle: RequestCycle | None = None
+        self.ws: Any = None  # the WebSocketSession after an upgrade
+        self.phase = NEW
+        self.deadline: float | None = None
+        self.head_started = 0.0
+        self.closed = False
+        self.reading = True
+        self.write_paused = False
+        self.drain_waiters: list[asyncio.Future[None]] = []
+        self.requests = 0
+        self.proxy_buf: bytes | None = None
+        # what the access log's environ reads (see wsgi.environ.build_environ)
+        self.sock: Any = None
+        self.peer = self.remote_addr = self.remote_port = ""
+        self.server_name = self.server_port = ""
+        self.scheme = "http"
+        self.proxy: tuple[str, str, str] | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.template: dict[str, Any] = {}
+        self.trusted: bool | None = None  # forwarded_allow_ips trusts the peer
+
+    # -- transport callbacks ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        shared = self.shared
+        self.transport = transport
+        shared.connections.add(self)
+        now = _monotonic()
+        self.head_started = now
+        timeout = shared.header_timeout
+        self.deadline = now + timeout if timeout else None
+        get = transport.get_extra_info
+        self.sock = get("socket")
+        peer = get("peername")
+        if isinstance(peer, tuple):
+            self.peer = self.remote_addr = str(peer[0])
+            self.remote_port = str(peer[1])
+            self.client = (str(peer[0]), int(peer[1]))
+        sockname = get("sockname")
+        if isinstance(sockname, tuple):
+            self.server = (str(sockname[0]), int(sockname[1]))
+            self.server_name, self.server_port = str(sockname[0]), str(sockname[1])
+        elif sockname:
+            self.server_name = str(sockname)
+        secure = get("sslcontext") is not None
+        self.scheme = "https" if secure else "http"
+        self.template = template("http", self.server, self.client, secure, shared.root_path)
+        transport.set_write_buffer_limits(WRITE_HIGH)  # type: ignore[attr-defined]
+        if shared.proxy_mode != "off" and not secure:
+            self.proxy_buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.proxy_buf is not None:
+            rest = self._proxy_header(data)
+            if rest is None:
+                return
+            data = rest
+        phase = self.phase
+        if phase == BUSY:
+            parser = self.parser
+            parser.feed(data)
+            cycle = self.cycle
+            if cycle is not None and cycle.body_open:
+                cycle.pull_body()
+            elif parser.buffered > PIPELINE_HIGH:
+                self.pause_reading()
+            return
+        if phase == UPGRADED:
+            assert self.ws is not None
+            self.ws.data_received(data)
+            return
+        if phase == DRAIN:
+            self.parser.feed(data)
+            self._drain_body()
+            return
+        if phase == LINGER:
+            return
+        if phase == IDLE:
+            self.phase = HEAD
+            now = _monotonic()
+            self.head_started = now
+            timeout = self.shared.header_timeout
+            self.deadline = now + timeout if timeout else None
+        elif phase == NEW:
+            self.phase = HEAD
+        try:
+            event = self.parser.receive(data)
+        except errors.HTTPError as exc:
+            self.reject(exc)
+            return
+        if event is NEED_DATA:
+            return
+        if event is EOF:
+            self.close()
+            return
+        self._request(event)  # type: ignore[arg-type]
+
+    def eof_received(self) -> bool | None:
+        phase = self.phase
+        if phase == UPGRADED:
+            assert self.ws is not None
+            self.ws.data_received(b"")
+            return True
+        if phase in (NEW, IDLE, LINGER):
+            return None  # close
+        self.parser.feed(b"")
+        cycle = self.cycle
+        if phase == HEAD:
+            self._next_head()
+        elif phase == BUSY and cycle is not None:
+            if cycle.body_open:
+                cycle.pull_body()  # a body cut short: 400
+            else:  # the client sent all it will: it may be gone (see RequestCycle.receive)
+                cycle.peer_eof()
+        elif phase == DRAIN:
+            self._drain_body()
+        return True  # keep the write side: a response may still be on its way
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        shared = self.shared
+        shared.connections.discard(self)
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.disconnected()
+        if self.ws is not None:
+            self.ws.connection_lost()
+        shared.worker.connection_closed()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        timeout = self.shared.send_timeout
+        if timeout and self.phase != UPGRADED:  # a client that does not read: see sweep
+            self.deadline = _monotonic() + timeout
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.phase == BUSY:
+            cycle = self.cycle
+            self.deadline = cycle.body_deadline() if cycle is not None else None
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its high-water mark (or closed)."""
+        if self.write_paused and not self.closed:
+            fut = self.shared.loop.create_future()
+            self.drain_waiters.append(fut)
+            await fut
+
+    def pause_reading(self) -> None:
+        if self.reading and not self.closed:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.transport.resume_reading()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _next_head(self) -> None:
+        try:
+            event = self.parser.next_event()
+        except errors.HTTPError as exc:
+            self.reject(exc)
+            return
+        if event is NEED_DATA:
+            return
+        if event is EOF:
+            self.close()
+            return
+        self._request(event)  # type: ignore[arg-type]
+
+    def _request(self, req: Request) -> None:
+        shared = self.shared
+        if req.forwarded is not None:  # forwarder_headers count only from a trusted proxy
+            trusted = self.trusted
+            if trusted is None:
+                trusted = self.trusted = shared.trust.trusts(self.peer)
+            try:
+                settle_forwarded(req, trusted, shared.header_map)
+            except errors.HTTPError as exc:
+                self.reject(exc)
+                return
+        now = _monotonic()
+        req.accepted_at = self.head_started
+        req.started_at = now
+        self.requests += 1
+        self.phase = BUSY
+        self.deadline = None
+        if (
+            req.method == "GET"
+            and req.version >= (1, 1)
+            and any(name == "UPGRADE" for name, _ in req.headers)
+        ):
+            from greenhorn.http.websocket import is_websocket_upgrade
+
+            if is_websocket_upgrade(req):
+                from greenhorn.workers.asgi.websocket import upgrade
+
+                self.phase = UPGRADED
+                self.ws = upgrade(self, req)
+                return
+        cycle = RequestCycle(self, req)
+        self.cycle = cycle
+        if req.chunked or req.content_length:
+            cycle.body_open = True
+            cycle.pull_body()
+        task = shared.loop.create_task(cycle.run())
+        cycle.task = task
+        shared.cycles[task] = cycle
+
+    def scheme_for(self, req: Request) -> str | None:
+        """``https``/``http`` when a trusted proxy's secure-scheme header says so (None:
+        the connection's own); ``ConflictingSchemeHeaders`` when two of them disagree."""
+        wanted = self.shared.trust.headers
+        if not wanted:
+            return None
+        hits = {value.lower() == wanted[name] for name, value in req.headers if name in wanted}
+        if not hits:
+            return None
+        trusted = self.trusted
+        if trusted is None:  # the peer does not change: ask once per connection
+            trusted = self.trusted = self.shared.trust.trusts(self.peer)
+        if not trusted:
+            return None
+        if len(hits) > 1:
+            raise ConflictingSchemeHeaders()
+        return "https" if hits.pop() else "http"
+
+    def response_complete(self, cycle: RequestCycle) -> None:
+        """The last byte of ``cycle``'s response is written: close, or read the next one."""
+        if self.cycle is not cycle or self.closed:
+            return
+        if not cycle.keep_alive:
+            self.close(linger=cycle.body_open)
+            return
+        if cycle.body_open:  # the application did not read the whole body: discard it
+            left = self.parser.body_left()
+            if left is not None and left + sum(map(len, cycle.chunks)) > DRAIN_LIMIT:
+                self.close(linger=True)
+                return
+            cycle.chunks.clear()
+            cycle.body_open = False
+            self.cycle = None
+            self.phase = DRAIN
+            self.deadline = _monotonic() + (self.shared.header_timeout or LINGER_SECONDS)
+            self.resume_reading()
+            self._drain_body()
+            return
+        self._next()
+
+    def _drain_body(self) -> None:
+        parser = self.parser
+        discarded = 0
+        try:
+            while True:
+                event = parser.next_event()
+                if event is NEED_DATA:
+                    return
+                if event.__class__ is Data:
+                    discarded += len(event.data)
+                    if discarded > DRAIN_LIMIT:
+                        self.close(linger=True)
+                        return
+                    continue
+                break  # EndOfMessage
+        except errors.HTTPError:
+            self.close(linger=True)
+            return
+        self._next()
+
+    def _next(self) -> None:
+        """Get ready for the next request on a kept-alive connection."""
+        self.cycle = None
+        try:
+            self.parser.start_next()
+        except RuntimeError:
+            self.close()
+            return
+        if self.shared.stopping:
+            self.close()
+            return
+        self.phase = IDLE
+        self.deadline = _monotonic() + self.shared.keepalive
+        self.resume_reading()
+        if self.parser.buffered:
+            self.phase = HEAD
+            now = _monotonic()
+            self.head_started = now
+            timeout = self.shared.header_timeout
+            self.deadline = now + timeout if timeout else None
+            self._next_head()
+
+    # -- ending -------------------------------------------------------------------------------
+
+    def reject(self, exc: errors.HTTPError) -> None:
+        """Answer a protocol error with its status, log it, count it, and close."""
+        shared = self.shared
+        shared.log.warning("Invalid request from ip=%s: %s", self.remote_addr, exc)
+        shared.board.counters[REJECTED] += 1
+        self.write_error(exc.code, exc.reason, str(exc))
+        self.close(linger=True, seconds=LINGER_SECONDS)
+
+    def write_error(self, code: int, reason: str, message: str) -> None:
+        if not self.closed:
+            self.transport.write(error_response(code, reason, message, SERVER))
+
+    def close(self, linger: bool = False, seconds: float = LINGER_SECONDS) -> None:
+        """Close after what was written is sent. ``linger``: the client may still be
+        sending (an unread body): stop writing and read and discard for up to ``seconds``
+        first, since closing on unread bytes resets the connection and can destroy the
+        response before the client reads it (RFC 9112 §9.6)."""
+        if self.closed:
+            return
+        transport = self.transport
+        if linger and transport.can_write_eof():
+            if self.phase == LINGER:
+                return
+            self.phase = LINGER
+            self.cycle = None
+            self.deadline = _monotonic() + seconds
+            self.resume_reading()
+            try:
+                transport.write_eof()
+            except (OSError, RuntimeError):
+                transport.close()
+            return
+        self.phase = LINGER
+        self.deadline = None
+        transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now (a response cut short: the client must not take it
+        for a whole one)."""
+        if not self.closed:
+            self.transport.abort()
+
+    def expire(self, now: float) -> None:
+        """The phase's deadline passed (the worker's sweep calls this)."""
+        phase = self.phase
+        self.deadline = None
+        if self.write_paused and phase in (BUSY, DRAIN):  # the client stopped reading
+            self.shared.log.debug("Client %s does not read its response: closing", self.remote_addr)
+            self.abort()
+        elif phase == HEAD or (phase == NEW and self.parser.buffered):
+            self.reject(errors.HeadTimeout("request head not received in time"))
+        elif phase == BUSY and self.cycle is not None and self.cycle.body_open:
+            self.cycle.body_failed(errors.BodyTimeout("request body arrived too slowly"))
+        elif phase == LINGER:
+            self.transport.close()
+        elif phase == UPGRADED:
+            if self.ws is not None:
+                self.ws.expire()
+        else:
+            self.close()
+
+    def stop(self) -> None:
+        """The worker stops: idle connections close now, busy ones after their response."""
+        if self.phase in (NEW, IDLE) and not self.parser.buffered:
+            self.close()
+
+    # -- PROXY protocol -------------------------------------------------------------------
+
+    def _proxy_header(self, data: bytes) -> bytes | None:
+        """Consume an optional PROXY header; the bytes after it, or None (wait, or closed)."""
+        shared = self.shared
+        buf = (self.proxy_buf or b"") + data
+        try:
+            result = proxy.parse(buf, shared.proxy_mode)
+        except errors.InvalidProxyHeader as exc:
+            shared.log.warning("Invalid PROXY header from ip=%s: %s", self.remote_addr, exc)
+            self.proxy_buf = None
+            self.abort()
+            return None
+        if result is NEED_DATA:
+            self.proxy_buf = buf
+            return None
+        self.proxy_buf = None
+        if result is None:  # plain HTTP: the header is optional
+            return buf
+        assert isinstance(result, proxy.ProxyHeader)
+        if not shared.proxy_trust.trusts(self.peer):
+            shared.log.warning("PROXY header from untrusted ip=%s refused", self.peer)
+            self.abort()
+            return None
+        if not result.local:
+            self.remote_addr = result.src_addr
+            self.remote_port = str(result.src_port)
+            self.client = (result.src_addr, result.src_port)
+            family = "TCP6" if ":" in result.src_addr else "TCP4"
+            self.proxy = (family, result.dst_addr, str(result.dst_port))
+            self.template["client"] = self.client
+        return buf[result.consumed :]

@@ -1,0 +1,128 @@
+"""What every connection of one asgi worker shares: the settings it reads per request, the
+sets the worker's sweep and stop walk, and the typed seam between a connection and what
+runs on it (a request cycle, a WebSocket session).
+
+Why a module of its own: the connection (``connection.py``), the request cycle
+(``cycle.py``) and the WebSocket session (``websocket.py``) all read these, and the
+connection creates the other two; with the shared parts here, none of them imports
+another's module for its types (no import cycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from greenhorn.http import proxy
+from greenhorn.http.parser import Limits, Parser, Request
+from greenhorn.ipc.scoreboard import Scoreboard
+from greenhorn.wsgi.input import Body
+from greenhorn.wsgi.trust import ProxyTrust
+
+if TYPE_CHECKING:
+    from greenhorn.asgi.app import ASGIApp
+
+__all__ = [
+    "BODY_HIGH",
+    "DRAIN_LIMIT",
+    "LINGER_SECONDS",
+    "PIPELINE_HIGH",
+    "WRITE_HIGH",
+    "Host",
+    "Running",
+    "Session",
+    "Shared",
+]
+
+BODY_HIGH = 256 * 1024  # request body buffered for the application before reading pauses
+PIPELINE_HIGH = 64 * 1024  # pipelined bytes buffered while a request is served
+DRAIN_LIMIT = 1 << 20  # unread request body discarded to keep a connection alive
+LINGER_SECONDS = 0.5  # reading what a client still sends before closing on it
+WRITE_HIGH = 64 * 1024  # the transport's write buffer: send() waits above it
+
+
+class Running(Protocol):
+    """A request being served (what the watchdog reads to name it)."""
+
+    req: Request
+
+
+class Session(Protocol):
+    """An open WebSocket (what the worker's stop closes)."""
+
+    def going_away(self) -> None: ...
+
+
+class Host(Protocol):
+    """The connection a request cycle or a WebSocket session runs on."""
+
+    shared: Shared
+    transport: Any  # asyncio.Transport (uvloop's is not a subclass)
+    parser: Parser
+    reading: bool
+    write_paused: bool
+    closed: bool
+    deadline: float | None
+    remote_addr: str
+    template: dict[str, Any]
+    cycle: Any
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def write_error(self, code: int, reason: str, message: str) -> None: ...
+
+    def close(self, linger: bool = False, seconds: float = LINGER_SECONDS) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def response_complete(self, cycle: Any) -> None: ...
+
+    def scheme_for(self, req: Request) -> str | None: ...
+
+
+class Shared:
+    """What every connection of one asgi worker reads, built once when it boots."""
+
+    def __init__(
+        self,
+        worker: Any,
+        app: ASGIApp,
+        loop: asyncio.AbstractEventLoop,
+        state: dict[str, Any] | None,
+    ) -> None:
+        cfg = worker.cfg
+        self.worker = worker
+        self.app = app
+        self.loop = loop
+        self.state = state
+        self.log = worker.log
+        self.board: Scoreboard = worker.tmp.board
+        self.limits: Limits = worker.limits
+        self.keepalive = float(cfg.keepalive)
+        self.header_timeout = float(cfg.header_timeout) or None
+        self.min_rate = int(cfg.body_min_rate)
+        self.send_timeout = float(cfg.timeout) or None
+        self.grace = float(cfg.asgi_disconnect_grace_period)
+        self.root_path = str(cfg.root_path or "")
+        self.header_map = cfg.header_map
+        self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), dict(cfg.secure_scheme_headers))
+        self.proxy_mode = proxy.mode_from_setting(cfg.proxy_protocol)
+        self.proxy_trust = ProxyTrust(list(cfg.proxy_allow_ips), {})
+        self.max_message_size = int(cfg.websocket_max_message_size)
+        self.pre_request: Callable[..., Any] | None = None
+        self.post_request: Callable[..., Any] | None = None
+        self.base_environ: dict[str, Any] = {}
+        self.no_body = Body(None)
+        self.connections: set[Any] = set()  # the worker's HttpConnections
+        self.websockets: set[Session] = set()
+        self.cycles: dict[asyncio.Task[None], Running] = {}  # running app calls
+        self.stopping = False
+
+    @property
+    def access_enabled(self) -> bool:
+        return bool(self.log.access_enabled)
