@@ -19,6 +19,7 @@ from greenhorn.workers.sync import SyncWorker
         ("gthread", 1, "gthread"),
         ("gunicorn.workers.sync.SyncWorker", 1, "sync"),
         ("gunicorn.workers.ggevent.GeventWorker", 1, "gevent"),
+        ("gunicorn.workers.gasgi.ASGIWorker", 1, "asgi"),
         ("mypkg.workers.Custom", 1, "mypkg.workers.Custom"),
     ],
 )
@@ -30,7 +31,7 @@ def test_unknown_names_are_refused_with_the_known_ones() -> None:
     with pytest.raises(registry.UnknownWorker) as info:
         registry.resolve("tornado")
     assert str(info.value) == (
-        "unknown worker type; expected sync, gthread, gevent, eventlet or a dotted class path"
+        "unknown worker type; expected sync, gthread, gevent, eventlet, asgi or a dotted class path"
     )
 
 
@@ -40,7 +41,7 @@ def test_the_error_lists_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry.TYPES, "mine", extra)
     assert registry.resolve("mine") == "mine"
     assert registry.load_worker_class("mine") is SyncWorker
-    with pytest.raises(registry.UnknownWorker, match="eventlet, mine or a dotted"):
+    with pytest.raises(registry.UnknownWorker, match="asgi, mine or a dotted"):
         registry.resolve("nope")
 
 

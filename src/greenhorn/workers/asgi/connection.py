@@ -38,7 +38,7 @@ import time
 from typing import Any
 
 from greenhorn.asgi.scope import template
-from greenhorn.http import errors, proxy
+from greenhorn.http import errors
 from greenhorn.http.parser import EOF, NEED_DATA, Data, Parser, Request
 from greenhorn.http.response import error_response
 from greenhorn.ipc.scoreboard import REJECTED
@@ -146,7 +146,7 @@ class HttpConnection(asyncio.Protocol):
         self.scheme = "https" if secure else "http"
         self.template = template("http", self.server, self.client, secure, shared.root_path)
         transport.set_write_buffer_limits(WRITE_HIGH)  # type: ignore[attr-defined]
-        if shared.proxy_mode != "off" and not secure:
+        if shared.proxy_gate.on and not secure:
             self.proxy_buf = b""
 
     def data_received(self, data: bytes) -> None:
@@ -471,32 +471,36 @@ class HttpConnection(asyncio.Protocol):
     # -- PROXY protocol -------------------------------------------------------------------
 
     def _proxy_header(self, data: bytes) -> bytes | None:
-        """Consume an optional PROXY header; the bytes after it, or None (wait, or closed)."""
-        shared = self.shared
+        """Consume an optional PROXY header (``workers/proxy_gate.py`` decides); the bytes
+        after it, or None (wait for more, or the connection was closed)."""
         buf = (self.proxy_buf or b"") + data
+
+        def more(seen: bytes) -> bytes | None:
+            if len(seen) < len(buf):
+                return buf
+            raise _NeedMore  # this is all we have: wait for the next data_received
+
         try:
-            result = proxy.parse(buf, shared.proxy_mode)
-        except errors.InvalidProxyHeader as exc:
-            shared.log.warning("Invalid PROXY header from ip=%s: %s", self.remote_addr, exc)
-            self.proxy_buf = None
-            self.abort()
-            return None
-        if result is NEED_DATA:
+            got = self.shared.proxy_gate.read(self.peer, more)
+        except _NeedMore:
             self.proxy_buf = buf
             return None
         self.proxy_buf = None
-        if result is None:  # plain HTTP: the header is optional
-            return buf
-        assert isinstance(result, proxy.ProxyHeader)
-        if not shared.proxy_trust.trusts(self.peer):
-            shared.log.warning("PROXY header from untrusted ip=%s refused", self.peer)
+        if got is None:
             self.abort()
             return None
-        if not result.local:
-            self.remote_addr = result.src_addr
-            self.remote_port = str(result.src_port)
-            self.client = (result.src_addr, result.src_port)
-            family = "TCP6" if ":" in result.src_addr else "TCP4"
-            self.proxy = (family, result.dst_addr, str(result.dst_port))
+        header, seen = got
+        if header is None:
+            return seen
+        if not header.local:
+            self.remote_addr = header.src_addr
+            self.remote_port = str(header.src_port)
+            self.client = (header.src_addr, header.src_port)
+            family = "TCP6" if ":" in header.src_addr else "TCP4"
+            self.proxy = (family, header.dst_addr, str(header.dst_port))
             self.template["client"] = self.client
-        return buf[result.consumed :]
+        return seen[header.consumed :]
+
+
+class _NeedMore(Exception):
+    """The PROXY header is not complete yet (see ``HttpConnection._proxy_header``)."""

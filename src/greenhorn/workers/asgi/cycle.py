@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from greenhorn.asgi.scope import http_scope
+from greenhorn.config import hooks
 from greenhorn.http import errors
 from greenhorn.http.parser import NEED_DATA, Data, EndOfMessage, Request
 from greenhorn.http.response import (
@@ -367,8 +368,8 @@ class RequestCycle:
         req = self.req
         try:
             scope = http_scope(conn.template, req, shared.state, conn.scheme_for(req))
-            if shared.pre_request is not None:
-                shared.pre_request(shared.worker, req)
+            if shared.pre_request:
+                hooks.call_hook(shared.cfg, "pre_request", shared.worker, req, propagate=True)
             await shared.app(scope, self.receive, self.send)
         except asyncio.CancelledError:
             shared.log.debug("Request %s %s cancelled: the client went away", req.method, req.uri)
@@ -448,13 +449,12 @@ class RequestCycle:
         duration = _monotonic() - req.started_at
         status = self.status_code or 500
         shared.board.count(status, duration, self.sent)
-        if shared.post_request is not None or shared.access_enabled:
+        if shared.post_request or shared.access_enabled:
             environ = build_environ(shared.base_environ, req, conn, shared.no_body)
-            if shared.post_request is not None:
-                try:
-                    shared.post_request(shared.worker, req, environ, self)
-                except Exception:
-                    shared.log.exception("Exception in post_request hook")
+            if shared.post_request:
+                hooks.call_hook(
+                    shared.cfg, "post_request", shared.worker, req, environ, self, log=shared.log
+                )
             if shared.access_enabled:
                 try:
                     shared.log.access(req, self, environ, duration)

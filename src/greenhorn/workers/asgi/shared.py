@@ -11,12 +11,12 @@ another's module for its types (no import cycle).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from greenhorn.http import proxy
+from greenhorn.config import hooks
 from greenhorn.http.parser import Limits, Parser, Request
 from greenhorn.ipc.scoreboard import Scoreboard
+from greenhorn.workers.proxy_gate import ProxyGate
 from greenhorn.wsgi.input import Body
 from greenhorn.wsgi.trust import ProxyTrust
 
@@ -111,11 +111,12 @@ class Shared:
         self.root_path = str(cfg.root_path or "")
         self.header_map = cfg.header_map
         self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), dict(cfg.secure_scheme_headers))
-        self.proxy_mode = proxy.mode_from_setting(cfg.proxy_protocol)
-        self.proxy_trust = ProxyTrust(list(cfg.proxy_allow_ips), {})
+        self.proxy_gate = ProxyGate(cfg.proxy_protocol, cfg.proxy_allow_ips, worker.log)
         self.max_message_size = int(cfg.websocket_max_message_size)
-        self.pre_request: Callable[..., Any] | None = None
-        self.post_request: Callable[..., Any] | None = None
+        self.cfg = cfg
+        # default (no-op) hooks are skipped on the hot path
+        self.pre_request = not hooks.is_default(cfg, "pre_request")
+        self.post_request = not hooks.is_default(cfg, "post_request")
         self.base_environ: dict[str, Any] = {}
         self.no_body = Body(None)
         self.connections: set[Any] = set()  # the worker's HttpConnections

@@ -36,6 +36,7 @@ from collections import deque
 from typing import Any
 
 from greenhorn.asgi.scope import template, websocket_scope
+from greenhorn.config import hooks
 from greenhorn.http.parser import Request
 from greenhorn.http.response import InvalidResponse, prepare_bytes
 from greenhorn.http.websocket import (
@@ -135,8 +136,8 @@ class WebSocketSession:
         shared = conn.shared
         req = self.req
         try:
-            if shared.pre_request is not None:
-                shared.pre_request(shared.worker, req)
+            if shared.pre_request:
+                hooks.call_hook(shared.cfg, "pre_request", shared.worker, req, propagate=True)
             await shared.app(scope, self.receive, self.send)
         except asyncio.CancelledError:
             shared.log.debug("WebSocket %s cancelled", req.uri)
@@ -398,13 +399,12 @@ class WebSocketSession:
             self._close(1000)
         duration = _monotonic() - req.started_at
         shared.board.count(self.status_code, duration, self.sent)
-        if shared.post_request is not None or shared.access_enabled:
+        if shared.post_request or shared.access_enabled:
             environ = build_environ(shared.base_environ, req, conn, shared.no_body)
-            if shared.post_request is not None:
-                try:
-                    shared.post_request(shared.worker, req, environ, self)
-                except Exception:
-                    shared.log.exception("Exception in post_request hook")
+            if shared.post_request:
+                hooks.call_hook(
+                    shared.cfg, "post_request", shared.worker, req, environ, self, log=shared.log
+                )
             if shared.access_enabled:
                 try:
                     shared.log.access(req, self, environ, duration)

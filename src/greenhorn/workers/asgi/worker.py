@@ -184,14 +184,8 @@ class AsgiWorker(Worker):
         return None
 
     def _configure(self, shared: Shared) -> None:
-        from greenhorn.config import hooks
         from greenhorn.wsgi.environ import ErrorsStream, base_environ
 
-        cfg = self.cfg
-        if not hooks.is_default(cfg, "pre_request"):
-            shared.pre_request = cfg.pre_request
-        if not hooks.is_default(cfg, "post_request"):
-            shared.post_request = cfg.post_request
         log = self.log
         shared.base_environ = base_environ(
             multithread=False,
