@@ -55,7 +55,7 @@ class NoMaster(CtlError):
 
 def request(
     path: str, command: str, args: Sequence[str] = (), timeout: float = CLIENT_TIMEOUT
-) -> Any:
+) -> object:
     """Send one command to the control socket at ``path``; return the reply's ``data``.
 
     Raises NoMaster when nobody listens there, CtlError for any other failure (including
@@ -82,7 +82,7 @@ def request(
     return reply.get("data")
 
 
-def _exchange(sock: socket.socket, path: str, message: Mapping[str, Any], timeout: float) -> Any:
+def _exchange(sock: socket.socket, path: str, message: Mapping[str, Any], timeout: float) -> object:
     chunks: list[bytes] = []
     size = 0
     try:
@@ -188,7 +188,7 @@ def _current(worker: Mapping[str, Any]) -> str:
     return text + (f" +{len(current) - 1} more" if len(current) > 1 else "")
 
 
-def _table(rows: list[tuple[str, ...]], right: set[int]) -> str:
+def _table(rows: Sequence[tuple[str, ...]], right: set[int]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
@@ -259,7 +259,7 @@ def format_stats(status: Mapping[str, Any]) -> str:
     return _table(rows, right=set())
 
 
-def format_done(command: str, data: Any) -> str:
+def format_done(command: str, data: object) -> str:
     """A one-line confirmation for add/remove/reload/reopen."""
     if isinstance(data, Mapping):
         if isinstance(data.get("message"), str):
@@ -342,10 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc))
     if ns.json:
         _out(json.dumps(data, indent=2, sort_keys=True))
-    elif ns.command == "workers":
-        _out(format_workers(data))
-    elif ns.command == "stats":
-        _out(format_stats(data))
+    elif ns.command in ("workers", "stats"):
+        if not isinstance(data, Mapping):
+            return _error(f"unexpected reply from the master to {ns.command}")
+        _out(format_workers(data) if ns.command == "workers" else format_stats(data))
     else:
         _out(format_done(ns.command, data))
     return 0

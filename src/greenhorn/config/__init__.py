@@ -17,33 +17,119 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from greenhorn.config.converters import to_octal
-from greenhorn.config.hooks import (
-    HOOK_DEFAULTS,
-    NWorkersChangedHook,
-    PostRequestHook,
-    RequestHook,
-    ServerHook,
-    ServerWorkerHook,
-    SSLContextHook,
-    WorkerHook,
-)
+from greenhorn.config.hooks import HOOK_DEFAULTS, HookLogger, SSLContextFactory
 from greenhorn.config.layers import Merged, resolve
 from greenhorn.config.setting import ConfigError, Setting
 from greenhorn.config.settings import BY_NAME, SECTIONS, SETTINGS
+from greenhorn.http.parser import Request  # hooks receive it; http/ imports nothing back
 
 __all__ = [
     "SETTINGS",
     "Config",
     "ConfigError",
+    "HookResponse",
+    "HookWorker",
     "Resolved",
+    "Server",
     "load",
     "load_resolved",
     "render",
     "warn_stderr",
 ]
+
+# -- what hooks receive ----------------------------------------------------------------------
+# gunicorn's documented attributes of the objects passed to hooks: the arbiter
+# (``master/arbiter.py``) is a ``Server``, every worker (``workers/base.py``) a
+# ``HookWorker``, the response (``wsgi/response.py``) a ``HookResponse``. Typed here, next to
+# the fields they type, because they refer to ``Config`` and ``Config`` to them.
+
+
+class Log(HookLogger, Protocol):
+    """The error log as hooks use it (``greenhorn.observe.logger.Logger``)."""
+
+    def critical(self, msg: str, *args: object) -> None: ...
+
+    def error(self, msg: str, *args: object) -> None: ...
+
+    def warning(self, msg: str, *args: object) -> None: ...
+
+    def info(self, msg: str, *args: object) -> None: ...
+
+    def debug(self, msg: str, *args: object) -> None: ...
+
+
+class HookWorker(Protocol):
+    """A worker, as ``post_fork``, ``post_worker_init``, ``pre_request``... see it."""
+
+    @property
+    def pid(self) -> int | str: ...  # "[booting]" until forked
+
+    @property
+    def age(self) -> int: ...
+
+    @property
+    def nr(self) -> int: ...  # requests served
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def cfg(self) -> Config: ...
+
+    @property
+    def log(self) -> Log: ...
+
+
+class Server(Protocol):
+    """The master, as ``on_starting``, ``when_ready``, ``pre_fork``... see it."""
+
+    @property
+    def cfg(self) -> Config: ...
+
+    @property
+    def log(self) -> Log: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    num_workers: int  # a hook may change it, as in gunicorn
+
+    @property
+    def WORKERS(self) -> Mapping[int, HookWorker]: ...
+
+    @property
+    def proc_name(self) -> str: ...
+
+
+class HookResponse(Protocol):
+    """The response, as ``post_request`` sees it."""
+
+    @property
+    def status(self) -> str | None: ...
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
+
+    @property
+    def sent(self) -> int: ...
+
+
+ServerHook = Callable[[Server], object]
+ServerWorkerHook = Callable[[Server, HookWorker], object]
+WorkerExitHook = Callable[["Server | None", HookWorker], object]  # None: called in the worker
+WorkerHook = Callable[[HookWorker], object]
+RequestHook = Callable[[HookWorker, Request], object]
+PostRequestHook = Callable[[HookWorker, Request, dict[str, Any], HookResponse], object]
+NWorkersChangedHook = Callable[[Server, int, "int | None"], object]
+# returns an ssl.SSLContext (workers/tls.py checks it): named ``object`` here so that reading
+# Config's types does not load ssl, which a server without TLS never does
+SSLContextHook = Callable[["Config", SSLContextFactory], object]
 
 # Marks a field whose default comes from the settings table.
 FROM_TABLE: Any = object()
@@ -186,7 +272,7 @@ class Config:
     pre_request: RequestHook = FROM_TABLE
     post_request: PostRequestHook = FROM_TABLE
     child_exit: ServerWorkerHook = FROM_TABLE
-    worker_exit: ServerWorkerHook = FROM_TABLE
+    worker_exit: WorkerExitHook = FROM_TABLE
     nworkers_changed: NWorkersChangedHook = FROM_TABLE
     on_exit: ServerHook = FROM_TABLE
     ssl_context: SSLContextHook = FROM_TABLE
@@ -244,7 +330,7 @@ def warn_stderr(message: str) -> None:
     sys.stderr.flush()
 
 
-def _show_value(setting: Setting, value: Any) -> str:
+def _show_value(setting: Setting, value: object) -> str:
     if setting.is_hook:
         if value is HOOK_DEFAULTS[setting.name]:
             return "<default>"

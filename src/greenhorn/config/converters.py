@@ -38,7 +38,7 @@ _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
 
-def to_bool(value: Any) -> bool:
+def to_bool(value: object) -> bool:
     """`True`/`False`, or a string true/false/yes/no/on/off/1/0 (any case)."""
     if isinstance(value, bool):
         return value
@@ -51,7 +51,7 @@ def to_bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _parse_int(value: Any) -> int:
+def _parse_int(value: object) -> int:
     if isinstance(value, bool):
         raise TypeError("expected an integer, not a boolean")
     if isinstance(value, int):
@@ -72,7 +72,7 @@ def _bounds(lo: float | None, hi: float | None, kind: str) -> str:
 def int_range(lo: int | None = 0, hi: int | None = None) -> Converter:
     """Converter for an integer within [lo, hi] (either bound may be None)."""
 
-    def convert(value: Any) -> int:
+    def convert(value: object) -> int:
         try:
             number = _parse_int(value)
         except (TypeError, ValueError):
@@ -87,7 +87,7 @@ def int_range(lo: int | None = 0, hi: int | None = None) -> Converter:
 def optional(convert: Converter) -> Converter:
     """Wrap `convert` so that None (or "none"/"" from the command line) gives None."""
 
-    def wrapped(value: Any) -> Any:
+    def wrapped(value: object) -> object:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
             return None
         return convert(value)
@@ -98,8 +98,8 @@ def optional(convert: Converter) -> Converter:
 def float_min(lo: float = 0.0) -> Converter:
     """Converter for a number >= lo, returned as float."""
 
-    def convert(value: Any) -> float:
-        if isinstance(value, bool):
+    def convert(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError(_bounds(lo, None, "a number"))
         try:
             number = float(value.strip() if isinstance(value, str) else value)
@@ -112,7 +112,7 @@ def float_min(lo: float = 0.0) -> Converter:
     return convert
 
 
-def to_str(value: Any) -> str:
+def to_str(value: object) -> str:
     """A string, stripped of surrounding whitespace."""
     if not isinstance(value, str):
         raise TypeError(f"expected a string, not {type(value).__name__}")
@@ -125,7 +125,7 @@ to_opt_str = optional(to_str)
 def choice(*choices: str) -> Converter:
     """Converter for one of `choices` (case-insensitive, returned lower-case)."""
 
-    def convert(value: Any) -> str:
+    def convert(value: object) -> str:
         text = to_str(value).lower()
         if text not in choices:
             raise ValueError("expected one of " + ", ".join(choices))
@@ -134,7 +134,7 @@ def choice(*choices: str) -> Converter:
     return convert
 
 
-def to_octal(value: Any) -> int:
+def to_octal(value: object) -> int:
     """A file mode mask, as gunicorn reads it: int, or a string `"0o22"`, `"022"` (leading
     zero = octal), `"0x12"` or `"18"`; 0 to 0o777."""
     number: int | None = None
@@ -156,7 +156,7 @@ def to_octal(value: Any) -> int:
 # --- lists and dicts ----------------------------------------------------------------------
 
 
-def _items(value: Any, split_commas: bool) -> list[str]:
+def _items(value: object, split_commas: bool) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -168,22 +168,22 @@ def _items(value: Any, split_commas: bool) -> list[str]:
     return [item for item in (to_str(v) for v in raw) if item]
 
 
-def str_list(value: Any) -> list[str]:
+def str_list(value: object) -> list[str]:
     """A list of strings; a single string becomes a one-item list (gunicorn's legacy form)."""
     return _items(value, split_commas=False)
 
 
-def comma_list(value: Any) -> list[str]:
+def comma_list(value: object) -> list[str]:
     """A comma-separated string (or a list) of strings."""
     return _items(value, split_commas=True)
 
 
-def upper_comma_list(value: Any) -> list[str]:
+def upper_comma_list(value: object) -> list[str]:
     """Like comma_list, upper-cased (header and environ names)."""
     return [item.upper() for item in comma_list(value)]
 
 
-def addr_list(value: Any) -> list[str]:
+def addr_list(value: object) -> list[str]:
     """Comma-separated IP addresses / CIDR networks, or `*` for any."""
     items = comma_list(value)
     for item in items:
@@ -203,7 +203,7 @@ def check_address(addr: str) -> str:
     return addr
 
 
-def bind_list(value: Any) -> list[str]:
+def bind_list(value: object) -> list[str]:
     """A list of bind addresses (see check_address)."""
     items = str_list(value)
     if not items:
@@ -211,7 +211,7 @@ def bind_list(value: Any) -> list[str]:
     return [check_address(item) for item in items]
 
 
-def host_port(value: Any) -> str:
+def host_port(value: object) -> str:
     """`HOST:PORT` or `:PORT` (a TCP address for a side listener such as metrics)."""
     text = to_str(value)
     if ":" not in text or parse_address(text).kind != "tcp":
@@ -219,7 +219,7 @@ def host_port(value: Any) -> str:
     return text
 
 
-def env_list(value: Any) -> list[str]:
+def env_list(value: object) -> list[str]:
     """`KEY=VALUE` strings (a single string is one item)."""
     items = str_list(value)
     for item in items:
@@ -229,7 +229,7 @@ def env_list(value: Any) -> list[str]:
     return items
 
 
-def header_dict(value: Any) -> dict[str, str]:
+def header_dict(value: object) -> dict[str, str]:
     """A dict of header name -> exact value; names are upper-cased (as they are matched)."""
     if not isinstance(value, dict):
         raise TypeError(f"expected a dict, not {type(value).__name__}")
@@ -241,7 +241,7 @@ def header_dict(value: Any) -> dict[str, str]:
     return out
 
 
-def any_dict(value: Any) -> dict[str, Any]:
+def any_dict(value: object) -> dict[str, Any]:
     """A dict (logging.config.dictConfig input)."""
     if not isinstance(value, dict):
         raise TypeError(f"expected a dict, not {type(value).__name__}")
@@ -254,7 +254,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
-def _class_path(value: Any) -> str:
+def _class_path(value: object) -> str:
     """A class object becomes its import path; it must be importable by that path, since
     workers import it by name (a class defined inside the config file is not)."""
     if isinstance(value, type):
@@ -265,7 +265,7 @@ def _class_path(value: Any) -> str:
     return to_str(value)
 
 
-def worker_class(value: Any) -> str:
+def worker_class(value: object) -> str:
     """A worker type's name (lower-cased; gunicorn's `egg:gunicorn#NAME` and `#NAME` too) or
     the dotted path of a worker class. Only the spelling is checked here: which names exist
     is the worker registry's to say (``workers/registry.py``), and ``cli.py`` asks it."""
@@ -283,7 +283,7 @@ def worker_class(value: Any) -> str:
 DEFAULT_LOGGER = "greenhorn.observe.logger.Logger"
 
 
-def logger_class(value: Any) -> str:
+def logger_class(value: object) -> str:
     """A dotted class path; gunicorn's `simple` and `gunicorn.glogging.Logger` mean ours."""
     text = _class_path(value)
     if text in ("simple", "gunicorn.glogging.Logger", "greenhorn.logging.Logger"):
@@ -293,7 +293,7 @@ def logger_class(value: Any) -> str:
     return text
 
 
-def workers(value: Any) -> int | Literal["auto"]:
+def workers(value: object) -> int | Literal["auto"]:
     """A worker count >= 1, or `auto` (sized from the CPUs and memory available)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
@@ -306,7 +306,7 @@ def workers(value: Any) -> int | Literal["auto"]:
     return number
 
 
-def app_uri(value: Any) -> str | None:
+def app_uri(value: object) -> str | None:
     """A WSGI application URI (`module:attr`, `module:factory()`); syntax only."""
     if value is None:
         return None
@@ -340,21 +340,21 @@ def resolve_gid(value: int | str) -> int:
     return _resolve(value, lambda name: grp.getgrnam(name).gr_gid, "group")
 
 
-def user_id(value: Any) -> int:
+def user_id(value: object) -> int:
     """A user name or numeric id → uid."""
     if isinstance(value, bool) or (isinstance(value, int) and value < 0):
         raise ValueError(f"invalid user id {value!r}")
     return resolve_uid(value if isinstance(value, int) else to_str(value))
 
 
-def group_id(value: Any) -> int:
+def group_id(value: object) -> int:
     """A group name or numeric id → gid."""
     if isinstance(value, bool) or (isinstance(value, int) and value < 0):
         raise ValueError(f"invalid group id {value!r}")
     return resolve_gid(value if isinstance(value, int) else to_str(value))
 
 
-def existing_dir(value: Any) -> str | None:
+def existing_dir(value: object) -> str | None:
     """An existing directory, made absolute (against the current directory)."""
     if value is None:
         return None
@@ -364,7 +364,7 @@ def existing_dir(value: Any) -> str | None:
     return str(path.resolve())
 
 
-def files_or_patterns(value: Any) -> list[str]:
+def files_or_patterns(value: object) -> list[str]:
     """Files to watch: literal paths must exist; glob patterns pass through unexpanded."""
     items = str_list(value)
     for item in items:
@@ -373,7 +373,7 @@ def files_or_patterns(value: Any) -> list[str]:
     return items
 
 
-def statsd_address(value: Any) -> str | None:
+def statsd_address(value: object) -> str | None:
     """`HOST:PORT`, `HOST` (port 8125) or `unix://PATH`."""
     if value is None:
         return None
@@ -398,7 +398,7 @@ SYSLOG_FACILITIES = (
 )  # fmt: skip
 
 
-def proxy_protocol(value: Any) -> Literal["off", "v1", "v2", "auto"]:
+def proxy_protocol(value: object) -> Literal["off", "v1", "v2", "auto"]:
     """`off`, `v1`, `v2` or `auto`; booleans and gunicorn's true/false/1/0/none map onto them."""
     if value is None or value is False:
         return "off"
@@ -419,7 +419,7 @@ def proxy_protocol(value: Any) -> Literal["off", "v1", "v2", "auto"]:
     raise ValueError("expected off, v1, v2 or auto")
 
 
-def ssl_version(value: Any) -> int:
+def ssl_version(value: object) -> int:
     """An `ssl.PROTOCOL_*` constant or its name (`TLS`, `TLSv1_2`, ...). Deprecated in
     gunicorn and ignored there; kept so that configs still load (use ssl_context)."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -435,7 +435,7 @@ def ssl_version(value: Any) -> int:
     return int(constant)
 
 
-def cert_reqs(value: Any) -> int:
+def cert_reqs(value: object) -> int:
     """0/1/2 or CERT_NONE/CERT_OPTIONAL/CERT_REQUIRED."""
     if isinstance(value, str) and value.strip().upper().startswith("CERT_"):
         import ssl
@@ -465,7 +465,7 @@ def hook(name: str) -> Converter:
     nargs = hooks.arity(name)
     signature = hooks.signature_of(name)
 
-    def convert(value: Any) -> Any:
+    def convert(value: object) -> object:
         fn = _import_callable(value.strip()) if isinstance(value, str) else value
         if not callable(fn):
             raise TypeError(f"expected a function {signature}, not {type(fn).__name__}")

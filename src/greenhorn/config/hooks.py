@@ -20,98 +20,89 @@ import inspect
 import sys
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:  # ssl (and libssl) is loaded only by a server that speaks TLS
-    import ssl
-
-# Typing aliases for the hook fields of `greenhorn.config.Config`. The server, worker,
-# request and response objects are the arbiter's and the worker's own types; hooks only
-# read documented attributes from them, so they are `Any` here.
-ServerHook = Callable[[Any], object]
-ServerWorkerHook = Callable[[Any, Any], object]
-WorkerHook = Callable[[Any], object]
-RequestHook = Callable[[Any, Any], object]
-PostRequestHook = Callable[[Any, Any, Any, Any], object]
-NWorkersChangedHook = Callable[[Any, int, int | None], object]
-# These return an ``ssl.SSLContext``; spelled ``Any`` so that resolving the Config's type
-# hints does not need ssl, which a server without TLS never loads.
-SSLContextFactory = Callable[[], Any]
-SSLContextHook = Callable[[Any, SSLContextFactory], Any]
+# The types of the hook fields of ``greenhorn.config.Config``, and the Protocols of what
+# hooks receive (``Server``, ``HookWorker``...), are declared next to ``Config`` in
+# ``config/__init__.py``: they refer to each other. The defaults below ignore their
+# arguments, so they take ``object``: a default fits every hook field it is the default of.
+# Builds the ``ssl.SSLContext`` the TLS settings describe (``workers/tls.py``); ``object``
+# here because ssl (and libssl) is loaded only by a server that speaks TLS.
+SSLContextFactory = Callable[[], object]
 
 
 class HookLogger(Protocol):
     """The part of a logger `call_hook` needs (greenhorn.observe.logger.Logger satisfies it)."""
 
-    def exception(self, msg: str, *args: object, **kw: object) -> None:
+    def exception(self, msg: str, *args: object) -> None:
         """Log `msg` at error level with the current exception's traceback."""
 
 
 # --- the defaults: one function per hook, gunicorn's parameter names -------------------
 
 
-def on_starting(server: Any) -> None:
+def on_starting(server: object) -> None:
     """Default `on_starting`: do nothing."""
 
 
-def on_reload(server: Any) -> None:
+def on_reload(server: object) -> None:
     """Default `on_reload`: do nothing."""
 
 
-def when_ready(server: Any) -> None:
+def when_ready(server: object) -> None:
     """Default `when_ready`: do nothing."""
 
 
-def pre_fork(server: Any, worker: Any) -> None:
+def pre_fork(server: object, worker: object) -> None:
     """Default `pre_fork`: do nothing."""
 
 
-def post_fork(server: Any, worker: Any) -> None:
+def post_fork(server: object, worker: object) -> None:
     """Default `post_fork`: do nothing."""
 
 
-def post_worker_init(worker: Any) -> None:
+def post_worker_init(worker: object) -> None:
     """Default `post_worker_init`: do nothing."""
 
 
-def worker_int(worker: Any) -> None:
+def worker_int(worker: object) -> None:
     """Default `worker_int`: do nothing."""
 
 
-def worker_abort(worker: Any) -> None:
+def worker_abort(worker: object) -> None:
     """Default `worker_abort`: do nothing."""
 
 
-def pre_exec(server: Any) -> None:
+def pre_exec(server: object) -> None:
     """Default `pre_exec`: do nothing."""
 
 
-def pre_request(worker: Any, req: Any) -> None:
+def pre_request(worker: object, req: object) -> None:
     """Default `pre_request`: do nothing (gunicorn logs at debug level; the access log
     already records every request, and the hot path is cheaper without it)."""
 
 
-def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+def post_request(worker: object, req: object, environ: object, resp: object) -> None:
     """Default `post_request`: do nothing."""
 
 
-def child_exit(server: Any, worker: Any) -> None:
+def child_exit(server: object, worker: object) -> None:
     """Default `child_exit`: do nothing."""
 
 
-def worker_exit(server: Any, worker: Any) -> None:
+def worker_exit(server: object, worker: object) -> None:
     """Default `worker_exit`: do nothing."""
 
 
-def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
+def nworkers_changed(server: object, new_value: int, old_value: int | None) -> None:
     """Default `nworkers_changed`: do nothing."""
 
 
-def on_exit(server: Any) -> None:
+def on_exit(server: object) -> None:
     """Default `on_exit`: do nothing."""
 
 
-def ssl_context(config: Any, default_ssl_context_factory: SSLContextFactory) -> ssl.SSLContext:
+def ssl_context(config: object, default_ssl_context_factory: SSLContextFactory) -> object:
     """Default `ssl_context`: the context built from the TLS settings, unchanged."""
     return default_ssl_context_factory()
 
@@ -165,13 +156,13 @@ def accepts(fn: Callable[..., object], nargs: int) -> bool:
     return True
 
 
-def is_default(cfg: Any, name: str) -> bool:
+def is_default(cfg: object, name: str) -> bool:
     """True when hook `name` is still the built-in no-op (hot paths may skip the call)."""
     return getattr(cfg, name) is HOOK_DEFAULTS[name]
 
 
 def call_hook(
-    cfg: Any,
+    cfg: object,
     name: str,
     *args: object,
     log: HookLogger | None = None,
@@ -184,7 +175,7 @@ def call_hook(
     re-raised instead, unlogged, so the caller decides (post_fork / post_worker_init).
     `SystemExit` and `KeyboardInterrupt` always pass through.
     """
-    hook = getattr(cfg, name)
+    hook: Callable[..., object] = getattr(cfg, name)
     try:
         return hook(*args)
     except Exception:

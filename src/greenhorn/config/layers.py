@@ -193,7 +193,7 @@ def _subject(setting: Setting, layer: Layer) -> str:
     return f"setting {setting.name}"
 
 
-def _show(raw: Any) -> str:
+def _show(raw: object) -> str:
     if callable(raw):
         return f"<{getattr(raw, '__qualname__', type(raw).__name__)}>"
     text = repr(raw)

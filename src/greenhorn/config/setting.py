@@ -16,7 +16,7 @@ from greenhorn.config import hooks
 
 __all__ = ["Action", "ConfigError", "Converter", "Setting"]
 
-Converter = Callable[[Any], Any]
+Converter = Callable[[object], Any]
 Action = Literal["store", "store_true", "store_const", "append"]
 
 
@@ -32,24 +32,24 @@ class Setting:
     name: str  # gunicorn's name: config-file key and Config field
     section: str  # groups `-h` and the docs page
     convert: Converter
-    default: Any
+    default: object
     help: str  # one paragraph; its first sentence is the `-h` line
     flags: tuple[str, ...] = ()  # command-line flags; () = config file only
     metavar: str | None = None
     action: Action = "store"
     nargs: str | None = None
-    const: Any = None
+    const: object = None
     reloadable: bool = True  # may change on SIGHUP without a restart
-    default_factory: Callable[[], Any] | None = None  # computed when Config() is built
+    default_factory: Callable[[], object] | None = None  # computed when Config() is built
     default_doc: str | None = None  # how the docs show a computed default
 
-    def make_default(self) -> Any:
+    def make_default(self) -> object:
         """A fresh default value (mutable defaults are copied, factories called)."""
         if self.default_factory is not None:
             return self.default_factory()
         return copy.deepcopy(self.default)
 
-    def field(self) -> Any:
+    def field(self) -> object:
         """The `dataclasses.field` for this setting's `Config` attribute."""
         if self.default_factory is not None or isinstance(self.default, list | dict):
             return dataclasses.field(default_factory=self.make_default)

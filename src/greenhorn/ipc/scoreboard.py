@@ -30,8 +30,16 @@ import os
 import struct
 import time
 from bisect import bisect_left
+from typing import TypedDict
 
-__all__ = ["Scoreboard", "WorkerTmp", "choose_tmp_dir", "system_tmp_dir", "unlinked_file"]
+__all__ = [
+    "BoardSnapshot",
+    "Scoreboard",
+    "WorkerTmp",
+    "choose_tmp_dir",
+    "system_tmp_dir",
+    "unlinked_file",
+]
 
 # Counters (unsigned 64-bit) at the start of the mapping.
 OTHER_STATUS = 0  # responses with a status outside 1xx-5xx (an application's 6xx...)
@@ -47,6 +55,7 @@ WS_OPEN = 13  # WebSocket connections open now (a gauge, written by the asgi wor
 WS_TOTAL = 14  # WebSocket connections accepted since the worker started
 HIST_BASE = 16  # request duration histogram, one counter per bucket
 # Upper bounds (seconds) of the duration histogram buckets; the last is +Inf.
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")  # counters STATUS_1XX ... 5
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 _FIRST_BUCKET = BUCKETS[0]
 DURATION_SUM = 32  # float64 index in the double view: total seconds spent in requests
@@ -107,6 +116,21 @@ def unlinked_file(tmp_dir: str | None) -> int:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", tmp_dir)
 
 
+class BoardSnapshot(TypedDict):
+    """One scoreboard read at once (``Scoreboard.snapshot``)."""
+
+    requests: int
+    status: dict[str, int]  # "1xx" ... "5xx"
+    in_flight: int
+    booted: bool
+    rejected: int
+    bytes_out: int
+    websockets_open: int
+    websockets_total: int
+    histogram: list[int]  # one count per BUCKETS entry
+    duration_sum: float
+
+
 class Scoreboard:
     """The shared-memory view of one worker (also readable by the master).
 
@@ -161,7 +185,7 @@ class Scoreboard:
     def finish(self, slot: int, status: int, duration: float, sent: int) -> None:
         """Clear ``slot`` and count a completed request (by status class, size, duration)."""
         self._starts[(HEADER_SIZE + slot * SLOT_SIZE) >> 3] = 0.0  # the line stays for start
-        c = self._tally  # what count() does, inlined: this is every sync request's path
+        c: list[int] | memoryview[int] | None = self._tally  # count(), inlined: the hot path
         if c is None:
             c = self.counters
             self.doubles[DURATION_SUM] += duration
@@ -178,7 +202,7 @@ class Scoreboard:
 
     def count(self, status: int, duration: float, sent: int) -> None:
         """Count a completed request that held no slot (by status class, size, duration)."""
-        c = self._tally
+        c: list[int] | memoryview[int] | None = self._tally
         if c is None:
             c = self.counters
             self.doubles[DURATION_SUM] += duration
@@ -224,11 +248,12 @@ class Scoreboard:
         _, started, line = min(current, key=lambda item: item[1])
         return started, line
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> BoardSnapshot:
+        """The counters and the number of requests in flight, as plain values."""
         c = self.counters
         return {
             "requests": self.requests(),
-            "status": {f"{k}xx": c[k] for k in range(1, 6)},
+            "status": {name: c[k] for k, name in enumerate(STATUS_CLASSES, STATUS_1XX)},
             "in_flight": self.in_flight() + c[IN_FLIGHT],  # IN_FLIGHT: requests without slots
             "booted": bool(c[BOOTED]),
             "rejected": c[REJECTED],

@@ -56,7 +56,7 @@ from greenhorn.master.scaling import Scaler
 from greenhorn.master.worker_table import WorkerTable
 
 if TYPE_CHECKING:
-    from greenhorn.config import Config
+    from greenhorn.config import Config, Server
     from greenhorn.observe.logger import Logger
     from greenhorn.workers.base import Worker
     from greenhorn.wsgi.app import WSGIApp
@@ -459,7 +459,7 @@ class Arbiter:
         worker.lifetime = self.scaler.lifetime_for()
         return worker
 
-    def become_worker(self, worker: Worker, mask: set[signal.Signals]) -> NoReturn:
+    def become_worker(self, worker: Worker, mask: set[int | signal.Signals]) -> NoReturn:
         """In the child right after fork: drop the master's fds, run ``post_fork``, boot
         (signals stay blocked until ``Worker.init_signals``)."""
         worker.sigmask = mask
@@ -706,3 +706,9 @@ class Arbiter:
     def call_hook(self, name: str, *args: object) -> None:
         """A server hook; a failure is logged, never raised (``config.hooks.call_hook``)."""
         hooks.call_hook(self.cfg, name, *args, log=self.log)
+
+
+if TYPE_CHECKING:  # what hooks are promised (config.Server) is what the arbiter is
+
+    def _hooks_see_a_server(arbiter: Arbiter) -> Server:
+        return arbiter

@@ -163,7 +163,7 @@ def run_command(master: Controlled, command: str, args: list[str]) -> dict[str, 
 # -- the server ------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     """Make ``value`` strict JSON: non-finite floats become "+Inf"/"-Inf"/"NaN"."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")

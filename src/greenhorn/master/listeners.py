@@ -340,10 +340,10 @@ def bind_listeners(
     listeners: list[Listener] = []
     try:
         for a in addresses:
-            bind = partial(
+            attempt = partial(
                 _bind_one, a, backlog, reuse_port, a.port in v6only, umask, unix_mode, owner
             )
-            listeners.append(_bind_with_retry(a, bind, attempts, retry_delay, log))
+            listeners.append(_bind_with_retry(a, attempt, attempts, retry_delay, log))
     except BaseException:
         close_listeners(listeners, unlink=True)
         raise

@@ -23,6 +23,7 @@ from typing import Any
 
 from greenhorn.config.addresses import parse_address
 from greenhorn.http.fields import TCHAR
+from greenhorn.ipc.scoreboard import STATUS_CLASSES
 from greenhorn.master.endpoints import StreamEndpoint
 from greenhorn.master.listeners import BindError
 
@@ -36,7 +37,6 @@ BACKLOG = 64
 # -- Prometheus text format -----------------------------------------------------------------
 
 WORKER_STATES = ("booting", "idle", "busy", "retiring", "aborting")
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 Sample = tuple[str, Mapping[str, str], float]  # (name suffix, labels, value)
 
 # name (after "greenhorn_") → (type, help). Order here is the order of the output.

@@ -14,22 +14,21 @@ so the totals never go backwards while workers come and go.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from greenhorn import __version__
 from greenhorn.ipc.scoreboard import (
     BOOTED,
     BUCKETS,
-    BYTES_OUT,
     DURATION_SUM,
-    HIST_BASE,
-    REJECTED,
-    WS_TOTAL,
+    STATUS_CLASSES,
+    BoardSnapshot,
     Scoreboard,
 )
 from greenhorn.master.endpoints import StreamEndpoint
@@ -82,20 +81,53 @@ class MasterFacts:
     backlog: dict[str, int | None]  # accept queue per listener
 
 
+@dataclass(slots=True)
+class Totals:
+    """Request counters added up over workers (``/metrics`` and ``greenhorn ctl stats``)."""
+
+    requests: int = 0
+    status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUS_CLASSES, 0))
+    rejected: int = 0
+    bytes_out: int = 0
+    histogram: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+    duration_sum: float = 0.0
+    websockets_open: int = 0
+    websockets_total: int = 0
+
+    def add(self, snap: BoardSnapshot, live: bool = True) -> None:
+        """Count one worker's scoreboard in (``live``: its open WebSockets too; an exited
+        worker has none)."""
+        self.requests += snap["requests"]
+        for k, v in snap["status"].items():
+            self.status[k] += v
+        self.rejected += snap["rejected"]
+        self.bytes_out += snap["bytes_out"]
+        for i, v in enumerate(snap["histogram"]):
+            self.histogram[i] += v
+        self.duration_sum += snap["duration_sum"]
+        self.websockets_total += snap["websockets_total"]
+        if live:
+            self.websockets_open += snap["websockets_open"]
+
+    def copy(self) -> Totals:
+        return Totals(
+            self.requests,
+            dict(self.status),
+            self.rejected,
+            self.bytes_out,
+            list(self.histogram),
+            self.duration_sum,
+            self.websockets_open,
+            self.websockets_total,
+        )
+
+
 class Observer:
     """Running totals, restart reasons and per-worker samples for one master."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
-        self.retired = {
-            "requests": 0,
-            "status": dict.fromkeys(("1xx", "2xx", "3xx", "4xx", "5xx"), 0),
-            "rejected": 0,
-            "bytes_out": 0,
-            "histogram": [0] * len(BUCKETS),
-            "duration_sum": 0.0,
-            "websockets_total": 0,
-        }
+        self.retired = Totals()  # the counters of workers that have exited
         self.restarts: Counter[str] = Counter()
         self.rss: dict[int, int | None] = {}
         self._busy_sample: dict[int, tuple[float, float]] = {}  # pid -> (duration_sum, when)
@@ -122,21 +154,12 @@ class Observer:
 
     def forget(self, worker: Worker, reason: str) -> None:
         """A worker exited: keep its counters in the totals and count the restart reason."""
-        board: Scoreboard = worker.tmp.board
-        c = board.counters
-        r = self.retired
-        r["requests"] += board.requests()
-        for k in range(1, 6):
-            r["status"][f"{k}xx"] += c[k]
-        r["rejected"] += c[REJECTED]
-        r["bytes_out"] += c[BYTES_OUT]
-        for i in range(len(BUCKETS)):
-            r["histogram"][i] += c[HIST_BASE + i]
-        r["duration_sum"] += board.doubles[DURATION_SUM]
-        r["websockets_total"] += c[WS_TOTAL]
+        self.retired.add(worker.tmp.board.snapshot(), live=False)
         self.restarts[reason] += 1
-        for table in (self.rss, self._busy_sample, self.busy):
-            table.pop(worker.pid, None)
+        pid = int(worker.pid)
+        self.rss.pop(pid, None)
+        self._busy_sample.pop(pid, None)
+        self.busy.pop(pid, None)
 
     # -- outputs -----------------------------------------------------------------------------
 
@@ -173,31 +196,13 @@ class Observer:
     def status(self, table: WorkerTable, master: MasterFacts) -> dict[str, Any]:
         """The snapshot ``/metrics`` and ``greenhorn ctl`` show (see metrics.py)."""
         now = time.monotonic()
-        totals = {
-            "requests": self.retired["requests"],
-            "status": dict(self.retired["status"]),
-            "rejected": self.retired["rejected"],
-            "bytes_out": self.retired["bytes_out"],
-            "histogram": list(self.retired["histogram"]),
-            "duration_sum": self.retired["duration_sum"],
-            "websockets_open": 0,
-            "websockets_total": self.retired["websockets_total"],
-        }
+        totals = self.retired.copy()
         workers = []
         for pid, w in sorted(table.workers.items()):
             board = w.tmp.board
             snap = board.snapshot()
-            in_flight = int(snap["in_flight"])  # type: ignore[call-overload]
-            totals["requests"] += snap["requests"]
-            for k, v in snap["status"].items():  # type: ignore[attr-defined]
-                totals["status"][k] += v
-            totals["rejected"] += snap["rejected"]
-            totals["bytes_out"] += snap["bytes_out"]
-            for i, v in enumerate(snap["histogram"]):  # type: ignore[arg-type]
-                totals["histogram"][i] += v
-            totals["duration_sum"] += snap["duration_sum"]
-            totals["websockets_open"] += snap["websockets_open"]
-            totals["websockets_total"] += snap["websockets_total"]
+            in_flight = snap["in_flight"]
+            totals.add(snap)
             workers.append(
                 {
                     "pid": pid,
@@ -231,14 +236,14 @@ class Observer:
                 "listeners": master.listeners,
             },
             "workers": workers,
-            "totals": totals,
+            "totals": dataclasses.asdict(totals),
             "buckets": list(BUCKETS),
             "restarts": dict(self.restarts),
             "backlog": master.backlog,
         }
 
 
-def _state(worker: Worker, snap: dict[str, Any], in_flight: int) -> str:
+def _state(worker: Worker, snap: BoardSnapshot, in_flight: int) -> str:
     if worker.aborted_at is not None:
         return "aborting"
     if worker.retire_reason is not None:

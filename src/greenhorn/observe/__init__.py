@@ -7,7 +7,7 @@ a response, an environ, a duration) and it writes lines.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from greenhorn.observe.logger import (
     DEFAULT_LOGGER_CLASSES,
@@ -17,10 +17,13 @@ from greenhorn.observe.logger import (
     setting,
 )
 
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+
 __all__ = ["create"]
 
 
-def create(cfg: Any) -> Logger:
+def create(cfg: Config) -> Logger:
     """Instantiate the configured ``logger_class`` (gunicorn's rules, statsd included)."""
     spec = setting(cfg, "logger_class")
     statsd_on = setting(cfg, "statsd_host") is not None
@@ -35,7 +38,7 @@ def create(cfg: Any) -> Logger:
         else:
             cls = Logger
     else:
-        cls = import_class(spec)
+        cls = import_class(str(spec))
     install = getattr(cls, "install", None)
     if callable(install):
         install()

@@ -20,12 +20,16 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from greenhorn.http.parser import Request
+    from greenhorn.wsgi.response import Response
 
 DEFAULT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 # One getter per atom: (req, resp, environ, duration in whole microseconds) -> value.
-Getter = Callable[[Any, Any, Mapping[str, Any], int], Any]
+Getter = Callable[["Request", "Response", Mapping[str, Any], int], "str | int"]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _NEEDS_ESCAPE = re.compile('[\x00-\x1f"\\\\\x7f-\x9f\u2028\u2029]')
@@ -54,7 +58,7 @@ def escape(value: str) -> str:
     return _NEEDS_ESCAPE.sub(_escape_match, value)
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     """Escaped text for an atom; "-" when the value is missing (None), like gunicorn."""
     if value is None:
         return "-"
@@ -76,15 +80,15 @@ def basic_auth_user(environ: Mapping[str, Any]) -> str | None:
         return None
 
 
-def _protocol(req: Any, environ: Mapping[str, Any]) -> str:
+def _protocol(req: Request, environ: Mapping[str, Any]) -> str:
     proto = environ.get("SERVER_PROTOCOL")
     if proto:
-        return proto
+        return str(proto)
     major, minor = req.version
     return f"HTTP/{major}.{minor}"
 
 
-def _request_header(req: Any, name: str) -> str | None:
+def _request_header(req: Request, name: str) -> str | None:
     """Last value of request header ``name`` (UPPERCASE), as gunicorn's dict keeps the last."""
     found = None
     for key, value in req.headers:
@@ -93,7 +97,7 @@ def _request_header(req: Any, name: str) -> str | None:
     return found
 
 
-def _response_header(resp: Any, name: str) -> str | None:
+def _response_header(resp: Response, name: str) -> str | None:
     """Last value of response header ``name`` (lowercase), compared case-insensitively."""
     found = None
     for key, value in resp.headers:
@@ -102,7 +106,7 @@ def _response_header(resp: Any, name: str) -> str | None:
     return found
 
 
-def _environ_value(environ: Mapping[str, Any], name: str) -> Any:
+def _environ_value(environ: Mapping[str, Any], name: str) -> object:
     """Environ lookup by lowercase ``name``, case-insensitive like gunicorn's atom table."""
     value = environ.get(name.upper())
     if value is not None:
@@ -116,81 +120,81 @@ def _environ_value(environ: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def _atom_h(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_h(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return _text(environ.get("REMOTE_ADDR") or "-")
 
 
-def _atom_l(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_l(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return "-"
 
 
-def _atom_u(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_u(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return _text(basic_auth_user(environ) or "-")
 
 
-def _atom_r(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_r(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return escape(f"{req.method} {req.uri} {_protocol(req, environ)}")
 
 
-def _atom_m(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_m(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return _text(environ.get("REQUEST_METHOD", req.method))
 
 
-def _atom_U(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_U(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return _text(environ.get("PATH_INFO", req.path))
 
 
-def _atom_q(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_q(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return _text(environ.get("QUERY_STRING", req.query))
 
 
-def _atom_H(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_H(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return escape(_protocol(req, environ))
 
 
-def _atom_s(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_s(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return str(resp.status_code)
 
 
-def _atom_B(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> int:
+def _atom_B(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> int:
     return resp.sent
 
 
-def _atom_b(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_b(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     # gunicorn prints "0" (not CLF's "-") for an empty body; "-" only when nothing is known.
     return "-" if resp.sent is None else str(resp.sent)
 
 
-def _atom_f(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_f(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return _text(environ.get("HTTP_REFERER", "-"))
 
 
-def _atom_a(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_a(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return _text(environ.get("HTTP_USER_AGENT", "-"))
 
 
-def _atom_T(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> int:
+def _atom_T(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> int:
     return us // 1_000_000
 
 
-def _atom_D(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> int:
+def _atom_D(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> int:
     return us
 
 
-def _atom_M(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> int:
+def _atom_M(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> int:
     return us // 1000
 
 
-def _atom_L(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_L(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     seconds, micros = divmod(us, 1_000_000)
     return f"{seconds}.{micros:06d}"
 
 
-def _atom_p(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _atom_p(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return f"<{os.getpid()}>"
 
 
-def _missing(req: Any, resp: Any, environ: Mapping[str, Any], us: int) -> str:
+def _missing(req: Request, resp: Response, environ: Mapping[str, Any], us: int) -> str:
     return "-"
 
 
@@ -319,7 +323,9 @@ class AccessFormat:
         """The atom keys this format uses (what gets computed per request)."""
         return tuple(key for key, _ in self._getters) + self._time_keys
 
-    def render(self, req: Any, resp: Any, environ: Mapping[str, Any], request_time: float) -> str:
+    def render(
+        self, req: Request, resp: Response, environ: Mapping[str, Any], request_time: float
+    ) -> str:
         us = round(request_time * 1_000_000)
         values = {key: getter(req, resp, environ, us) for key, getter in self._getters}
         if self._time_keys:
@@ -328,8 +334,8 @@ class AccessFormat:
 
 
 def json_record(
-    req: Any, resp: Any, environ: Mapping[str, Any], request_time: float, clock: Clock
-) -> dict[str, Any]:
+    req: Request, resp: Response, environ: Mapping[str, Any], request_time: float, clock: Clock
+) -> dict[str, object]:
     """The fields of one JSON access-log line (greenhorn's ``--access-log-json``)."""
     port = environ.get("REMOTE_PORT")
     try:
@@ -366,7 +372,7 @@ def json_record(
 
 
 def json_line(
-    req: Any, resp: Any, environ: Mapping[str, Any], request_time: float, clock: Clock
+    req: Request, resp: Response, environ: Mapping[str, Any], request_time: float, clock: Clock
 ) -> str:
     """One JSON object on one line; ``json.dumps`` escapes control characters."""
     return _JSON.encode(json_record(req, resp, environ, request_time, clock))

@@ -29,10 +29,15 @@ import threading
 import traceback
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from greenhorn.config.importer import ImportFailed, parse_ref, resolve
 from greenhorn.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Clock, json_line
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.http.parser import Request
+    from greenhorn.wsgi.response import Response
 
 ERROR_LOGGER = "greenhorn.error"
 ACCESS_LOGGER = "greenhorn.access"
@@ -71,15 +76,22 @@ class LogConfigError(RuntimeError):
     """A logging setting cannot be applied; ``str()`` is a one-line message."""
 
 
-def setting(cfg: Any, name: str) -> Any:
+def setting(cfg: Config, name: str) -> object:
     """``cfg.<name>``, or the setting's default when the config object does not have it
     (a custom config object, or a gunicorn one without greenhorn's extra settings)."""
     try:
-        return getattr(cfg, name)
+        value: object = getattr(cfg, name)
     except AttributeError:
         from greenhorn.config import Config
 
-        return getattr(Config(), name)
+        value = getattr(Config(), name)
+    return value
+
+
+def text(cfg: Config, name: str) -> str | None:
+    """A setting that is a string or None (``setting``, read as text)."""
+    value = setting(cfg, name)
+    return None if value is None else str(value)
 
 
 def default_dict_config() -> dict[str, Any]:
@@ -212,7 +224,7 @@ def import_class(path: str) -> type:
 class Logger:
     """Error + access logging for the arbiter and workers (gunicorn's ``glogging.Logger``)."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.error_log = logging.getLogger(ERROR_LOGGER)
         self.access_log = logging.getLogger(ACCESS_LOGGER)
@@ -228,7 +240,7 @@ class Logger:
 
     # -- configuration ------------------------------------------------------------------
 
-    def setup(self, cfg: Any) -> None:
+    def setup(self, cfg: Config) -> None:
         """(Re)build handlers from ``cfg``; safe to call again after a config reload."""
         self.cfg = cfg
         level_name = str(setting(cfg, "loglevel")).lower()
@@ -261,7 +273,7 @@ class Logger:
         if not self._access_json:
             try:
                 self._access_format = AccessFormat(
-                    setting(cfg, "access_log_format") or DEFAULT_FORMAT, self._clock
+                    text(cfg, "access_log_format") or DEFAULT_FORMAT, self._clock
                 )
             except ValueError as exc:
                 raise LogConfigError(str(exc)) from None
@@ -298,20 +310,20 @@ class Logger:
                     log.removeHandler(handler)
                     handler.close()
 
-    def _install_handlers(self, log: logging.Logger, cfg: Any) -> None:
+    def _install_handlers(self, log: logging.Logger, cfg: Config) -> None:
         """Attach the handlers the plain settings ask for to one of greenhorn's loggers."""
         if log.name == ERROR_LOGGER:
-            target = setting(cfg, "errorlog") or "-"
+            target = text(cfg, "errorlog") or "-"
             fmt = logging.Formatter(ERROR_FORMAT, DATE_FORMAT)
             self._add(log, self._target_handler(target, sys.stderr), fmt)
             if setting(cfg, "syslog"):
                 self._add(log, self._syslog_handler(cfg), self._syslog_formatter(cfg, "error"))
             return
-        target = setting(cfg, "accesslog")
-        if target is None and setting(cfg, "access_log_json"):
-            target = "-"
-        if target is not None:
-            self._add(log, self._target_handler(target, sys.stdout), logging.Formatter())
+        access = text(cfg, "accesslog")
+        if access is None and setting(cfg, "access_log_json"):
+            access = "-"
+        if access is not None:
+            self._add(log, self._target_handler(access, sys.stdout), logging.Formatter())
         if setting(cfg, "syslog") and not setting(cfg, "disable_redirect_access_to_syslog"):
             self._add(log, self._syslog_handler(cfg), self._syslog_formatter(cfg, "access"))
 
@@ -321,7 +333,7 @@ class Logger:
         handler._greenhorn_owned = True  # type: ignore[attr-defined]
         log.addHandler(handler)
 
-    def _target_handler(self, target: str, stream: Any) -> logging.Handler:
+    def _target_handler(self, target: str, stream: TextIO) -> logging.Handler:
         if target == "-":
             return logging.StreamHandler(stream)
         try:
@@ -337,18 +349,18 @@ class Logger:
         return handler
 
     @staticmethod
-    def _syslog_formatter(cfg: Any, kind: str) -> logging.Formatter:
-        proc_name = setting(cfg, "proc_name") or getattr(cfg, "default_proc_name", None)
-        prefix = setting(cfg, "syslog_prefix") or str(proc_name or "greenhorn").replace(":", ".")
+    def _syslog_formatter(cfg: Config, kind: str) -> logging.Formatter:
+        proc_name = text(cfg, "proc_name") or getattr(cfg, "default_proc_name", None)
+        prefix = text(cfg, "syslog_prefix") or str(proc_name or "greenhorn").replace(":", ".")
         program = f"gunicorn.{prefix}.{kind}".replace("%", "%%")
         return logging.Formatter(f"{program}: {SYSLOG_FORMAT}")
 
     @staticmethod
-    def _syslog_handler(cfg: Any) -> logging.Handler:
+    def _syslog_handler(cfg: Config) -> logging.Handler:
         facility_name = str(setting(cfg, "syslog_facility")).lower()
         if facility_name not in SYSLOG_FACILITIES:
             raise LogConfigError(f"unknown syslog_facility {facility_name!r}")
-        addr = setting(cfg, "syslog_addr")
+        addr = str(setting(cfg, "syslog_addr"))
         socktype, address = parse_syslog_address(addr)
         import logging.handlers  # loaded only when used (it brings pickle, queue, ...)
 
@@ -361,12 +373,12 @@ class Logger:
         except OSError as exc:
             raise LogConfigError(f"cannot reach syslog at {addr!r}: {exc}") from None
 
-    def _apply_user_config(self, cfg: Any) -> set[str]:
+    def _apply_user_config(self, cfg: Config) -> set[str]:
         """Apply logconfig_dict, else logconfig_json, else logconfig; names it configured."""
         user_dict = setting(cfg, "logconfig_dict")
-        json_path = setting(cfg, "logconfig_json")
-        ini_path = setting(cfg, "logconfig")
-        if user_dict:
+        json_path = text(cfg, "logconfig_json")
+        ini_path = text(cfg, "logconfig")
+        if isinstance(user_dict, Mapping) and user_dict:
             return self._dict_config(user_dict)
         if json_path:
             try:
@@ -441,7 +453,9 @@ class Logger:
 
     # -- access log ---------------------------------------------------------------------
 
-    def access(self, req: Any, resp: Any, environ: Mapping[str, Any], request_time: float) -> None:
+    def access(
+        self, req: Request, resp: Response, environ: Mapping[str, Any], request_time: float
+    ) -> None:
         """Write one access line; never raises (a failure is reported on the error log)."""
         if not self._access_active:
             return
@@ -502,7 +516,7 @@ class Logger:
         The arbiter calls this once at startup; workers inherit the descriptors. A no-op when
         the setting is off or the error log is stderr.
         """
-        errorlog = setting(self.cfg, "errorlog") or "-"
+        errorlog = text(self.cfg, "errorlog") or "-"
         if not setting(self.cfg, "capture_output") or errorlog == "-":
             return
         for stream in (sys.stdout, sys.stderr):
@@ -540,7 +554,7 @@ class Logger:
                 except OSError as exc:
                     failures.append(f"{handler.baseFilename}: {exc.strerror}")
                     continue
-                old, handler.stream = handler.stream, stream
+                old, handler.stream = handler.stream, stream  # type: ignore[assignment]
                 try:
                     old.close()
                 except OSError:
@@ -550,12 +564,12 @@ class Logger:
         for failure in failures:
             self.error("cannot reopen log file %s", failure)
 
-    def error_stream(self) -> Any:
+    def error_stream(self) -> TextIO | None:
         """The stream the error log writes to (a file or stderr), for what must land in the
         error log without going through ``logging``: ``wsgi.errors`` and the stack dumps
         ``faulthandler`` writes on a worker timeout. None when no handler has a stream."""
         for handler in self.error_log.handlers:
-            stream = getattr(handler, "stream", None)
+            stream: TextIO | None = getattr(handler, "stream", None)
             if stream is not None and hasattr(stream, "fileno"):
                 return stream
         return None

@@ -14,9 +14,14 @@ import logging
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from greenhorn.observe.logger import Logger, setting
+from greenhorn.observe.logger import Logger, setting, text
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.http.parser import Request
+    from greenhorn.wsgi.response import Response
 
 DEFAULT_PORT = 8125
 RECONNECT_INTERVAL = 5.0  # seconds between attempts to reach a unix-socket collector
@@ -25,14 +30,14 @@ RECONNECT_INTERVAL = 5.0  # seconds between attempts to reach a unix-socket coll
 METRIC_KEY, VALUE_KEY, TYPE_KEY = "metric", "value", "mtype"
 
 
-def parse_statsd_address(value: Any) -> tuple[int, str | tuple[str, int]]:
+def parse_statsd_address(value: object) -> tuple[int, str | tuple[str, int]]:
     """``(family, address)`` from ``HOST:PORT``, ``[V6]:PORT``, ``unix:PATH``/``unix://PATH``
     or an already-parsed ``(host, port)`` tuple / unix path (gunicorn's validated forms)."""
     if isinstance(value, tuple | list):
-        host, port = value[0], int(value[1])
-        if host == "unix":  # gunicorn's reading of the ambiguous "unix:PORT"
-            return socket.AF_INET, ("unix", port)
-        return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, port)
+        name, number = str(value[0]), int(value[1])
+        if name == "unix":  # gunicorn's reading of the ambiguous "unix:PORT"
+            return socket.AF_INET, ("unix", number)
+        return (socket.AF_INET6 if ":" in name else socket.AF_INET), (name, number)
     text = str(value)
     if text.startswith("/"):  # a bare path: what gunicorn's validator leaves for unix:PATH
         return socket.AF_UNIX, text
@@ -66,7 +71,7 @@ def normalize_prefix(prefix: str | None) -> str:
 class StatsdClient:
     """A connected datagram socket that sends statsD lines and swallows every failure."""
 
-    def __init__(self, address: Any, prefix: str = "", tags: str = "") -> None:
+    def __init__(self, address: object, prefix: str = "", tags: str = "") -> None:
         self.family, self.address = parse_statsd_address(address)
         self.prefix = normalize_prefix(prefix)
         self.suffix = f"|#{tags}" if tags else ""
@@ -116,16 +121,16 @@ class StatsdClient:
 class StatsdLogger(Logger):
     """The default logger plus statsD metrics; picked by ``create`` when statsd_host is set."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Config) -> None:
         host = setting(cfg, "statsd_host")
         self.statsd = StatsdClient(
-            host, setting(cfg, "statsd_prefix") or "", setting(cfg, "dogstatsd_tags") or ""
+            host, text(cfg, "statsd_prefix") or "", text(cfg, "dogstatsd_tags") or ""
         )
         super().__init__(cfg)
         if self.statsd.sock is None:
             Logger.warning(self, "statsd: cannot use %s: %s", host, self.statsd.last_error)
 
-    def setup(self, cfg: Any) -> None:
+    def setup(self, cfg: Config) -> None:
         super().setup(cfg)
         self.access_enabled = True  # request metrics need access() even without a log line
 
@@ -176,7 +181,9 @@ class StatsdLogger(Logger):
 
     # -- access: request metrics --------------------------------------------------------
 
-    def access(self, req: Any, resp: Any, environ: Mapping[str, Any], request_time: float) -> None:
+    def access(
+        self, req: Request, resp: Response, environ: Mapping[str, Any], request_time: float
+    ) -> None:
         super().access(req, resp, environ, request_time)
         self.timer("gunicorn.request.duration", round(request_time * 1_000_000) / 1000)
         self.increment("gunicorn.requests")

@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, NoReturn, Protocol
 
 from greenhorn.config import hooks
 from greenhorn.http.parser import Limits
@@ -42,13 +43,40 @@ from greenhorn.workers import heap
 from greenhorn.workers.connection import Connection, TimeoutConnection
 from greenhorn.workers.privileges import drop_privileges
 
-__all__ = ["Worker", "limits_from"]
+if TYPE_CHECKING:
+    import ssl
+
+    from greenhorn.config import Config, HookWorker
+    from greenhorn.config.addresses import Address
+    from greenhorn.observe.logger import Logger
+    from greenhorn.workers.connection import SockAddr
+    from greenhorn.workers.reload_watcher import Watched
+    from greenhorn.wsgi.app import WSGIApp
+
+__all__ = ["Listening", "Worker", "limits_from"]
 
 _socket_class = socket.socket
 _STREAM = int(socket.SOCK_STREAM)
 
 
-def limits_from(cfg: Any) -> Limits:
+class Listening(Protocol):
+    """A listening socket as a worker sees it (the master's ``listeners.Listener``)."""
+
+    @property
+    def sock(self) -> socket.socket: ...
+
+    @property
+    def address(self) -> Address: ...
+
+    @property
+    def port(self) -> int | None: ...
+
+
+# A connection accepted from the backlog while stopping: (socket, peer, listener, when).
+Accepted = tuple[socket.socket, "SockAddr", Listening, float]
+
+
+def limits_from(cfg: Config) -> Limits:
     """The parser's limits from the settings."""
     return Limits(
         max_line=cfg.limit_request_line,
@@ -70,10 +98,10 @@ class Worker:
         self,
         age: int,
         ppid: int,
-        listeners: list[Any],
-        app: Any,
-        cfg: Any,
-        log: Any,
+        listeners: Sequence[Listening],
+        app: WSGIApp | None,
+        cfg: Config,
+        log: Logger,
         tmp: WorkerTmp,
     ) -> None:
         self.age = age
@@ -81,7 +109,7 @@ class Worker:
         self.ppid = ppid
         self.listeners = listeners
         self.app = app
-        self.wsgi: Any = app
+        self.wsgi: WSGIApp = app if app is not None else _not_loaded  # set once loaded
         self.cfg = cfg
         self.log = log
         self.tmp = tmp
@@ -93,7 +121,7 @@ class Worker:
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter else 0
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self.limits = limits_from(cfg)
-        self.pending: deque[Any] = deque()  # connections accepted from the backlog on stop
+        self.pending: deque[Accepted] = deque()  # connections accepted from the backlog on stop
         # master-side bookkeeping (the same object lives in the master's WORKERS table)
         self.server: object = None  # the arbiter (gunicorn's worker.server)
         self.generation = 0  # the HUP generation it belongs to
@@ -109,10 +137,12 @@ class Worker:
         self._wake_w = -1
         self._closing = threading.Lock()
         self._listeners_open = True
-        self.ssl_context: Any = None  # built in the child when certfile is set
+        self.ssl_context: ssl.SSLContext | None = None  # built in the child with certfile
         self._families: dict[int, int] = {}  # listening fd -> address family (int)
-        self.sigmask: set[Any] | None = None  # the mask to restore once handlers are in
-        self._server_names: dict[Any, tuple[str, str]] = {}  # listener -> SERVER_NAME/PORT
+        self.sigmask: set[int | signal.Signals] | None = (
+            None  # the mask to restore once handlers are in
+        )
+        self._server_names: dict[Listening, tuple[str, str]] = {}  # listener -> SERVER_NAME/PORT
 
     def __repr__(self) -> str:
         return f"<Worker {self.pid}>"
@@ -143,7 +173,7 @@ class Worker:
         self.tmp.beat()
         if self.app is None:
             try:
-                self.app = load_app(cfg.wsgi_app)
+                self.app = load_app(cfg.wsgi_app or "")
             except AppImportError as exc:
                 self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
                 self.log.debug("Application import error", exc_info=exc)
@@ -273,7 +303,7 @@ class Worker:
                 except OSError:
                     pass
 
-    def forget_listener(self, sock: Any) -> None:
+    def forget_listener(self, sock: socket.socket) -> None:
         """Hook for worker types that registered listeners with a poller."""
 
     def wake(self) -> None:
@@ -290,7 +320,7 @@ class Worker:
         except OSError:
             pass
 
-    def accept(self, listener: Any) -> Any:
+    def accept(self, listener: Listening) -> tuple[socket.socket, SockAddr] | None:
         """Accept one connection, or None (nothing queued, or listeners closed).
 
         ``socket.accept()`` converts family and type to enums on every call; going through
@@ -300,7 +330,7 @@ class Worker:
                 return None
             sock = listener.sock
             try:
-                fd, addr = sock._accept()
+                fd, addr = sock._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return None
             lfd = sock.fileno()
@@ -312,7 +342,12 @@ class Worker:
     # -- helpers for worker types ----------------------------------------------------------
 
     def make_connection(
-        self, client: Any, addr: Any, listener: Any, accepted_at: float, cls: type = Connection
+        self,
+        client: socket.socket,
+        addr: SockAddr,
+        listener: Listening,
+        accepted_at: float,
+        cls: type[Connection] = Connection,
     ) -> Connection | None:
         """Wrap an accepted socket; for TLS, do the handshake here (in the thread or greenlet
         that will serve it) under the header deadline. None when the handshake fails."""
@@ -324,11 +359,11 @@ class Worker:
         from greenhorn.workers import tls
 
         deadline = accepted_at + (float(self.cfg.header_timeout) or 30.0)
-        client = tls.handshake(self.ssl_context, client, deadline, self.cfg, self.log)
-        if client is None:
+        tls_sock = tls.handshake(self.ssl_context, client, deadline, self.cfg, self.log)
+        if tls_sock is None:
             return None
-        conn = TimeoutConnection(client, addr, server, self.limits, accepted_at, "https")
-        header = tls.proxy_header(client)  # a PROXY header comes before TLS
+        conn = TimeoutConnection(tls_sock, addr, server, self.limits, accepted_at, "https")
+        header = tls.proxy_header(tls_sock)  # a PROXY header comes before TLS
         if header is not None:
             conn.apply_proxy(header)
         return conn
@@ -339,7 +374,7 @@ class Worker:
         self.log.info("Worker reloading: %s", reason)
         self.tmp.board.counters[RELOAD] = 1
 
-    def server_name(self, listener: Any) -> tuple[str, str]:
+    def server_name(self, listener: Listening) -> tuple[str, str]:
         """SERVER_NAME and SERVER_PORT for requests without a Host (cached per listener)."""
         address = listener.address
         host = getattr(address, "host", None) or "localhost"
@@ -410,8 +445,21 @@ class Worker:
         os._exit(code)
 
 
-def error_stream(log: Any) -> Any:
+def _not_loaded(environ: dict[str, object], start_response: object) -> list[bytes]:
+    raise RuntimeError("the application is not loaded yet")
+
+
+def error_stream(log: Logger) -> IO[str]:
     """The error log's stream (``Logger.error_stream``), stderr for loggers without one."""
     stream_of = getattr(log, "error_stream", None)
     stream = stream_of() if callable(stream_of) else None
     return stream if stream is not None else sys.stderr
+
+
+if TYPE_CHECKING:  # the worker is what hooks, the handler and the reload watcher expect
+
+    def _hooks_see_a_worker(worker: Worker) -> HookWorker:
+        return worker
+
+    def _the_watcher_watches_a_worker(worker: Worker) -> Watched:
+        return worker

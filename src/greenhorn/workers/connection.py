@@ -18,11 +18,19 @@ import os
 import select
 import socket
 import time
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from greenhorn.http.parser import Limits, Parser
 
-__all__ = ["Connection", "Timeout", "TimeoutConnection"]
+if TYPE_CHECKING:
+    from greenhorn.http.proxy import ProxyHeader
+    from greenhorn.wsgi.environ import Client
+    from greenhorn.wsgi.response import Sender
+
+__all__ = ["Connection", "SockAddr", "Timeout", "TimeoutConnection"]
+
+# A peer's address as accept() returns it: (host, port[, flow, scope]), or a UNIX path.
+SockAddr = tuple[Any, ...] | str
 
 RECV_SIZE = 65536
 LINGER_SECONDS = 0.5
@@ -69,7 +77,7 @@ class Connection:
     def __init__(
         self,
         sock: socket.socket,
-        addr: Any,
+        addr: SockAddr,
         server: tuple[str, str],
         limits: Limits,
         now: float,
@@ -91,7 +99,7 @@ class Connection:
         self.registered = False  # known to a poller (threaded worker keep-alive)
         self.linger = False  # request body left unread: drain briefly on close (no RST)
 
-    def apply_proxy(self, header: Any) -> None:
+    def apply_proxy(self, header: ProxyHeader) -> None:
         """Take the client's address from a PROXY protocol header (``http.proxy``)."""
         if header.local:
             return
@@ -159,7 +167,7 @@ class Connection:
         except BlockingIOError:
             sent = 0
         if sent < len(data):
-            self.send(memoryview(data)[sent:], deadline, _LAST)
+            self.send(data[sent:], deadline, _LAST)
         try:  # end_output(), inlined: this is every sync request's path
             sock.shutdown(_SHUT_WR)
         except OSError:
@@ -202,7 +210,7 @@ class Connection:
                     n = 0
         return total
 
-    def sendfile(self, fileobj: Any, offset: int, count: int, deadline: float | None) -> int:
+    def sendfile(self, fileobj: IO[bytes], offset: int, count: int, deadline: float | None) -> int:
         """Send ``count`` bytes of ``fileobj`` with ``os.sendfile``; return bytes sent."""
         sent = 0
         fd = fileobj.fileno()
@@ -308,7 +316,7 @@ class TimeoutConnection(Connection):
     send_last = send
     sendv_last = sendv
 
-    def sendfile(self, fileobj: Any, offset: int, count: int, deadline: float | None) -> int:
+    def sendfile(self, fileobj: IO[bytes], offset: int, count: int, deadline: float | None) -> int:
         self.sock.settimeout(_remaining(deadline))
         fileobj.seek(offset)
         sent = 0
@@ -328,3 +336,12 @@ def _remaining(deadline: float | None) -> float | None:
     if left <= 0:
         raise Timeout()
     return left
+
+
+if TYPE_CHECKING:  # a connection is what the environ and the response write through
+
+    def _the_environ_reads_a_connection(conn: Connection) -> Client:
+        return conn
+
+    def _responses_go_through_a_connection(conn: Connection) -> Sender:
+        return conn

@@ -8,15 +8,19 @@ in the master, before the application is imported; the loop is shared with geven
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import eventlet
-    from eventlet.greenpool import GreenPool
+    from eventlet import greenpool
 
 from greenhorn.workers.base import Worker
-from greenhorn.workers.green import run_green
+from greenhorn.workers.green import GreenPool, run_green
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
 
 __all__ = ["EventletWorker"]
 
@@ -25,13 +29,13 @@ class _Pool:
     """GreenPool with the two calls the shared loop uses."""
 
     def __init__(self, size: int) -> None:
-        self._pool = GreenPool(size)
+        self._pool = greenpool.GreenPool(size)
 
-    def spawn(self, fn: Any, *args: Any) -> Any:
+    def spawn(self, fn: Callable[..., object], *args: object) -> object:
         return self._pool.spawn(fn, *args)
 
     def free_count(self) -> int:
-        return self._pool.free()
+        return int(self._pool.free())
 
     def wait_available(self) -> None:
         while self._pool.free() <= 0:
@@ -39,13 +43,14 @@ class _Pool:
 
 
 class _Eventlet:
-    def pool(self, size: int) -> Any:
+    def pool(self, size: int) -> GreenPool:
         return _Pool(size)
 
     def sleep(self, seconds: float) -> None:
         eventlet.sleep(seconds)
 
-    def wait_free(self, pool: Any) -> None:
+    def wait_free(self, pool: GreenPool) -> None:
+        assert isinstance(pool, _Pool)
         pool.wait_available()
 
 
@@ -57,7 +62,7 @@ class EventletWorker(Worker):
         eventlet.monkey_patch()
 
     @classmethod
-    def slots_for(cls, cfg: Any) -> int:
+    def slots_for(cls, cfg: Config) -> int:
         return max(1, int(cfg.worker_connections))
 
     def run(self) -> None:

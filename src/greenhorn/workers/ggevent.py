@@ -8,25 +8,30 @@ The request loop itself is shared with eventlet (``green.py``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.pool import Pool
 
 from greenhorn.workers.base import Worker
-from greenhorn.workers.green import run_green
+from greenhorn.workers.green import GreenPool, run_green
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
 
 __all__ = ["GeventWorker"]
 
 
 class _Gevent:
-    def pool(self, size: int) -> Any:
-        return Pool(size)
+    def pool(self, size: int) -> GreenPool:
+        pool: GreenPool = Pool(size)  # gevent has no type information: its Pool fits
+        return pool
 
     def sleep(self, seconds: float) -> None:
         gevent.sleep(seconds)
 
-    def wait_free(self, pool: Any) -> None:
+    def wait_free(self, pool: GreenPool) -> None:
+        assert isinstance(pool, Pool)
         pool.wait_available()
 
 
@@ -40,7 +45,7 @@ class GeventWorker(Worker):
         monkey.patch_all()
 
     @classmethod
-    def slots_for(cls, cfg: Any) -> int:
+    def slots_for(cls, cfg: Config) -> int:
         return max(1, int(cfg.worker_connections))
 
     def run(self) -> None:

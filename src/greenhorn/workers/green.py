@@ -18,25 +18,40 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from greenhorn.workers.connection import TimeoutConnection
 from greenhorn.workers.handler import Handler
 
-__all__ = ["Backend", "run_green"]
+if TYPE_CHECKING:
+    import socket
+
+    from greenhorn.workers.base import Listening, Worker
+    from greenhorn.workers.connection import SockAddr
+
+__all__ = ["Backend", "GreenPool", "run_green"]
+
+
+class GreenPool(Protocol):
+    """A pool of at most N greenlets (gevent's ``Pool``, eventlet's ``GreenPool``)."""
+
+    def spawn(self, fn: Callable[..., object], *args: object) -> object: ...
+
+    def free_count(self) -> int: ...
 
 
 class Backend(Protocol):
     """What a green library must provide."""
 
-    def pool(self, size: int) -> Any: ...  # .spawn(fn, *args), .free_count(), .join(timeout)
+    def pool(self, size: int) -> GreenPool: ...
 
     def sleep(self, seconds: float) -> None: ...
 
-    def wait_free(self, pool: Any) -> None: ...
+    def wait_free(self, pool: GreenPool) -> None: ...
 
 
-def run_green(worker: Any, backend: Backend) -> None:
+def run_green(worker: Worker, backend: Backend) -> None:
     """Serve until the worker stops; then let in-flight connections finish."""
     cfg = worker.cfg
     size = max(1, int(cfg.worker_connections))
@@ -53,7 +68,9 @@ def run_green(worker: Any, backend: Backend) -> None:
     pool = backend.pool(size)
     slots: deque[int] = deque(range(worker.tmp.board.slots))
 
-    def handle(client: Any, addr: Any, listener: Any, accepted_at: float) -> None:
+    def handle(
+        client: socket.socket, addr: SockAddr, listener: Listening, accepted_at: float
+    ) -> None:
         slot = slots.popleft() if slots else 0
         conn = worker.make_connection(client, addr, listener, accepted_at, TimeoutConnection)
         if conn is None:
@@ -71,7 +88,7 @@ def run_green(worker: Any, backend: Backend) -> None:
             conn.close()
             slots.append(slot)
 
-    def acceptor(listener: Any) -> None:
+    def acceptor(listener: Listening) -> None:
         sock = listener.sock
         try:
             sock.setblocking(True)

@@ -25,11 +25,17 @@ import queue
 import select
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
-from greenhorn.workers.base import Worker
+from greenhorn.workers.base import Accepted, Worker
 from greenhorn.workers.connection import Connection
 from greenhorn.workers.handler import Handler
+
+if TYPE_CHECKING:
+    import socket
+
+    from greenhorn.config import Config
+    from greenhorn.workers.base import Listening
 
 __all__ = ["ThreadWorker"]
 
@@ -41,7 +47,7 @@ class ThreadWorker(Worker):
     """Threads serve requests; the main loop accepts, parks and heartbeats."""
 
     @classmethod
-    def slots_for(cls, cfg: Any) -> int:
+    def slots_for(cls, cfg: Config) -> int:
         return max(1, int(cfg.threads))
 
     def run(self) -> None:
@@ -63,7 +69,7 @@ class ThreadWorker(Worker):
         self.active = 0  # connections queued for or being served by a thread
         self.parked: dict[int, tuple[Connection, float]] = {}  # fd -> (conn, parked at)
         self.listening = False
-        self.tasks: queue.SimpleQueue[Connection | tuple | None] = queue.SimpleQueue()
+        self.tasks: queue.SimpleQueue[Connection | Accepted | None] = queue.SimpleQueue()
         with self._closing:  # a TERM during boot may already have closed the listeners
             open_now = self._listeners_open
             self.listener_fds = {
@@ -113,7 +119,7 @@ class ThreadWorker(Worker):
                         self._submit(item[0])
             self._expire_idle(monotonic())
 
-    def _accept(self, listener: Any) -> None:
+    def _accept(self, listener: Listening) -> None:
         """Take connections while a thread is free (one wake-up may cover several)."""
         while True:
             with self.lock:
@@ -126,7 +132,7 @@ class ThreadWorker(Worker):
             # the Connection (and a TLS handshake) is made by the pool thread
             self._submit((client, addr, listener, time.monotonic()))
 
-    def _submit(self, conn: Connection | tuple) -> None:
+    def _submit(self, conn: Connection | Accepted) -> None:
         with self.lock:
             self.active += 1
             self._update_listening()
@@ -168,7 +174,7 @@ class ThreadWorker(Worker):
         except (OSError, ValueError, KeyError):
             pass
 
-    def forget_listener(self, sock: Any) -> None:
+    def forget_listener(self, sock: socket.socket) -> None:
         poller = getattr(self, "poller", None)
         if poller is not None:
             lock = getattr(self, "lock", None)
@@ -205,15 +211,16 @@ class ThreadWorker(Worker):
             if item is None:
                 return
             keep = False
-            if type(item) is tuple:
+            if isinstance(item, tuple):  # accepted by the main loop: made here (TLS handshake)
                 made = self.make_connection(*item)
                 if made is None:
                     with self.lock:
                         self.active -= 1
                         self._update_listening()
                     continue
-                item = made
-            conn: Connection = item  # type: ignore[assignment]
+                conn = made
+            else:
+                conn = item
             try:
                 while True:
                     keep = handler.serve(conn, slot)

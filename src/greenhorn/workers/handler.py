@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from greenhorn.config import hooks
 from greenhorn.http import errors
@@ -46,11 +46,26 @@ from greenhorn.wsgi.input import Body
 from greenhorn.wsgi.response import SERVER, Response
 from greenhorn.wsgi.trust import ProxyTrust
 
-__all__ = ["Handler"]
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.observe.logger import Logger
+    from greenhorn.workers.base import Worker
+    from greenhorn.wsgi.app import WSGIApp
+
+__all__ = ["Handler", "ServingWorker"]
 
 DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
 _monotonic = time.monotonic
+
+
+class ServingWorker(Protocol):
+    """What the handler reads from (and tells) the worker it serves for."""
+
+    alive: bool  # False once the worker is stopping: no more keep-alive
+    nr: int  # requests served so far
+    max_requests: int  # the request that reaches it answers Connection: close
+    heap_pending: bool  # set after a large body: the worker returns the heap when idle
 
 
 class Handler:
@@ -58,10 +73,10 @@ class Handler:
 
     def __init__(
         self,
-        app: Callable[..., Iterable[bytes]],
-        cfg: Any,
-        log: Any,
-        worker: Any,
+        app: WSGIApp,
+        cfg: Config,
+        log: Logger,
+        worker: ServingWorker,
         *,
         keep_alive: bool,
         multithread: bool,
@@ -211,8 +226,10 @@ class Handler:
             return False
         return True
 
-    def _call_app(self, conn: Connection, req: Request, resp: Response, environ: dict) -> None:
-        result: Any = None
+    def _call_app(
+        self, conn: Connection, req: Request, resp: Response, environ: dict[str, Any]
+    ) -> None:
+        result: Iterable[bytes] | None = None
         try:
             result = self.app(environ, resp.start_response)
             if type(result) is list and len(result) == 1 and not resp.head_sent:
@@ -335,3 +352,9 @@ class Handler:
 
 def _has_length(headers: list[tuple[str, str]]) -> bool:
     return any(name.lower() == "content-length" for name, _ in headers)
+
+
+if TYPE_CHECKING:  # the worker types serve for a ``workers.base.Worker``
+
+    def _serves_for_a_worker(worker: Worker) -> ServingWorker:
+        return worker

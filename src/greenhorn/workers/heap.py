@@ -35,16 +35,16 @@ def _lookup() -> Callable[[int], int] | None:
     except ImportError:  # pragma: no cover - Python built without ctypes
         return None
 
-    class _Int(_ctypes._SimpleCData):  # type: ignore[name-defined,misc]
+    class _Int(_ctypes._SimpleCData):  # type: ignore[type-arg]
         _type_ = "i"
 
-    class _TrimFunction(_ctypes.CFuncPtr):  # type: ignore[name-defined,misc]
+    class _TrimFunction(_ctypes.CFuncPtr):
         _flags_ = _ctypes.FUNCFLAG_CDECL
         _restype_ = _Int
         _argtypes_ = (_Int,)
 
     try:
-        address = _ctypes.dlsym(_ctypes.dlopen(None), "malloc_trim")  # type: ignore[attr-defined]
+        address = _ctypes.dlsym(_ctypes.dlopen(None), "malloc_trim")  # type: ignore[arg-type]
     except (OSError, AttributeError):  # not glibc (musl, macOS...)
         return None
     return _TrimFunction(address)

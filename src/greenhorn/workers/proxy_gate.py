@@ -36,12 +36,9 @@ class ProxyGate:
 
     def __init__(self, setting: object, allow: Sequence[str], log: Logger) -> None:
         self.mode = proxy.mode_from_setting(setting)
+        self.on = self.mode != "off"  # an attribute, not a property: read on every connection
         self.trust = ProxyTrust(list(allow), {})
         self.log = log
-
-    @property
-    def on(self) -> bool:
-        return self.mode != "off"
 
     def read(self, peer: str, more: More) -> tuple[proxy.ProxyHeader | None, bytes] | None:
         """Read an optional header from ``peer``: ``(header or None, every byte seen)``;

@@ -55,9 +55,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from greenhorn.ipc.exits import WORKER_BOOT_ERROR
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.observe.logger import Logger
 
 __all__ = ["Inotify", "ReloadError", "Watcher", "check_syntax", "choose_engine", "start_watching"]
 
@@ -95,7 +99,21 @@ WATCH_MASK = (
 )
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of name)
 
-Signature = tuple[int, int, int] | None  # (mtime_ns, size, inode); None: missing
+Signature = tuple[int, int, int] | None
+
+
+class Watched(Protocol):
+    """The worker whose source is watched (``workers.base.Worker``)."""
+
+    alive: bool
+
+    @property
+    def cfg(self) -> Config: ...
+
+    @property
+    def log(self) -> Logger: ...
+
+    def request_reload(self, reason: str) -> None: ...  # (mtime_ns, size, inode); None: missing
 
 
 class ReloadError(Exception):
@@ -182,7 +200,7 @@ class Inotify:
 class Watcher:
     """Tracks file signatures and turns changes into ``worker.request_reload`` calls."""
 
-    def __init__(self, worker: Any, engine: str) -> None:
+    def __init__(self, worker: Watched, engine: str) -> None:
         self.worker = worker
         self.log = worker.log
         self.engine = engine
@@ -386,7 +404,7 @@ def choose_engine(name: str) -> str:
     return "inotify"
 
 
-def start_watching(worker: Any) -> None:
+def start_watching(worker: Watched) -> None:
     """Take a baseline of the worker's files now, then watch them in a daemon thread.
 
     When the engine cannot run (``inotify`` asked for where it is unavailable) the reason is

@@ -83,8 +83,8 @@ class BodySource:
         while True:
             event = parser.next_event()
             if event.__class__ is Data:
-                self.received += len(event.data)  # type: ignore[union-attr]
-                return event.data  # type: ignore[union-attr]
+                self.received += len(event.data)
+                return event.data
             if event is NEED_DATA:
                 left = self.expected - self.received
                 size = BIG_RECV if left > BIG_RECV else RECV_SIZE if left < RECV_SIZE else left

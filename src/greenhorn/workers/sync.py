@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import select
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from greenhorn.ipc.scoreboard import Scoreboard
 from greenhorn.workers.base import Worker
 from greenhorn.workers.handler import Handler
+
+if TYPE_CHECKING:
+    import socket
+
+    from greenhorn.workers.base import Listening
+    from greenhorn.workers.connection import SockAddr
 
 __all__ = ["SyncWorker"]
 
@@ -56,7 +62,13 @@ class SyncWorker(Worker):
         finally:
             board.flush()
 
-    def _loop(self, handler: Handler, poller: Any, listeners: list, board: Scoreboard) -> None:
+    def _loop(
+        self,
+        handler: Handler,
+        poller: select.epoll,
+        listeners: list[Listening],
+        board: Scoreboard,
+    ) -> None:
         monotonic = time.monotonic
         idle_wait = 1.0 if not self.timeout else min(1.0, self.timeout / 2.0)
         tmp = self.tmp
@@ -104,7 +116,13 @@ class SyncWorker(Worker):
             client, addr, listener, accepted_at = self.pending.popleft()
             self.serve(handler, listener, (client, addr), accepted_at)
 
-    def serve(self, handler: Handler, listener: object, accepted: tuple, now: float) -> None:
+    def serve(
+        self,
+        handler: Handler,
+        listener: Listening,
+        accepted: tuple[socket.socket, SockAddr],
+        now: float,
+    ) -> None:
         """Serve one accepted connection (the backlog drained at shutdown)."""
         client, addr = accepted
         conn = self.make_connection(client, addr, listener, now)

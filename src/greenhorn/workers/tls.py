@@ -47,12 +47,16 @@ import logging
 import socket
 import ssl
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from greenhorn.config import hooks
 from greenhorn.http import proxy
 from greenhorn.http.fields import TOKEN_RE
 from greenhorn.workers.proxy_gate import ProxyGate
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.observe.logger import Logger
 
 __all__ = [
     "PLAIN_HTTP_BODY",
@@ -88,7 +92,7 @@ class TLSConfigError(Exception):
 # -- the context ------------------------------------------------------------------------------
 
 
-def server_context(cfg: Any) -> ssl.SSLContext:
+def server_context(cfg: Config) -> ssl.SSLContext:
     """The server-side ``SSLContext`` for ``cfg``, through the ``ssl_context`` hook.
 
     Raises ``TLSConfigError`` (one-line message naming the setting) when a file is missing,
@@ -122,16 +126,16 @@ def server_context(cfg: Any) -> ssl.SSLContext:
         raise TLSConfigError(
             f"ssl_context hook returned {type(context).__name__}, not an ssl.SSLContext"
         )
-    return context
+    return context  # type: ignore[return-value]  # an _SSLContext without ssl's own subclass
 
 
-def _default_context(cfg: Any) -> ssl.SSLContext:
+def _default_context(cfg: Config) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=cfg.ca_certs)
     except (OSError, ValueError) as exc:
         raise TLSConfigError(f"ca_certs {cfg.ca_certs!r}: {_ssl_reason(exc)}") from exc
     try:
-        context.load_cert_chain(certfile=cfg.certfile, keyfile=cfg.keyfile)
+        context.load_cert_chain(certfile=str(cfg.certfile), keyfile=cfg.keyfile)
     except (OSError, ValueError) as exc:
         which = f"certfile {cfg.certfile!r}"
         if cfg.keyfile:
@@ -178,7 +182,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def handshake(
-    ctx: ssl.SSLContext, sock: socket.socket, deadline: float, cfg: Any, log: Any
+    ctx: ssl.SSLContext, sock: socket.socket, deadline: float, cfg: Config, log: Logger
 ) -> ssl.SSLSocket | None:
     """Wrap ``sock`` server-side and complete the TLS handshake before ``deadline``
     (a ``time.monotonic()`` value). Returns the ``SSLSocket`` (its timeout left set) or
@@ -239,7 +243,7 @@ def handshake(
     return tls_sock
 
 
-def proxy_header(sock: Any) -> proxy.ProxyHeader | None:
+def proxy_header(sock: object) -> proxy.ProxyHeader | None:
     """The PROXY header ``handshake`` read before the TLS handshake on ``sock``, if any."""
     return getattr(sock, _PROXY_ATTR, None)
 

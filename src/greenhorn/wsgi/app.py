@@ -20,7 +20,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from greenhorn.config.importer import (
     APPLICATION,
@@ -31,6 +31,9 @@ from greenhorn.config.importer import (
     resolve,
     where,
 )
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
 
 __all__ = [
     "AppImportError",
@@ -80,7 +83,7 @@ def check_importable(uri: str | None) -> None:
         raise AppImportError(f"module {ref.module!r} not found{hint}")
 
 
-def _call_factory(ref: ObjectRef, factory: Any) -> Any:
+def _call_factory(ref: ObjectRef, factory: object) -> object:
     name = f"{ref.module}:{ref.target}"
     if not callable(factory):
         raise AppImportError(f"{name} is not callable, so it cannot be used as a factory")
@@ -91,7 +94,7 @@ def _call_factory(ref: ObjectRef, factory: Any) -> Any:
     except ValueError:  # no introspectable signature: just call it
         pass
     try:
-        app = factory(*ref.args, **ref.kwargs)
+        app: object = factory(*ref.args, **ref.kwargs)
     except Exception as exc:
         raise AppImportError(f"factory {name}() raised {one_line(exc)}{where(exc)}") from exc
     if app is None:
@@ -107,7 +110,7 @@ def load_app(uri: str) -> WSGIApp:
     factory cannot take the given arguments or raises, or the result is not callable.
     """
     ref = parse_uri(uri)
-    obj: Any = resolve(ref, suggest=f":{DEFAULT_ATTRIBUTE}")
+    obj = resolve(ref, suggest=f":{DEFAULT_ATTRIBUTE}")
     if ref.call:
         obj = _call_factory(ref, obj)
     if not callable(obj):
@@ -115,8 +118,7 @@ def load_app(uri: str) -> WSGIApp:
             f"application object {ref.module}:{ref.target} is not callable "
             f"(it is {type(obj).__name__})"
         )
-    app: WSGIApp = obj
-    return app
+    return cast("WSGIApp", obj)  # callable; PEP 3333 cannot be checked further here
 
 
 # --- process set-up before the import ---------------------------------------------------
@@ -148,7 +150,7 @@ def add_pythonpath(paths: Iterable[str]) -> None:
             sys.path.insert(0, path)
 
 
-def prepare_environment(cfg: Any) -> None:
+def prepare_environment(cfg: Config) -> None:
     """Apply `cfg.raw_env`, `cfg.chdir` and `cfg.pythonpath`, in that order (pythonpath
     entries are relative to the new directory, as in gunicorn)."""
     apply_raw_env(cfg.raw_env)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from greenhorn import SERVER_SOFTWARE
@@ -32,6 +32,36 @@ __all__ = [
     "build_environ",
     "settle_forwarded",
 ]
+
+
+class Client(Protocol):
+    """What the environ needs to know about the connection a request came on (the worker's
+    ``workers.connection.Connection`` has it)."""
+
+    @property
+    def sock(self) -> object: ...  # wsgi's greenhorn.socket / gunicorn.socket
+
+    @property
+    def remote_addr(self) -> str: ...
+
+    @property
+    def remote_port(self) -> str: ...
+
+    @property
+    def peer(self) -> str: ...  # the socket's real peer (a PROXY header may change the above)
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def server_name(self) -> str: ...
+
+    @property
+    def server_port(self) -> str: ...
+
+    @property
+    def proxy(self) -> tuple[str, str, str] | None: ...  # PROXY_PROTOCOL, _ADDR, _PORT
+
 
 _KEY_CACHE: dict[str, str] = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": "CONTENT_LENGTH"}
 _KEY_CACHE_MAX = 2048
@@ -100,7 +130,10 @@ PER_REQUEST_KEYS = (
 
 
 def base_environ(
-    *, multithread: bool, errors: Any = None, script_name: str | None = None
+    *,
+    multithread: bool,
+    errors: ErrorsStream | IO[str] | None = None,
+    script_name: str | None = None,
 ) -> dict[str, Any]:
     """The keys that are the same for every request a worker serves, plus a None
     placeholder for each of ``PER_REQUEST_KEYS`` (``build_environ`` sets them all)."""
@@ -122,7 +155,7 @@ def base_environ(
 def build_environ(
     base: dict[str, Any],
     req: Request,
-    conn: Any,
+    conn: Client,
     body: Body,
     trust: ProxyTrust | None = None,
 ) -> dict[str, Any]:
@@ -208,7 +241,9 @@ def _environ_key(name: str) -> str:
     return key
 
 
-def _apply_scheme_headers(env: dict[str, Any], req: Request, conn: Any, trust: ProxyTrust) -> None:
+def _apply_scheme_headers(
+    env: dict[str, Any], req: Request, conn: Client, trust: ProxyTrust
+) -> None:
     """A secure-scheme header is present: from a trusted peer it sets ``wsgi.url_scheme``
     (every occurrence must agree, else ``ConflictingSchemeHeaders``)."""
     if not trust.trusts(conn.peer):

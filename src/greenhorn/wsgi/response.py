@@ -13,14 +13,20 @@ the one it is given. Hooks (``post_request``) and the access log read it afterwa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
 
 from greenhorn.http.parser import Request
 from greenhorn.http.response import CONTINUE, LAST_CHUNK, Framing, chunk, prepare
 
+if TYPE_CHECKING:
+    from greenhorn.config import HookResponse
+
 __all__ = ["Response", "Sender"]
 
 SERVER = "greenhorn"
+# What sys.exc_info() returns, as an application passes it to start_response.
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 SMALL_WRITE = 65536  # body items below this are framed and sent as one buffer
 
 
@@ -81,12 +87,12 @@ class Response:
         return None if framing is None else framing.length
 
     def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], None]:
         """PEP 3333 ``start_response``."""
         if exc_info:
             try:
-                if self.head_sent:
+                if self.head_sent and exc_info[1] is not None:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
@@ -177,3 +183,9 @@ class Response:
             self._conn.send(LAST_CHUNK, self._deadline)
         elif framing.length is not None and framing.body_allowed and self.sent < framing.length:
             self.keep_alive = False
+
+
+if TYPE_CHECKING:  # post_request hooks are promised a config.HookResponse
+
+    def _hooks_see_a_response(response: Response) -> HookResponse:
+        return response
