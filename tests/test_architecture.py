@@ -393,7 +393,7 @@ def test_no_import_cycles() -> None:
 def test_no_cycles_between_rooms() -> None:
     """Importing ``greenhorn.x.y`` runs ``greenhorn/x/__init__.py`` first, so two rooms that
     import each other can fail at import time even without a module cycle: the rooms form
-    layers (ipc, http < config < observe, wsgi < workers < master < the commands)."""
+    layers (ipc, http < config < wsgi < observe < workers < master < the commands)."""
     graph = room_graph()
     found = [sorted(c) for c in cycles(graph)]
     assert not found, f"rooms that import each other: {found} (graph: {graph})"

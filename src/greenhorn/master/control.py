@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from greenhorn.ipc.scoreboard import system_tmp_dir
 from greenhorn.master.endpoints import StreamEndpoint
-from greenhorn.master.listeners import BindError
+from greenhorn.master.listeners import BindError, bind_unix
 
 __all__ = [
     "ControlServer",
@@ -238,12 +238,8 @@ class ControlServer(StreamEndpoint):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         bound = False
         try:
-            old_umask = os.umask(0o777 & ~mode)  # no window in which the file is more open
-            try:
-                sock.bind(self.path)
-                bound = True
-            finally:
-                os.umask(old_umask)
+            bind_unix(sock, self.path, 0o777 & ~mode)
+            bound = True
             os.chmod(self.path, mode)
             st = os.lstat(self.path)
             sock.listen(16)

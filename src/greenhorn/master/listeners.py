@@ -244,15 +244,8 @@ def _bind_unix(
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     created = False
     try:
-        # The kernel creates the file with mode 0777 & ~umask; setting the umask around
-        # bind() (as gunicorn does) leaves no window with looser permissions.
-        old_umask = os.umask(umask) if umask is not None else None
-        try:
-            sock.bind(path)
-            created = True
-        finally:
-            if old_umask is not None:
-                os.umask(old_umask)
+        bind_unix(sock, path, umask)
+        created = True
         if mode is not None:
             os.chmod(path, mode)
         if owner is not None:
@@ -267,6 +260,18 @@ def _bind_unix(
                 os.unlink(path)
         raise
     return Listener(sock, Address("unix", path=path), origin="bind")
+
+
+def bind_unix(sock: socket.socket, path: str, umask: int | None) -> None:
+    """Bind a UNIX socket to ``path`` with ``umask`` in force: the kernel creates the file
+    with mode 0777 & ~umask, so setting the umask around bind() (as gunicorn does) leaves
+    no window with looser permissions."""
+    old_umask = os.umask(umask) if umask is not None else None
+    try:
+        sock.bind(path)
+    finally:
+        if old_umask is not None:
+            os.umask(old_umask)
 
 
 def adopt_fd(fd: int, backlog: int, origin: Origin = "fd", fdname: str | None = None) -> Listener:

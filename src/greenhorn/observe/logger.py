@@ -19,7 +19,6 @@ when a setting needs them.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -580,9 +579,6 @@ class Logger:
             handler.acquire()
             try:
                 if handler.stream is not None:
-                    fd = handler.stream.fileno()
-                    fcntl.fcntl(
-                        fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC
-                    )
+                    os.set_inheritable(handler.stream.fileno(), False)  # FD_CLOEXEC
             finally:
                 handler.release()

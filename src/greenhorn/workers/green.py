@@ -53,49 +53,48 @@ class Backend(Protocol):
 
 def run_green(worker: Worker, backend: Backend) -> None:
     """Serve until the worker stops; then let in-flight connections finish."""
-    cfg = worker.cfg
-    size = max(1, int(cfg.worker_connections))
-    keepalive = float(cfg.keepalive)
-    handler = Handler(
-        worker.wsgi,
-        cfg,
-        worker.log,
-        worker,
-        keep_alive=keepalive > 0,
-        multithread=True,
-        board=worker.tmp.board,
-    )
-    pool = backend.pool(size)
-    slots: deque[int] = deque(range(worker.tmp.board.slots))
+    GreenLoop(worker, backend).run()
 
-    def handle(
-        client: socket.socket, addr: SockAddr, listener: Listening, accepted_at: float
-    ) -> None:
-        slot = slots.popleft() if slots else 0
-        conn = worker.make_connection(client, addr, listener, accepted_at, TimeoutConnection)
-        if conn is None:
-            slots.append(slot)
-            return
-        try:
-            while True:
-                keep = handler.serve(conn, slot, idle=keepalive)
-                worker.count_request()
-                if not keep or not worker.alive:
-                    break
-        except Exception:
-            worker.log.exception("Unexpected error serving a connection")
-        finally:
-            conn.close()
-            slots.append(slot)
 
-    def acceptor(listener: Listening) -> None:
+class GreenLoop:
+    """One green worker's loop: an acceptor per listener, a greenlet per connection, the
+    heartbeat in the main greenlet."""
+
+    def __init__(self, worker: Worker, backend: Backend) -> None:
+        cfg = worker.cfg
+        self.worker = worker
+        self.backend = backend
+        self.size = max(1, int(cfg.worker_connections))
+        self.keepalive = float(cfg.keepalive)
+        self.handler = Handler.for_worker(worker, keep_alive=self.keepalive > 0, multithread=True)
+        self.pool = backend.pool(self.size)
+        self.slots: deque[int] = deque(range(worker.tmp.board.slots))
+
+    def run(self) -> None:
+        worker, backend = self.worker, self.backend
+        for listener in worker.listeners:
+            backend.pool(1).spawn(self.acceptor, listener)
+        interval = 1.0 if not worker.timeout else min(1.0, worker.timeout / 2.0)
+        while worker.alive:
+            worker.beat(time.monotonic())
+            backend.sleep(interval)
+        while worker.pending:  # accepted from the backlog when the stop began
+            self.pool.spawn(self.handle, *worker.pending.popleft())
+        deadline = time.monotonic() + max(1.0, float(worker.cfg.graceful_timeout))
+        while self.pool.free_count() < self.size and time.monotonic() < deadline:
+            worker.beat(time.monotonic())
+            backend.sleep(0.1)
+
+    def acceptor(self, listener: Listening) -> None:
+        """Accept on ``listener`` while the pool has room (never hoard the backlog)."""
+        worker = self.worker
         sock = listener.sock
         try:
             sock.setblocking(True)
         except OSError:  # closed by a TERM that arrived while booting
             return
         while worker.alive:
-            backend.wait_free(pool)
+            self.backend.wait_free(self.pool)
             if not worker.alive:
                 return
             try:
@@ -104,19 +103,26 @@ def run_green(worker: Worker, backend: Backend) -> None:
                 if not worker.alive or sock.fileno() < 0:
                     return
                 continue
-            pool.spawn(handle, client, addr, listener, time.monotonic())
+            self.pool.spawn(self.handle, client, addr, listener, time.monotonic())
 
-    for listener in worker.listeners:
-        pool_spawn = backend.pool(1)
-        pool_spawn.spawn(acceptor, listener)
-    interval = 1.0 if not worker.timeout else min(1.0, worker.timeout / 2.0)
-    while worker.alive:
-        worker.beat(time.monotonic())
-        backend.sleep(interval)
-    while worker.pending:
-        client, addr, listener, accepted_at = worker.pending.popleft()
-        pool.spawn(handle, client, addr, listener, accepted_at)
-    deadline = time.monotonic() + max(1.0, float(cfg.graceful_timeout))
-    while pool.free_count() < size and time.monotonic() < deadline:
-        worker.beat(time.monotonic())
-        backend.sleep(0.1)
+    def handle(
+        self, client: socket.socket, addr: SockAddr, listener: Listening, accepted_at: float
+    ) -> None:
+        """Serve one connection, kept alive up to ``keepalive`` between requests."""
+        worker, slots = self.worker, self.slots
+        slot = slots.popleft() if slots else 0
+        conn = worker.make_connection(client, addr, listener, accepted_at, TimeoutConnection)
+        if conn is None:
+            slots.append(slot)
+            return
+        try:
+            while True:
+                keep = self.handler.serve(conn, slot, idle=self.keepalive)
+                worker.count_request()
+                if not keep or not worker.alive:
+                    break
+        except Exception:
+            worker.log.exception("Unexpected error serving a connection")
+        finally:
+            conn.close()
+            slots.append(slot)

@@ -55,15 +55,7 @@ class ThreadWorker(Worker):
         self.threads = max(1, int(cfg.threads))
         self.max_conns = max(self.threads, int(cfg.worker_connections))
         self.keepalive = float(cfg.keepalive)
-        self.handler = Handler(
-            self.wsgi,
-            cfg,
-            self.log,
-            self,
-            keep_alive=self.keepalive > 0,
-            multithread=True,
-            board=self.tmp.board,
-        )
+        self.handler = Handler.for_worker(self, keep_alive=self.keepalive > 0, multithread=True)
         self.poller = select.epoll()
         self.lock = threading.Lock()
         self.active = 0  # connections queued for or being served by a thread

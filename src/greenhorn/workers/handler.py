@@ -105,6 +105,20 @@ class Handler:
         self.post_request = not hooks.is_default(cfg, "post_request")
         self.no_body = Body(None)  # shared: a body-less request's wsgi.input never changes
 
+    @classmethod
+    def for_worker(cls, worker: Worker, *, keep_alive: bool, multithread: bool) -> Handler:
+        """The handler a worker type serves with: its application, settings, log and
+        scoreboard."""
+        return cls(
+            worker.wsgi,
+            worker.cfg,
+            worker.log,
+            worker,
+            keep_alive=keep_alive,
+            multithread=multithread,
+            board=worker.tmp.board,
+        )
+
     # -- the request cycle -----------------------------------------------------------------
 
     def serve(self, conn: Connection, slot: int = 0, idle: float | None = None) -> bool:
@@ -174,14 +188,13 @@ class Handler:
         resp = Response(
             conn, req, keep_alive, now + self.send_timeout if self.send_timeout else None
         )
-        has_body = req.chunked or bool(req.content_length)
-        if has_body:
+        source = None
+        body = self.no_body
+        if req.chunked or req.content_length:
             source = BodySource(
                 conn, req, self.min_rate, self.header_timeout or 0.0, resp.send_continue
             )
             body = Body(source.pull, source.rest)
-        else:
-            body = self.no_body
         environ: dict[str, Any] = {}
         try:
             environ = build_environ(self.base, req, conn, body, self.trust)
@@ -206,24 +219,36 @@ class Handler:
                     self.log.access(req, resp, environ, duration)
                 except Exception:
                     self.log.exception("Error writing the access log")
-        if has_body and (req.content_length or source.received) >= LARGE_BODY:
-            worker.heap_pending = True  # given back once the worker is idle
-        if has_body and not body.finished:
-            conn.linger = True  # if we close now, let the client finish sending first
-            if not resp.keep_alive or conn.closed or source.continue_pending:
-                return False  # (a client waiting for 100 Continue never gets its body read)
-            try:
-                if not body.drain(DRAIN_LIMIT):
-                    return False
-            except (errors.HTTPError, Timeout, OSError):
+        if source is not None:
+            if not self._settle_body(conn, req, resp, source, body):
                 return False
-            conn.linger = False
         elif not resp.keep_alive or conn.closed:
             return False
         try:
             conn.parser.start_next()
         except RuntimeError:
             return False
+        return True
+
+    def _settle_body(
+        self, conn: Connection, req: Request, resp: Response, source: BodySource, body: Body
+    ) -> bool:
+        """After a response to a request with a body: note a large body (the worker gives
+        the heap back once idle), and read what the application left unread so that the
+        connection can carry the next request. False: close the connection."""
+        if (req.content_length or source.received) >= LARGE_BODY:
+            self.worker.heap_pending = True
+        if body.finished:
+            return resp.keep_alive and not conn.closed
+        conn.linger = True  # if we close now, let the client finish sending first
+        if not resp.keep_alive or conn.closed or source.continue_pending:
+            return False  # (a client waiting for 100 Continue never gets its body read)
+        try:
+            if not body.drain(DRAIN_LIMIT):
+                return False
+        except (errors.HTTPError, Timeout, OSError):
+            return False
+        conn.linger = False
         return True
 
     def _call_app(

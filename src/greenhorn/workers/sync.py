@@ -39,15 +39,7 @@ class SyncWorker(Worker):
     """Serve one request per connection, one connection at a time."""
 
     def run(self) -> None:
-        handler = Handler(
-            self.wsgi,
-            self.cfg,
-            self.log,
-            self,
-            keep_alive=False,
-            multithread=False,
-            board=self.tmp.board,
-        )
+        handler = Handler.for_worker(self, keep_alive=False, multithread=False)
         self._poller = poller = select.epoll()
         with self._closing:  # a TERM during boot may already have closed the listeners
             if self._listeners_open:

@@ -188,6 +188,29 @@ def handshake(
     (a ``time.monotonic()`` value). Returns the ``SSLSocket`` (its timeout left set) or
     ``None`` after logging and closing the connection. See the module docstring."""
     ip, peer = _peer(sock)
+    ahead = _before_handshake(sock, deadline, cfg, log, ip, peer)
+    if ahead is None:
+        return None
+    header, kind = ahead
+    if kind == "closed":
+        log.debug("TLS connection from %s closed before the handshake", peer)
+        _close(sock)
+        return None
+    if kind == "http":
+        log.info("Plain HTTP request from %s on an HTTPS port: answered 400", peer)
+        _refuse_plain_http(sock, deadline)
+        return None
+    tls_sock = _wrap(ctx, sock, deadline, bool(cfg.suppress_ragged_eofs), log, peer)
+    if tls_sock is not None and header is not None:
+        setattr(tls_sock, _PROXY_ATTR, header)
+    return tls_sock
+
+
+def _before_handshake(
+    sock: socket.socket, deadline: float, cfg: Config, log: Logger, ip: str, peer: str
+) -> tuple[proxy.ProxyHeader | None, str] | None:
+    """Steps 1 of the module docstring: the optional PROXY header, then what the client
+    speaks ("tls", "http" or "closed"). None: the connection is closed (logged)."""
     header: proxy.ProxyHeader | None = None
     try:
         gate = ProxyGate(cfg.proxy_protocol, cfg.proxy_allow_ips, log)
@@ -199,29 +222,31 @@ def handshake(
             header = got[0]
             if header is not None:
                 _consume(sock, header.consumed, deadline)
-        kind = _sniff(sock, deadline)
+        return header, _sniff(sock, deadline)
     except TimeoutError:
         log.debug("TLS handshake with %s timed out: no data", peer)
-        _close(sock)
-        return None
     except OSError as exc:
         log.debug("TLS connection from %s failed before the handshake: %s", peer, exc)
-        _close(sock)
-        return None
-    if kind == "closed":
-        log.debug("TLS connection from %s closed before the handshake", peer)
-        _close(sock)
-        return None
-    if kind == "http":
-        log.info("Plain HTTP request from %s on an HTTPS port: answered 400", peer)
-        _refuse_plain_http(sock, deadline)
-        return None
+    _close(sock)
+    return None
+
+
+def _wrap(
+    ctx: ssl.SSLContext,
+    sock: socket.socket,
+    deadline: float,
+    suppress_ragged_eofs: bool,
+    log: Logger,
+    peer: str,
+) -> ssl.SSLSocket | None:
+    """Steps 2 and 3: wrap server-side and handshake with the time left; None (logged,
+    closed) when it fails."""
     try:
         tls_sock = ctx.wrap_socket(
             sock,
             server_side=True,
             do_handshake_on_connect=False,
-            suppress_ragged_eofs=bool(cfg.suppress_ragged_eofs),
+            suppress_ragged_eofs=suppress_ragged_eofs,
         )
     except (OSError, ValueError) as exc:
         log.info("TLS setup for %s failed: %s", peer, _handshake_reason(exc))
@@ -238,8 +263,6 @@ def handshake(
         log.info("TLS handshake with %s failed: %s", peer, _handshake_reason(exc))
         _close(tls_sock)
         return None
-    if header is not None:
-        setattr(tls_sock, _PROXY_ATTR, header)
     return tls_sock
 
 

@@ -166,14 +166,9 @@ def build_environ(
     and ``proxy`` are read.
     """
     path = req.path
-    if "%" in path:
-        path = unquote_to_bytes(path).decode("latin-1")
-    script_name = base["SCRIPT_NAME"]
     forwarded = req.forwarded  # from a trusted proxy (the worker checked): SCRIPT_NAME...
-    if forwarded is not None:
-        script_name = dict(forwarded).get("SCRIPT_NAME", script_name)
-    if script_name and (path == script_name or path.startswith(script_name + "/")):
-        path = path[len(script_name) :]  # only at a path-segment boundary
+    if "%" in path or forwarded is not None or base["SCRIPT_NAME"]:
+        path = _path_info(path, base["SCRIPT_NAME"], forwarded)
     uri = req.uri
     sock = conn.sock
     scheme = conn.scheme
@@ -214,6 +209,18 @@ def build_environ(
     if trust is not None and not env.keys().isdisjoint(trust.keys):
         _apply_scheme_headers(env, req, conn, trust)
     return env
+
+
+def _path_info(path: str, script_name: str, forwarded: list[tuple[str, str]] | None) -> str:
+    """PATH_INFO: the path decoded, without the SCRIPT_NAME prefix (the proxy's, when a
+    trusted one sent one) at a path-segment boundary."""
+    if "%" in path:
+        path = unquote_to_bytes(path).decode("latin-1")
+    if forwarded is not None:
+        script_name = dict(forwarded).get("SCRIPT_NAME", script_name)
+    if script_name and (path == script_name or path.startswith(script_name + "/")):
+        path = path[len(script_name) :]
+    return path
 
 
 _HOST_CACHE: dict[str, tuple[str, str]] = {}
