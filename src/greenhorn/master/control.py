@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from greenhorn.ipc.scoreboard import system_tmp_dir
 from greenhorn.master.endpoints import StreamEndpoint
-from greenhorn.master.listeners import BindError, bind_unix
+from greenhorn.master.listeners import BindError, bind_unix, socket_file_at
 
 __all__ = [
     "ControlServer",
@@ -210,12 +210,10 @@ def answer(data: bytes, eof: bool, dispatch: Dispatch) -> bytes | None:
 
 def _clear_stale(path: str, takeover: bool) -> None:
     """Remove a socket file nobody listens on; refuse to touch anything else."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    if not socket_file_at(
+        path, f"Control socket {path} exists and is not a socket; not removing it"
+    ):
         return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise BindError(f"Control socket {path} exists and is not a socket; not removing it")
     if not takeover and listening(path):
         raise BindError(f"Control socket {path} is in use by another running master")
     with contextlib.suppress(FileNotFoundError):

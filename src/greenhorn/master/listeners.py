@@ -205,18 +205,26 @@ def _bind_tcp(address: Address, backlog: int, reuse_port: bool, v6only: bool) ->
     return Listener(sock, _address_of(sock), origin="bind")
 
 
+def socket_file_at(path: str, refusal: str) -> bool:
+    """True when ``path`` is a socket file, False when nothing is there; ``BindError``
+    (``refusal``) when something else is: a socket file is the only kind ever removed."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISSOCK(st.st_mode):
+        raise BindError(refusal)
+    return True
+
+
 def _remove_stale_unix_socket(path: str) -> None:
     """Remove ``path`` if it is a socket file nobody listens on.
 
     A live socket (connect succeeds) raises EADDRINUSE so the caller retries as for a busy
     TCP port. A path that is not a socket is never deleted (BindError at once).
     """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    if not socket_file_at(path, f"Can't connect to {path}: exists and is not a socket"):
         return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise BindError(f"Can't connect to {path}: exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
