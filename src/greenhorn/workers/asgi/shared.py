@@ -17,6 +17,7 @@ from greenhorn.config import hooks
 from greenhorn.http.parser import Limits, Parser, Request
 from greenhorn.ipc.scoreboard import Scoreboard
 from greenhorn.workers.proxy_gate import ProxyGate
+from greenhorn.wsgi.environ import Client
 from greenhorn.wsgi.input import Body
 from greenhorn.wsgi.trust import ProxyTrust
 
@@ -54,8 +55,9 @@ class Session(Protocol):
     def going_away(self) -> None: ...
 
 
-class Host(Protocol):
-    """The connection a request cycle or a WebSocket session runs on."""
+class Host(Client, Protocol):
+    """The connection a request cycle or a WebSocket session runs on (the environ reads it
+    as a ``wsgi.environ.Client``)."""
 
     shared: Shared
     transport: Any  # asyncio.Transport (uvloop's is not a subclass)
