@@ -198,6 +198,7 @@ class Handler:
         environ: dict[str, Any] = {}
         try:
             environ = build_environ(self.base, req, conn, body, self.trust)
+            environ["wsgi.early_hints"] = resp.early_hints
             if self.pre_request:
                 hooks.call_hook(self.cfg, "pre_request", self.worker, req, propagate=True)
             self._call_app(conn, req, resp, environ)

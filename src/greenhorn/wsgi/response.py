@@ -2,8 +2,9 @@
 framing on the wire.
 
 Why a module of its own, in wsgi/: ``start_response`` and the iterable's items are the WSGI
-side of a response. This object turns them into bytes: the head validated and framed by
-``http.response.prepare`` (length, chunked or close), the body written with that framing,
+side of a response, and so is ``wsgi.early_hints`` (a ``103`` before them). This object
+turns them into bytes: the head validated and framed by ``http.response.prepare`` (length,
+chunked or close), the body written with that framing,
 the last bytes sent with the FIN when the connection closes after them. It writes through
 a ``Sender`` (the worker's connection), so it knows nothing of sockets or deadlines beyond
 the one it is given. Hooks (``post_request``) and the access log read it afterwards:
@@ -17,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from greenhorn.http.parser import Request
-from greenhorn.http.response import CONTINUE, LAST_CHUNK, Framing, chunk, prepare
+from greenhorn.http.response import CONTINUE, LAST_CHUNK, Framing, chunk, informational, prepare
 
 if TYPE_CHECKING:
     from greenhorn.config import HookResponse
@@ -171,6 +172,15 @@ class Response:
         the final head has not gone out (after it, the client has its answer)."""
         if not self.head_sent:
             self._conn.send(CONTINUE)
+
+    def early_hints(self, headers: list[tuple[str, str]]) -> None:
+        """``environ['wsgi.early_hints']`` (gunicorn 25+): send ``103 Early Hints`` with
+        ``headers`` (pairs of str or bytes, validated like any response header:
+        ``InvalidResponse``). Skipped for HTTP/1.0 clients, which know no interim
+        responses, and once the final head has gone out."""
+        data = informational(103, headers)
+        if not self.head_sent and self._req.version >= (1, 1):
+            self._conn.send(data, self._deadline)
 
     def finish(self) -> None:
         """End the body: last chunk, or close when the app sent less than its length."""
