@@ -101,7 +101,13 @@ def http_scope(
     ``scheme`` overrides the template's (a trusted proxy said https)."""
     scope = base.copy()
     scope["method"] = req.method
-    scope["path"], scope["raw_path"] = _paths(req, base["root_path"])
+    raw = req.path
+    root_path = base["root_path"]
+    if root_path or "%" in raw:
+        scope["path"], scope["raw_path"] = _paths(req, root_path)
+    else:  # the common case: nothing to decode or prefix
+        scope["path"] = raw
+        scope["raw_path"] = raw.encode("latin-1")
     query = req.query
     scope["query_string"] = query.encode("latin-1") if query else b""
     scope["headers"] = header_list(req.headers)

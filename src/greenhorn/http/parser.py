@@ -97,6 +97,7 @@ class Request:
         "path",
         "query",
         "started_at",
+        "upgrade",
         "uri",
         "version",
     )
@@ -119,6 +120,7 @@ class Request:
         self.version = version
         self.headers = headers
         self.keep_alive = version >= (1, 1)
+        self.upgrade = False  # "upgrade" among the Connection tokens (a WebSocket, h2c...)
         self.expect_continue = False
         self.chunked = False
         self.content_length: int | None = 0
@@ -518,6 +520,8 @@ class Parser:
             tokens = CONNECTION_CACHE.get(connection)
             if tokens is None:
                 tokens = connection_tokens(connection)
+            if "upgrade" in tokens:
+                request.upgrade = True
             if "close" in tokens:
                 request.keep_alive = False
             elif request.version == (1, 0) and "keep-alive" in tokens:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from operator import itemgetter
 from typing import Any
 
 from greenhorn.asgi.scope import template
@@ -59,6 +60,7 @@ __all__ = ["HttpConnection"]
 NEW, HEAD, IDLE, BUSY, DRAIN, LINGER, UPGRADED = range(7)
 
 _monotonic = time.monotonic
+_name = itemgetter(0)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -175,9 +177,9 @@ class HttpConnection(asyncio.Protocol):
             return
         if phase == LINGER:
             return
-        if phase == IDLE:
+        if phase == IDLE:  # the head deadline starts with its first byte
             self.phase = HEAD
-            now = _monotonic()
+            now = self.shared.clock  # the sweep's: deadlines need no better
             self.head_started = now
             timeout = self.shared.header_timeout
             self.deadline = now + timeout if timeout else None
@@ -296,11 +298,7 @@ class HttpConnection(asyncio.Protocol):
         self.requests += 1
         self.phase = BUSY
         self.deadline = None
-        if (
-            req.method == "GET"
-            and req.version >= (1, 1)
-            and any(name == "UPGRADE" for name, _ in req.headers)
-        ):
+        if req.upgrade and req.method == "GET":
             from greenhorn.http.websocket import is_websocket_upgrade
 
             if is_websocket_upgrade(req):
@@ -321,9 +319,10 @@ class HttpConnection(asyncio.Protocol):
     def scheme_for(self, req: Request) -> str | None:
         """``https``/``http`` when a trusted proxy's secure-scheme header says so (None:
         the connection's own); ``ConflictingSchemeHeaders`` when two of them disagree."""
-        wanted = self.shared.trust.headers
-        if not wanted:
+        shared = self.shared
+        if shared.scheme_names.isdisjoint(map(_name, req.headers)):
             return None
+        wanted = shared.trust.headers
         hits = {value.lower() == wanted[name] for name, value in req.headers if name in wanted}
         if not hits:
             return None
@@ -390,8 +389,10 @@ class HttpConnection(asyncio.Protocol):
             self.close()
             return
         self.phase = IDLE
-        self.deadline = _monotonic() + self.shared.keepalive
-        self.resume_reading()
+        shared = self.shared
+        self.deadline = shared.clock + shared.keepalive
+        if not self.reading:
+            self.resume_reading()
         if self.parser.buffered:
             self.phase = HEAD
             now = _monotonic()

@@ -356,7 +356,8 @@ class RequestCycle:
             elif framing.length is not None and self.sent < framing.length:
                 self.keep_alive = False  # the client would wait for bytes that never come
         self.complete = True
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
         self.conn.response_complete(self)
 
     # -- the application ------------------------------------------------------------------
@@ -460,6 +461,9 @@ class RequestCycle:
                     shared.log.access(req, self, environ, duration)
                 except Exception:
                     shared.log.exception("Error writing the access log")
-        shared.worker.count_request()
+        worker = shared.worker  # worker.count_request(), inlined (every request's path)
+        worker.nr += 1
+        if worker.nr >= worker.max_requests:
+            worker.max_requests_reached()
         if not self.complete and conn.cycle is self and not conn.closed:
             conn.close()

@@ -11,6 +11,7 @@ another's module for its types (no import cycle).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from greenhorn.config import hooks
@@ -125,7 +126,6 @@ class Shared:
         self.websockets: set[Session] = set()
         self.cycles: dict[asyncio.Task[None], Running] = {}  # running app calls
         self.stopping = False
-
-    @property
-    def access_enabled(self) -> bool:
-        return bool(self.log.access_enabled)
+        self.access_enabled = bool(self.log.access_enabled)
+        self.scheme_names = frozenset(self.trust.headers)  # secure_scheme_headers, UPPER
+        self.clock = time.monotonic()  # the sweep's clock (4 times a second), for deadlines

@@ -269,7 +269,7 @@ class AsgiWorker(Worker):
 
     def _tick(self) -> None:
         now = _monotonic()
-        self.last_tick = now
+        self.last_tick = self.shared.clock = now
         if self.stall_marked:
             with self.stall_lock:
                 self.tmp.board.clear(0)
