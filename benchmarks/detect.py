@@ -1,4 +1,5 @@
-"""Find the tools the benchmarks compare against: wrk and a Python that can import gunicorn.
+"""Find the tools the benchmarks compare against: wrk and a Python that can import gunicorn
+(and uvicorn, for the ASGI scenarios).
 
 Why a module of its own: ``run.py`` and ``parse.py`` both need gunicorn, which must live in
 its own interpreter (a throwaway venv: installing it next to greenhorn would mix the two),
@@ -16,13 +17,19 @@ import sys
 
 __all__ = [
     "HOW_TO_GET_GUNICORN",
+    "HOW_TO_GET_UVICORN",
     "HOW_TO_GET_WRK",
     "find_gunicorn_python",
+    "find_uvicorn_python",
     "find_wrk",
     "import_path",
 ]
 
 HOW_TO_GET_WRK = "install it with `apt-get install wrk` (Debian/Ubuntu)"
+HOW_TO_GET_UVICORN = (
+    "install it beside gunicorn: `/tmp/gvenv/bin/pip install 'uvicorn[standard]'` "
+    "(or pass --uvicorn-python)"
+)
 HOW_TO_GET_GUNICORN = (
     "install it in a throwaway venv with "
     "`python -m venv /tmp/gvenv && /tmp/gvenv/bin/pip install gunicorn`, "
@@ -55,6 +62,30 @@ def gunicorn_version(python: str) -> str | None:
     """gunicorn's version as seen by ``python``, or None if it cannot import gunicorn."""
     out = _ask(python, "import gunicorn; print(gunicorn.__version__)")
     return (out or "").strip() or None
+
+
+def uvicorn_version(python: str) -> str | None:
+    """uvicorn's version as seen by ``python`` (None if it cannot import uvicorn, or has
+    neither httptools nor uvloop for the fast flavour: the ASGI scenarios need both)."""
+    out = _ask(python, "import uvicorn, httptools, uvloop; print(uvicorn.__version__)")
+    return (out or "").strip() or None
+
+
+def find_uvicorn_python(
+    explicit: str | None = None, also: str | None = None
+) -> tuple[str, str] | None:
+    """(python, uvicorn version) for an interpreter with ``uvicorn[standard]``, or None:
+    ``explicit``, else the gunicorn interpreter (``also``), the usual venvs, this one."""
+    candidates = [explicit] if explicit else [also or ""]
+    if not explicit:
+        candidates += [os.path.join(v, "bin", "python") for v in _CANDIDATE_VENVS]
+        candidates.append(sys.executable)
+    for python in dict.fromkeys(candidates):
+        if python and os.access(python, os.X_OK):
+            version = uvicorn_version(python)
+            if version is not None:
+                return python, version
+    return None
 
 
 def import_path(python: str) -> tuple[str, ...]:

@@ -22,10 +22,16 @@ Scenarios (2 workers each; see README.md):
 - ``big_64k``: a 64 KiB response, sync worker, a connection per request;
 - ``post_1m``: a 1 MiB POST echoed back, sync worker, a connection per request;
 - ``stream_chunked``: a 64 KiB response streamed as 32 items without a length
-  (chunked), ``-k gthread --threads 4``, keep-alive.
+  (chunked), ``-k gthread --threads 4``, keep-alive;
+- ``asgi_keepalive``, ``asgi_close``: an ASGI hello (``apps/asgiapp.py``) under
+  ``greenhorn -k asgi``, ``gunicorn -k asgi`` (both ``--asgi-loop asyncio``) and uvicorn's
+  default install (``--loop asyncio --http h11``), keep-alive and a connection per request;
+- ``asgi_keepalive_uvloop``, ``asgi_close_uvloop``: the same with uvloop on every side and
+  uvicorn's httptools parser.
 
 It installs nothing. It needs wrk (``apt-get install wrk``) and, for the comparison, a Python
-that can import gunicorn (auto-detected; ``--gunicorn-python``)::
+that can import gunicorn (auto-detected; ``--gunicorn-python``), and for the ASGI scenarios
+one with ``uvicorn[standard]`` (the gunicorn one is tried first; ``--uvicorn-python``)::
 
     python benchmarks/run.py                       # everything, 2 rounds, 5 s per run
     python benchmarks/run.py --scenarios hello_close --rounds 4 --duration 10
@@ -49,8 +55,10 @@ sys.path.insert(0, HERE)
 
 from detect import (  # noqa: E402
     HOW_TO_GET_GUNICORN,
+    HOW_TO_GET_UVICORN,
     HOW_TO_GET_WRK,
     find_gunicorn_python,
+    find_uvicorn_python,
     find_wrk,
     import_path,
 )
@@ -63,6 +71,7 @@ RESULTS_DIR = os.path.join(HERE, "results")
 MIB = 1024 * 1024
 GTHREAD = ("-k", "gthread", "--threads", "4")
 SYNC = ("-k", "sync")
+ASGI = ("-k", "asgi")
 FLOOR_SCENARIOS = ("hello_close", "hello_ceiling")  # the floor only answers hello, closing
 
 
@@ -77,6 +86,8 @@ class Scenario:
     load: LoadSpec = field(default_factory=LoadSpec)
     probe: Probe = field(default_factory=Probe)
     pinned: bool = False  # wrk on one CPU, the server on the others (one worker per CPU)
+    apps: str = "benchapp"  # the module in apps/ that holds ``app``
+    uvicorn: tuple[str, ...] | None = None  # uvicorn's flags; None: uvicorn does not run it
 
 
 SCENARIOS = (
@@ -129,7 +140,51 @@ SCENARIOS = (
         LoadSpec(),
         Probe(expect_length=65536),
     ),
+    # ASGI (issue 23): greenhorn -k asgi, gunicorn -k asgi and uvicorn on the same hello app.
+    # asyncio everywhere, uvicorn as its default install (h11); then uvloop on every side,
+    # uvicorn with httptools.
+    Scenario(
+        "asgi_keepalive",
+        "ASGI hello, keep-alive (asyncio; uvicorn h11)",
+        "hello",
+        (*ASGI, "--asgi-loop", "asyncio"),
+        LoadSpec(),
+        Probe(expect_length=14),
+        apps="asgiapp",
+        uvicorn=("--loop", "asyncio", "--http", "h11"),
+    ),
+    Scenario(
+        "asgi_keepalive_uvloop",
+        "ASGI hello, keep-alive (uvloop; uvicorn httptools)",
+        "hello",
+        (*ASGI, "--asgi-loop", "uvloop"),
+        LoadSpec(),
+        Probe(expect_length=14),
+        apps="asgiapp",
+        uvicorn=("--loop", "uvloop", "--http", "httptools"),
+    ),
+    Scenario(
+        "asgi_close",
+        "ASGI hello, new connection per request (asyncio; uvicorn h11)",
+        "hello",
+        (*ASGI, "--asgi-loop", "asyncio"),
+        LoadSpec(close=True),
+        Probe(expect_length=14),
+        apps="asgiapp",
+        uvicorn=("--loop", "asyncio", "--http", "h11"),
+    ),
+    Scenario(
+        "asgi_close_uvloop",
+        "ASGI hello, new connection per request (uvloop; uvicorn httptools)",
+        "hello",
+        (*ASGI, "--asgi-loop", "uvloop"),
+        LoadSpec(close=True),
+        Probe(expect_length=14),
+        apps="asgiapp",
+        uvicorn=("--loop", "uvloop", "--http", "httptools"),
+    ),
 )
+ASGI_SCENARIOS = tuple(s.name for s in SCENARIOS if s.uvicorn is not None)
 
 
 FIGURES = (
@@ -160,7 +215,10 @@ def run_once(
         server_cpus = set(cpus[1:])
         workers = len(server_cpus)
     flags = ["-w", str(workers), *scenario.worker]
-    server = Server(kind, f"benchapp:{scenario.app}", APPS_DIR, flags, cpus=server_cpus)
+    if kind.cli == "uvicorn":
+        flags = ["-w", str(workers), *(scenario.uvicorn or ())]
+    app = f"{scenario.apps}:{scenario.app}"
+    server = Server(kind, app, APPS_DIR, flags, cpus=server_cpus)
     try:
         server.start(scenario.probe)
         url = f"http://127.0.0.1:{server.port}/"
@@ -240,16 +298,18 @@ def ratios(gh: dict[str, Any], gu: dict[str, Any]) -> dict[str, float | None]:
     return {k: _ratio(gh.get(k), gu.get(k)) for k in FIGURES}
 
 
-def paired_cpu_ratios(runs: list[dict[str, Any]], scenario: str) -> list[float]:
-    """CPU per request greenhorn/gunicorn within each round (how much the ratio moved)."""
+def paired_cpu_ratios(
+    runs: list[dict[str, Any]], scenario: str, other: str = "gunicorn"
+) -> list[float]:
+    """CPU per request greenhorn/``other`` within each round (how much the ratio moved)."""
     by_round: dict[int, dict[str, float]] = {}
     for r in runs:
         if r["scenario"] == scenario and r.get("available") and r.get("cpu_us_per_req"):
             by_round.setdefault(r["round"], {})[r["server"]] = r["cpu_us_per_req"]
     return [
-        v["greenhorn"] / v["gunicorn"]
+        v["greenhorn"] / v[other]
         for _, v in sorted(by_round.items())
-        if "greenhorn" in v and "gunicorn" in v
+        if "greenhorn" in v and other in v
     ]
 
 
@@ -280,7 +340,7 @@ def markdown(summary: dict[str, Any]) -> str:
     rows = [head, "|" + "---|" * 10]
     for entry in summary.values():
         title = entry["title"]
-        for server in ("greenhorn", "gunicorn", "floor"):
+        for server in ("greenhorn", "gunicorn", "uvicorn", "floor"):
             agg = entry.get(server)
             if agg is None:
                 continue
@@ -320,6 +380,19 @@ def markdown(summary: dict[str, Any]) -> str:
             rows.append(
                 f"| | greenhorn/floor | {_fmt_x(f['rps'])} | | | | {_fmt_x(f['cpu_us_per_req'])} "
                 "| | | |"
+            )
+        u = entry.get("uvicorn_ratio") or {}
+        if u:
+            cpu = u.get("cpu_us_per_req")
+            spread = entry.get("cpu_ratio_rounds_uvicorn") or []
+            note = f" ({1 / cpu:.1f}x cheaper" if cpu else ""
+            if note and len(spread) > 1:
+                note += f"; rounds {min(spread):.2f}-{max(spread):.2f}"
+            note += ")" if note else ""
+            rows.append(
+                f"| | **greenhorn/uvicorn** | **{_fmt_x(u['rps'])}** | | {_fmt_x(u['p50_ms'])} "
+                f"| {_fmt_x(u['p99_ms'])} | **{_fmt_x(cpu)}**{note} "
+                f"| {_fmt_x(u['pss_kib_per_worker'])} / {_fmt_x(u['pss_rest_kib_per_worker'])} | | |"
             )
     return "\n".join(rows)
 
@@ -364,6 +437,9 @@ def target_lines(summary: dict[str, Any]) -> list[str]:
                 f"{verdict(cpu <= 1 / 4.5)} (= {scaled:.0f} us at gunicorn's "
                 f"{REFERENCE_GUNICORN_SYNC_US:g} us on the reference machine; target <= 25 us)"
             )
+        elif name in ASGI_SCENARIOS and r.get("cpu_us_per_req"):
+            out.extend(_asgi_targets(name, entry))
+            continue
         elif name == "hello_keepalive" and r.get("rps"):
             out.append(
                 f"- gthread keep-alive req/s >= 3x gunicorn gthread: {r['rps']:.2f}x, "
@@ -380,6 +456,26 @@ def target_lines(summary: dict[str, Any]) -> list[str]:
             if rest:
                 line += f"; at rest ({REST_SECONDS:g} s later) {rest:.2f}x, {verdict(rest <= 1.0)}"
             out.append(line)
+    return out
+
+
+def _asgi_targets(name: str, entry: dict[str, Any]) -> list[str]:
+    """Issue 23: >= 1.5x cheaper than gunicorn -k asgi and >= 2.5x cheaper than uvicorn's
+    default install (asyncio); with uvloop on both sides, at least as cheap as uvicorn with
+    httptools (CPU per request)."""
+    gu = entry["ratio"]["cpu_us_per_req"]
+    out = [
+        f"- {name}: CPU/request >= 1.5x cheaper than gunicorn -k asgi: {1 / gu:.2f}x, "
+        f"{'meets' if gu <= 1 / 1.5 else 'MISSES'}"
+    ]
+    uv = (entry.get("uvicorn_ratio") or {}).get("cpu_us_per_req")
+    if uv:
+        want = 1.0 if name.endswith("_uvloop") else 2.5
+        what = "uvicorn httptools+uvloop" if want == 1.0 else "uvicorn's default install"
+        out.append(
+            f"  {name}: CPU/request >= {want:g}x cheaper than {what}: {1 / uv:.2f}x, "
+            f"{'meets' if uv <= 1 / want else 'MISSES'}"
+        )
     return out
 
 
@@ -416,10 +512,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
     ap.add_argument(
         "--servers",
-        default="greenhorn,gunicorn",
-        help="comma list of greenhorn, gunicorn, floor (the pure-Python floor, hello_close only)",
+        default="greenhorn,gunicorn,uvicorn",
+        help="comma list of greenhorn, gunicorn, uvicorn (ASGI scenarios only), floor (the "
+        "pure-Python floor, hello_close only)",
     )
     ap.add_argument("--gunicorn-python", help="a Python that can import gunicorn")
+    ap.add_argument("--uvicorn-python", help="a Python with uvicorn[standard] (ASGI scenarios)")
     ap.add_argument("--wrk", help="path to wrk (default: from PATH)")
     ap.add_argument("--out", help="JSON file (default benchmarks/results/<timestamp>.json)")
     args = ap.parse_args(argv)
@@ -462,6 +560,15 @@ def main(argv: list[str] | None = None) -> int:
             kinds["gunicorn"] = ServerKind(
                 "gunicorn", found[0], ("-m", "gunicorn"), found[1], import_path(found[0])
             )
+    if "uvicorn" in servers and any(s.uvicorn is not None for s in scenarios):
+        gunicorn_python = kinds["gunicorn"].python if "gunicorn" in kinds else None
+        found = find_uvicorn_python(args.uvicorn_python, gunicorn_python)
+        if found is None:
+            print(f"uvicorn not found: the ASGI scenarios run without it. {HOW_TO_GET_UVICORN}.")
+        else:
+            kinds["uvicorn"] = ServerKind(
+                "uvicorn", found[0], ("-m", "uvicorn"), found[1], import_path(found[0]), "uvicorn"
+            )
     kinds = {k: v for k, v in kinds.items() if k in servers}
 
     started = time.strftime("%Y%m%dT%H%M%S")
@@ -484,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
             for kind in kinds.values():  # A B, then A B again next round
                 if kind.name == "floor" and scenario.name not in FLOOR_SCENARIOS:
                     continue
+                if kind.cli == "uvicorn" and scenario.uvicorn is None:
+                    continue
                 record = run_once(kind, scenario, wrk, load, args.workers, args.warmup)
                 record["round"] = rnd
                 runs.append(record)
@@ -501,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
             entry["cpu_ratio_rounds"] = paired_cpu_ratios(runs, scenario.name)
         if "greenhorn" in entry and "floor" in entry:
             entry["floor_ratio"] = ratios(entry["greenhorn"], entry["floor"])
+        if "greenhorn" in entry and "uvicorn" in entry:
+            entry["uvicorn_ratio"] = ratios(entry["greenhorn"], entry["uvicorn"])
+            entry["cpu_ratio_rounds_uvicorn"] = paired_cpu_ratios(runs, scenario.name, "uvicorn")
         summary[scenario.name] = entry
     report["summary"] = summary
     report["machine"]["loadavg_after"] = os.getloadavg()
@@ -522,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     lines = target_lines(summary)
     if lines:
-        print("Targets (issues 5, 7, 11), judged on ratios from this run:")
+        print("Targets (issues 5, 7, 11, 23), judged on ratios from this run:")
         print("\n".join(lines))
         print()
     print(f"results: {out}")

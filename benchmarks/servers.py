@@ -1,10 +1,12 @@
-"""Start and stop the servers under test: greenhorn and gunicorn, same flags, same app.
+"""Start and stop the servers under test: greenhorn, gunicorn (and uvicorn for ASGI), same
+settings, same app.
 
 Why a module of its own: every figure depends on both servers being started the same way
 (same app module, worker class, worker count, no access log) on a free loopback port, found
 ready before load starts, and stopped by PID afterwards, whatever happened in between.
 greenhorn takes gunicorn's flags, so one argument list serves both; only the interpreter and
-the module (``-m greenhorn`` / ``-m gunicorn``) differ.
+the module (``-m greenhorn`` / ``-m gunicorn``) differ. uvicorn gets the same settings in its
+own spelling (``--workers``, ``--host``/``--port``, ``--app-dir``, no access log).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ServerKind:
     entry: tuple[str, ...]
     version: str
     path: tuple[str, ...] = ()
+    cli: str = "gunicorn"  # whose command line: "gunicorn" (greenhorn too) or "uvicorn"
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,17 @@ class Server:
         # -S: no site start-up (.pth hooks differ between interpreters); the path comes
         # from PYTHONPATH instead (see start)
         self.cmd = [kind.python, *(("-S",) if kind.path else ()), *kind.entry]
-        self.cmd += ["--chdir", apps_dir]
-        self.cmd += ["-b", f"127.0.0.1:{self.port}", "--log-level", "warning", *flags, app]
         self.workers = _flag_value(flags, "-w", 1)
+        if kind.cli == "uvicorn":  # the same settings, spelled uvicorn's way
+            if self.workers == 1:  # uvicorn serves in its main process: no worker children
+                self.workers = 0
+            rest = _without(flags, "-w")
+            self.cmd += ["--app-dir", apps_dir, "--host", "127.0.0.1", "--port", str(self.port)]
+            self.cmd += ["--log-level", "warning", "--no-access-log"]
+            self.cmd += ["--workers", str(max(1, self.workers)), *rest, app]
+        else:
+            self.cmd += ["--chdir", apps_dir]
+            self.cmd += ["-b", f"127.0.0.1:{self.port}", "--log-level", "warning", *flags, app]
         self.proc: subprocess.Popen[bytes] | None = None
         self.known_pids: dict[int, str] = {}  # pid -> start time, so a reused pid is spared
         fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{kind.name}-", suffix=".log")
@@ -91,7 +102,7 @@ class Server:
         return self.proc.pid
 
     def worker_pids(self) -> list[int]:
-        pids = children(self.pid)
+        pids = [p for p in children(self.pid) if not _is_helper(p)]
         self._remember(pids)
         return pids
 
@@ -191,6 +202,28 @@ def _start_time(pid: int) -> str | None:
     if len(fields) < 20 or fields[0] == "Z":
         return None
     return fields[19]
+
+
+def _is_helper(pid: int) -> bool:
+    """A child that is not a worker: multiprocessing's resource tracker (uvicorn --workers)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"multiprocessing.resource_tracker" in f.read()
+    except OSError:
+        return False
+
+
+def _without(flags: list[str], name: str) -> list[str]:
+    """``flags`` without ``name`` and its value."""
+    out, skip = [], False
+    for flag in flags:
+        if skip:
+            skip = False
+        elif flag == name:
+            skip = True
+        else:
+            out.append(flag)
+    return out
 
 
 def _flag_value(flags: list[str], name: str, default: int) -> int:

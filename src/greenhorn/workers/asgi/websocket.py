@@ -188,8 +188,9 @@ class WebSocketSession:
             queue = self.queue
             if queue:
                 message = queue.popleft()
-                if len(queue) < QUEUE_HIGH // 2 and self.state == OPEN:
-                    self.conn.resume_reading()
+                conn = self.conn
+                if not conn.reading and len(queue) < QUEUE_HIGH // 2 and self.state == OPEN:
+                    conn.resume_reading()
                 return message
             if self.state == CLOSED or self.close_code is not None:
                 code = self.close_code or 1006
