@@ -669,3 +669,31 @@ def test_django_asgi_application(greenhorn):
     assert info["pid"] in s.worker_pids()
     assert httpx.get(s.url("/missing/"), timeout=10).status_code == 404
     assert httpx.get(s.url("/"), headers={"Host": "evil.example"}, timeout=10).status_code == 400
+
+
+def test_https_and_wss(greenhorn, certs):
+    import ssl
+
+    s = greenhorn(
+        "-k", "asgi", "--certfile", str(certs.server_cert), "--keyfile", str(certs.server_key),
+        "asgiapps:probe", ready_path=None,
+    )  # fmt: skip
+    ctx = ssl.create_default_context(cafile=str(certs.server_cert))
+    url = f"https://127.0.0.1:{s.port}"
+    wait_until(lambda: _https_ok(url, ctx), 20, 0.1, "https answering")
+    scope = httpx.get(url + "/scope", verify=ctx, timeout=10).json()
+    assert scope["scheme"] == "https"
+
+    async def session() -> None:
+        async with websockets.connect(f"wss://127.0.0.1:{s.port}/ws/tls", ssl=ctx) as ws:
+            await ws.send("scope")
+            assert json.loads(await ws.recv())["scheme"] == "wss"
+
+    run(session())
+
+
+def _https_ok(url: str, ctx: object) -> bool:
+    try:
+        return httpx.get(url + "/", verify=ctx, timeout=2).status_code == 200  # type: ignore[arg-type]
+    except httpx.HTTPError:
+        return False
