@@ -36,20 +36,6 @@ PACKAGE = ROOT / "src" / "greenhorn"
 KNOWN_ANY: dict[str, list[str]] = {
     # http/ belongs to the http helper (issue 22 left it to them): the setting's value
     "http/proxy.py": ["mode_from_setting(value)"],
-    # the ASGI worker landed after the typing pass; asgi/ and workers/asgi/ are the asgi
-    # helper's to type (ASGI messages, applications, the event loop's coroutines)
-    "asgi/app.py": ["_required_positional(func)", "as_asgi3(app)", "_wrap_asgi2(app)"],
-    "asgi/lifespan.py": ["__init__(log)", "_send(message)"],
-    "workers/asgi/cycle.py": ["send(message)"],
-    "workers/asgi/shared.py": ["response_complete(cycle)", "__init__(worker)"],
-    "workers/asgi/websocket.py": ["send(message)", "_accept(message)"],
-    "workers/asgi/worker.py": [
-        "new_loop(log)",
-        "__init__(listener)",
-        "slots_for(cfg)",
-        "_signals_first(coro)",
-        "_signals_first->",
-    ],
 }
 
 

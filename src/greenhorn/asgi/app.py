@@ -27,7 +27,7 @@ class NotAnASGIApp(TypeError):
     """The object cannot be called as an ASGI application; ``str()`` says why, on one line."""
 
 
-def _required_positional(func: Any) -> int | None:
+def _required_positional(func: Callable[..., object]) -> int | None:
     """How many positional parameters ``func`` needs (None when it cannot be told)."""
     try:
         sig = inspect.signature(func)
@@ -43,7 +43,7 @@ def _required_positional(func: Any) -> int | None:
     return count
 
 
-def as_asgi3(app: Any) -> ASGIApp:
+def as_asgi3(app: object) -> ASGIApp:
     """``app`` as an ASGI 3 callable; ASGI 2 applications are wrapped.
 
     The rules, in order: a class is ASGI 2 (instantiated with the scope) unless its
@@ -54,7 +54,7 @@ def as_asgi3(app: Any) -> ASGIApp:
     if inspect.isclass(app):
         if hasattr(app, "__await__"):
             return cast(ASGIApp, app)
-        return _wrap_asgi2(app)
+        return _wrap_asgi2(cast(Callable[[Scope], Any], app))
     if not callable(app):
         raise NotAnASGIApp(f"{app!r} is not callable")
     plain = inspect.isfunction(app) or inspect.ismethod(app) or isinstance(app, partial)
@@ -72,7 +72,7 @@ def as_asgi3(app: Any) -> ASGIApp:
     return cast(ASGIApp, app)
 
 
-def _wrap_asgi2(app: Any) -> ASGIApp:
+def _wrap_asgi2(app: Callable[[Scope], Callable[[Receive, Send], Awaitable[None]]]) -> ASGIApp:
     """An ASGI 3 callable around an ASGI 2 one (``app(scope)`` gives the coroutine
     callable of ``(receive, send)``)."""
 

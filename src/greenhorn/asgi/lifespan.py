@@ -22,10 +22,13 @@ Rules (gunicorn's and uvicorn's):
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from greenhorn.asgi.app import ASGIApp
+from greenhorn.asgi.app import ASGIApp, Message
 from greenhorn.asgi.scope import ASGI_VERSION
+
+if TYPE_CHECKING:
+    from greenhorn.observe.logger import Logger
 
 __all__ = ["Lifespan", "StartupFailed"]
 
@@ -37,7 +40,7 @@ class StartupFailed(Exception):
 class Lifespan:
     """One run of the lifespan protocol for one worker. Use ``startup`` then ``shutdown``."""
 
-    def __init__(self, app: ASGIApp, mode: str, log: Any) -> None:
+    def __init__(self, app: ASGIApp, mode: str, log: Logger) -> None:
         self.app = app
         self.mode = mode
         self.log = log
@@ -117,7 +120,7 @@ class Lifespan:
     async def _receive(self) -> dict[str, Any]:
         return await self._queue.get()
 
-    async def _send(self, message: Any) -> None:
+    async def _send(self, message: Message) -> None:
         kind = message.get("type") if hasattr(message, "get") else None
         if kind == "lifespan.startup.complete":
             self._reply("complete", "")

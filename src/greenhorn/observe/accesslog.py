@@ -20,11 +20,25 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from greenhorn.http.parser import Request
-    from greenhorn.wsgi.response import Response
+
+
+class Response(Protocol):
+    """What the access log reads of a response: WSGI's ``wsgi.response.Response``, and the
+    asgi worker's request cycle and WebSocket session."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def sent(self) -> int: ...
+
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
+
 
 DEFAULT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 

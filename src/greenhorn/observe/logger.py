@@ -36,7 +36,7 @@ from greenhorn.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Clock, jso
 if TYPE_CHECKING:
     from greenhorn.config import Config
     from greenhorn.http.parser import Request
-    from greenhorn.wsgi.response import Response
+    from greenhorn.observe.accesslog import Response
 
 ERROR_LOGGER = "greenhorn.error"
 ACCESS_LOGGER = "greenhorn.access"

@@ -21,7 +21,7 @@ from greenhorn.observe.logger import Logger, setting, text
 if TYPE_CHECKING:
     from greenhorn.config import Config
     from greenhorn.http.parser import Request
-    from greenhorn.wsgi.response import Response
+    from greenhorn.observe.accesslog import Response
 
 DEFAULT_PORT = 8125
 RECONNECT_INTERVAL = 5.0  # seconds between attempts to reach a unix-socket collector

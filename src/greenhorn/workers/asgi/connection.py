@@ -49,6 +49,7 @@ from greenhorn.workers.asgi.shared import (
     LINGER_SECONDS,
     PIPELINE_HIGH,
     WRITE_HIGH,
+    Finished,
     Shared,
 )
 from greenhorn.wsgi.environ import ConflictingSchemeHeaders, settle_forwarded
@@ -335,7 +336,7 @@ class HttpConnection(asyncio.Protocol):
             raise ConflictingSchemeHeaders()
         return "https" if hits.pop() else "http"
 
-    def response_complete(self, cycle: RequestCycle) -> None:
+    def response_complete(self, cycle: Finished) -> None:
         """The last byte of ``cycle``'s response is written: close, or read the next one."""
         if self.cycle is not cycle or self.closed:
             return

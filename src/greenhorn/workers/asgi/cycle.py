@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import Any
 
+from greenhorn.asgi.app import Message
 from greenhorn.asgi.scope import http_scope
 from greenhorn.config import hooks
 from greenhorn.http import errors
@@ -236,7 +237,7 @@ class RequestCycle:
 
     # -- the response -----------------------------------------------------------------------
 
-    async def send(self, message: Any) -> None:
+    async def send(self, message: Message) -> None:
         """ASGI ``send``: ``http.response.start``, ``http.response.body`` (streamed, with
         flow control), ``http.response.informational`` (103 Early Hints...)."""
         kind = message["type"]
@@ -283,7 +284,7 @@ class RequestCycle:
         if kind == "http.response.informational":
             if self.started:
                 raise RuntimeError("http.response.informational after http.response.start")
-            head = informational(message.get("status"), message.get("headers", ()))
+            head = informational(message.get("status", 0), message.get("headers", ()))
             if self.req.version >= (1, 1) and not self.gone:
                 self.conn.transport.write(head)
             return

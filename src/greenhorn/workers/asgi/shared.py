@@ -24,6 +24,9 @@ from greenhorn.wsgi.trust import ProxyTrust
 
 if TYPE_CHECKING:
     from greenhorn.asgi.app import ASGIApp
+    from greenhorn.config import Config
+    from greenhorn.ipc.scoreboard import WorkerTmp
+    from greenhorn.observe.logger import Logger
 
 __all__ = [
     "BODY_HIGH",
@@ -31,7 +34,9 @@ __all__ = [
     "LINGER_SECONDS",
     "PIPELINE_HIGH",
     "WRITE_HIGH",
+    "Finished",
     "Host",
+    "Owner",
     "Running",
     "Session",
     "Shared",
@@ -48,6 +53,30 @@ class Running(Protocol):
     """A request being served (what the watchdog reads to name it)."""
 
     req: Request
+
+
+class Finished(Running, Protocol):
+    """A request whose response is complete, as its connection reads it then."""
+
+    keep_alive: bool
+    body_open: bool
+    chunks: list[bytes]
+
+
+class Owner(Protocol):
+    """The asgi worker as its connections see it."""
+
+    cfg: Config
+    log: Logger
+    tmp: WorkerTmp
+    limits: Limits
+    alive: bool
+    nr: int
+    max_requests: int
+
+    def max_requests_reached(self) -> None: ...
+
+    def connection_closed(self) -> None: ...
 
 
 class Session(Protocol):
@@ -83,7 +112,7 @@ class Host(Client, Protocol):
 
     def abort(self) -> None: ...
 
-    def response_complete(self, cycle: Any) -> None: ...
+    def response_complete(self, cycle: Finished) -> None: ...
 
     def scheme_for(self, req: Request) -> str | None: ...
 
@@ -93,7 +122,7 @@ class Shared:
 
     def __init__(
         self,
-        worker: Any,
+        worker: Owner,
         app: ASGIApp,
         loop: asyncio.AbstractEventLoop,
         state: dict[str, Any] | None,

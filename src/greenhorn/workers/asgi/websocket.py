@@ -35,6 +35,7 @@ import time
 from collections import deque
 from typing import Any
 
+from greenhorn.asgi.app import Message
 from greenhorn.asgi.scope import template, websocket_scope
 from greenhorn.config import hooks
 from greenhorn.http.parser import Request
@@ -200,7 +201,7 @@ class WebSocketSession:
                 waiter = self.waiter = self.conn.shared.loop.create_future()
             await waiter
 
-    async def send(self, message: Any) -> None:
+    async def send(self, message: Message) -> None:
         """ASGI ``send``: accept, send, close, or an HTTP response instead of the handshake."""
         kind = message["type"]
         conn = self.conn
@@ -265,7 +266,7 @@ class WebSocketSession:
             return
         raise RuntimeError(f"unexpected ASGI message {kind!r} for a websocket scope")
 
-    def _accept(self, message: Any) -> None:
+    def _accept(self, message: Message) -> None:
         conn = self.conn
         shared = conn.shared
         hs = self.hs
@@ -411,7 +412,10 @@ class WebSocketSession:
                     shared.log.access(req, self, environ, duration)
                 except Exception:
                     shared.log.exception("Error writing the access log")
-        shared.worker.count_request()
+        worker = shared.worker
+        worker.nr += 1
+        if worker.nr >= worker.max_requests:
+            worker.max_requests_reached()
 
 
 _STATES = {

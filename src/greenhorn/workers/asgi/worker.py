@@ -39,22 +39,29 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenhorn.ipc import exits
 from greenhorn.ipc.scoreboard import IN_FLIGHT, WS_OPEN
 from greenhorn.workers.asgi.connection import HttpConnection
 from greenhorn.workers.asgi.shared import Shared
-from greenhorn.workers.base import Worker, error_stream
+from greenhorn.workers.base import Listening, Worker, error_stream
+
+if TYPE_CHECKING:
+    from greenhorn.config import Config
+    from greenhorn.observe.logger import Logger
 
 __all__ = ["AsgiWorker"]
+
+_T = TypeVar("_T")
 
 TICK = 0.25  # seconds between sweeps
 STALL = 1.0  # seconds without a sweep before the watchdog names the blocking request
 _monotonic = time.monotonic
 
 
-def new_loop(kind: str, log: Any) -> asyncio.AbstractEventLoop | None:
+def new_loop(kind: str, log: Logger) -> asyncio.AbstractEventLoop | None:
     """An event loop for ``asgi_loop`` (None, logged, when uvloop is asked for but absent)."""
     if kind in ("auto", "uvloop"):
         try:
@@ -74,7 +81,7 @@ class Acceptor:
     """Accepting on one listener through the loop, pausable: its own duplicate of the
     listening socket is handed to the loop's server and closed to pause."""
 
-    def __init__(self, worker: AsgiWorker, listener: Any) -> None:
+    def __init__(self, worker: AsgiWorker, listener: Listening) -> None:
         self.worker = worker
         self.listener = listener
         self.server: asyncio.AbstractServer | None = None
@@ -133,7 +140,7 @@ class AsgiWorker(Worker):
     """Serve an ASGI application from an event loop. See the module docstring."""
 
     @classmethod
-    def slots_for(cls, cfg: Any) -> int:
+    def slots_for(cls, cfg: Config) -> int:
         return 1  # the request a blocked loop is stuck in (see the watchdog)
 
     def before_serving(self) -> int | None:
@@ -235,7 +242,7 @@ class AsgiWorker(Worker):
                 pass
             loop.close()
 
-    async def _signals_first(self, coro: Any) -> Any:
+    async def _signals_first(self, coro: Awaitable[_T]) -> _T:
         """Run ``coro`` once the signal pipe is ours again: uvloop takes the wakeup fd while
         its loop runs, and the control thread must keep seeing TERM, ABRT..."""
         self._signals.rearm()
