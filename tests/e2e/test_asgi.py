@@ -692,8 +692,49 @@ def test_https_and_wss(greenhorn, certs):
     run(session())
 
 
+def test_tls_with_proxy_protocol_is_refused_clearly(greenhorn, certs):
+    tls = ("--certfile", str(certs.server_cert), "--keyfile", str(certs.server_key))
+    s = greenhorn("-k", "asgi", *tls, "--proxy-protocol", "v1", "asgiapps:probe", wait=False)
+    assert s.proc.wait(30) == 3
+    assert "-k asgi cannot read a PROXY protocol header before TLS" in s.log
+
+
 def _https_ok(url: str, ctx: object) -> bool:
     try:
         return httpx.get(url + "/", verify=ctx, timeout=2).status_code == 200  # type: ignore[arg-type]
     except httpx.HTTPError:
         return False
+
+
+def test_statsd_counts_requests_and_websockets(greenhorn):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(0.2)
+        port = udp.getsockname()[1]
+        s = greenhorn("-k", "asgi", "--statsd-host", f"127.0.0.1:{port}", "asgiapps:probe")
+        assert httpx.get(s.url("/status?code=404"), timeout=10).status_code == 404
+
+        async def session() -> None:
+            async with websockets.connect(ws_url(s, "/ws/statsd")) as ws:
+                await ws.send("hi")
+                await ws.recv()
+
+        run(session())
+        seen: list[str] = []
+
+        def got(needles: tuple[str, ...]) -> bool:
+            try:
+                while True:
+                    seen.append(udp.recv(4096).decode())
+            except TimeoutError:
+                pass
+            return all(any(n in m for m in seen) for n in needles)
+
+        needles = (
+            "gunicorn.requests:1|c",
+            "gunicorn.request.duration:",
+            "gunicorn.request.status.404:1|c",
+            "gunicorn.request.status.101:1|c",  # the WebSocket, when it ended
+            "gunicorn.websocket.connections:1|c",
+        )
+        wait_until(lambda: got(needles), 10, what=f"statsd datagrams {seen[-10:]}")

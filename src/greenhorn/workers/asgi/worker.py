@@ -152,6 +152,13 @@ class AsgiWorker(Worker):
         except NotAnASGIApp as exc:
             self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
             return exits.APP_LOAD_ERROR
+        if self.ssl_context is not None and cfg.proxy_protocol != "off":
+            # the loop's TLS would read the PROXY header as a handshake
+            self.log.error(
+                "-k asgi cannot read a PROXY protocol header before TLS: terminate TLS in "
+                "the proxy, or turn proxy_protocol off, or use another worker type"
+            )
+            return exits.WORKER_BOOT_ERROR
         loop = new_loop(cfg.asgi_loop, self.log)
         if loop is None:
             return exits.WORKER_BOOT_ERROR
