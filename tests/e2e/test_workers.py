@@ -636,6 +636,11 @@ def test_corpus_case_over_the_socket(fleet, kind, case):
     # valid cases on hello (never reads the body); invalid ones on echo, which reads the
     # body, so errors in the body are reached before the response is sent
     s = fleet.get(kind, app(kind, "hello:app" if case.kind == "valid" else "echo:app"))
+    assert replay(s, case) == expected_statuses(case, kind), case.data[:300]
+
+
+def replay(s: Server, case: corpus.Case) -> list[int | str]:
+    """Send ``case`` then EOF on a fresh connection: what the server answered, in order."""
     methods = [r.get("method", "GET") for r in case.expect.get("requests", [])]
     got: list[int | str] = []
     with s.connect() as c:
@@ -649,4 +654,19 @@ def test_corpus_case_over_the_socket(fleet, kind, case):
                 break
             if resp.status >= 200:
                 got.append("2xx" if 200 <= resp.status < 300 else resp.status)
-    assert got == expected_statuses(case, kind), case.data[:300]
+    return got
+
+
+def test_the_whole_corpus_through_the_asgi_worker(fleet):
+    # the asgi worker has its own request cycle over the shared parser: every corpus case
+    # (not only the sample above) gets the answers the WSGI workers give
+    valid = fleet.get("asgi", app("asgi", "hello:app"))
+    invalid = fleet.get("asgi", app("asgi", "echo:app"))
+    wrong = {}
+    for case in corpus.load():
+        if case.limits:
+            continue  # the shared servers run with the default parser limits
+        got = replay(valid if case.kind == "valid" else invalid, case)
+        if got != expected_statuses(case, "asgi"):
+            wrong[case.name] = (got, expected_statuses(case, "asgi"))
+    assert not wrong, wrong

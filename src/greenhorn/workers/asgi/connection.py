@@ -73,6 +73,7 @@ class HttpConnection(asyncio.Protocol):
         "cycle",
         "deadline",
         "drain_waiters",
+        "eof",
         "head_started",
         "parser",
         "peer",
@@ -106,6 +107,7 @@ class HttpConnection(asyncio.Protocol):
         self.deadline: float | None = None
         self.head_started = 0.0
         self.closed = False
+        self.eof = False  # the client closed its sending side
         self.reading = True
         self.write_paused = False
         self.drain_waiters: list[asyncio.Future[None]] = []
@@ -206,6 +208,7 @@ class HttpConnection(asyncio.Protocol):
             return True
         if phase in (NEW, IDLE, LINGER):
             return None  # close
+        self.eof = True
         self.parser.feed(b"")
         cycle = self.cycle
         if phase == HEAD:
@@ -386,8 +389,8 @@ class HttpConnection(asyncio.Protocol):
         except RuntimeError:
             self.close()
             return
-        if self.shared.stopping:
-            self.close()
+        if self.shared.stopping or (self.eof and not self.parser.buffered):
+            self.close()  # (a client that half-closed sends no further request)
             return
         self.phase = IDLE
         shared = self.shared
