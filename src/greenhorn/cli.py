@@ -112,4 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from greenhorn.master.arbiter import Arbiter  # imported late: the CLI must not need it to check
 
-    return Arbiter(cfg, argv=args, cwd=start_cwd).run()
+    arbiter = Arbiter(cfg, argv=args, cwd=start_cwd)
+    if cfg.spew:
+        from greenhorn.observe import spew
+
+        spew.install()
+    return arbiter.run()

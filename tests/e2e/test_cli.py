@@ -165,7 +165,7 @@ def test_check_config_bad_application(tmp_path, app, needle):
         (["-b", ":99999", "a:app"], ["-b/--bind", "99999"]),
         (["--timeout", "-1", "a:app"], ["-t/--timeout", "'-1'"]),
         (["-k", "tornado", "a:app"], ["-k/--worker-class", "'tornado'"]),
-        (["--log-level", "loud", "a:app"], ["--log-level", "'loud'"]),
+        (["--log-syslog-facility", "local9", "a:app"], ["--log-syslog-facility", "'local9'"]),
         (["--limit-request-line", "-1", "a:app"], ["--limit-request-line", ">= 0"]),
         (["-c", "missing.py", "a:app"], ["cannot read config file 'missing.py'"]),
         (["--no-such-flag", "a:app"], ["unrecognized arguments: --no-such-flag"]),

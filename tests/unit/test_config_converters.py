@@ -11,6 +11,7 @@ import ssl
 import pytest
 
 from greenhorn.config import converters as t
+from greenhorn.config.setting import Warned
 
 
 def refused(convert, value) -> str:
@@ -36,7 +37,9 @@ def test_to_bool_refuses(raw):
 def test_int_range_parses_and_bounds():
     conv = t.int_range(0, 8190)
     assert conv("4094") == 4094 and conv(" 0 ") == 0 and conv(8190) == 8190
-    for bad in ("8191", "-1", "abc", "1.5", "0x10", True, 1.0, None, ""):
+    # gunicorn reads numbers with int(text, 0): hex, octal and binary spellings too
+    assert (conv("0x10"), conv("0o17"), conv("0b11"), conv("1_000")) == (16, 15, 3, 1000)
+    for bad in ("8191", "-1", "abc", "1.5", "0x", True, 1.0, None, ""):
         assert "from 0 to 8190" in refused(conv, bad)
 
 
@@ -176,8 +179,17 @@ def test_logger_class():
 
 def test_workers():
     assert t.workers("4") == 4 and t.workers(2) == 2 and t.workers("AUTO") == "auto"
-    for bad in ("0", "-1", "abc", "", True, 2.0):
+    for bad in ("-1", "abc", "", True, 2.0):
         assert "'auto'" in refused(t.workers, bad)
+    # gunicorn accepts 0 and then serves nothing: greenhorn runs 1 and says so
+    zero = t.workers("0")
+    assert isinstance(zero, Warned) and zero.value == 1 and "TTIN" in zero.message
+
+
+def test_loglevel_reads_warn_and_unknown_words_as_gunicorn_accepts_them():
+    assert t.loglevel("WARN") == "warning" and t.loglevel("Debug") == "debug"
+    unknown = t.loglevel("verbose")
+    assert isinstance(unknown, Warned) and unknown.value == "info"
 
 
 def test_app_uri_checks_syntax_only():
@@ -227,9 +239,10 @@ def test_proxy_protocol_normalises_gunicorn_spellings():
 
 
 def test_ssl_settings():
-    assert t.ssl_version("TLS_SERVER") == int(ssl.PROTOCOL_TLS_SERVER)
-    assert t.ssl_version(2) == 2
-    refused(t.ssl_version, "SSLv99")
+    # deprecated and ignored, as in gunicorn: any value loads, anything but the default warns
+    assert t.ssl_version(2) == 2 and t.ssl_version("TLS") == 2
+    assert t.ssl_version("TLS_SERVER") == Warned(int(ssl.PROTOCOL_TLS_SERVER), t.SSL_VERSION_IGNORED)
+    assert t.ssl_version("SSLv99") == Warned(2, t.SSL_VERSION_IGNORED)
     assert t.cert_reqs("2") == 2 and t.cert_reqs("CERT_OPTIONAL") == int(ssl.CERT_OPTIONAL)
     refused(t.cert_reqs, "3")
     refused(t.cert_reqs, "CERT_MAYBE")

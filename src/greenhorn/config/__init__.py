@@ -175,6 +175,7 @@ class Config:
     asgi_lifespan: Literal["auto", "on", "off"] = FROM_TABLE
     asgi_disconnect_grace_period: int = FROM_TABLE
     websocket_max_message_size: int = FROM_TABLE
+    http_parser: Literal["auto", "fast", "python"] = FROM_TABLE
     workers_min: int | None = FROM_TABLE
     workers_max: int | None = FROM_TABLE
     worker_memory: int | None = FROM_TABLE
@@ -211,6 +212,8 @@ class Config:
     secure_scheme_headers: dict[str, str] = FROM_TABLE
     forwarded_allow_ips: list[str] = FROM_TABLE
     pythonpath: list[str] = FROM_TABLE
+    paste: str | None = FROM_TABLE
+    raw_paste_global_conf: list[str] = FROM_TABLE
     root_path: str = FROM_TABLE
     proxy_protocol: Literal["off", "v1", "v2", "auto"] = FROM_TABLE
     proxy_allow_ips: list[str] = FROM_TABLE

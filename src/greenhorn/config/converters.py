@@ -19,6 +19,7 @@ Rules for converters:
 from __future__ import annotations
 
 import grp
+import inspect
 import ipaddress
 import pwd
 import re
@@ -30,7 +31,7 @@ from typing import Any, Literal
 from greenhorn.config import hooks
 from greenhorn.config.addresses import parse_address
 from greenhorn.config.importer import ImportFailed, import_object, parse_app
-from greenhorn.config.setting import Converter
+from greenhorn.config.setting import Converter, Warned
 
 # --- scalars ------------------------------------------------------------------------------
 
@@ -56,8 +57,14 @@ def _parse_int(value: object) -> int:
         raise TypeError("expected an integer, not a boolean")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
-        return int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[+-]?[0-9]+", text):
+            return int(text)
+        try:  # gunicorn reads numbers with int(text, 0): 0x10, 0o17, 0b101, 1_000
+            return int(text, 0)
+        except ValueError:
+            pass
     raise ValueError("expected an integer")
 
 
@@ -80,6 +87,35 @@ def int_range(lo: int | None = 0, hi: int | None = None) -> Converter:
         if (lo is not None and number < lo) or (hi is not None and number > hi):
             raise ValueError(_bounds(lo, hi, "an integer"))
         return number
+
+    return convert
+
+
+def at_least(lo: int, instead: int, why: str) -> Converter:
+    """Converter for an integer >= ``lo``. A smaller one that is still >= 0 (gunicorn
+    accepts any integer >= 0) runs as ``instead``, with the warning ``why``."""
+    strict = int_range(lo)
+
+    def convert(value: object) -> int | Warned:
+        try:
+            number: int = int_range(0)(value)
+        except ValueError:
+            return int(strict(value))  # raises with the strict bounds in the message
+        if number >= lo:
+            return number
+        return Warned(instead, why)
+
+    return convert
+
+
+def at_most(hi: int, why: str) -> Converter:
+    """Converter for an integer >= 0; above ``hi`` it runs as ``hi`` (gunicorn's ceiling),
+    with the warning ``why``."""
+    base = int_range(0)
+
+    def convert(value: object) -> int | Warned:
+        number: int = base(value)
+        return number if number <= hi else Warned(hi, why)
 
     return convert
 
@@ -229,6 +265,27 @@ def env_list(value: object) -> list[str]:
     return items
 
 
+_UNESCAPED_EQUALS = re.compile(r"(?<!\\)=")
+
+
+def split_paste_global(item: str) -> tuple[str, str]:
+    """``KEY=VALUE`` at the first ``=`` not written ``\\=`` (gunicorn's reading of
+    --paste-global); ``\\=`` in either part is a literal ``=``."""
+    parts = _UNESCAPED_EQUALS.split(item, maxsplit=1)
+    if len(parts) != 2 or not parts[0]:
+        raise ValueError(f"{item!r} is not of the form KEY=VALUE")
+    key, value = parts
+    return key.replace("\\=", "="), value.replace("\\=", "=")
+
+
+def paste_globals(value: object) -> list[str]:
+    """``KEY=VALUE`` strings for PasteDeploy's global_conf (a single string is one item)."""
+    items = str_list(value)
+    for item in items:
+        split_paste_global(item)
+    return items
+
+
 def header_dict(value: object) -> dict[str, str]:
     """A dict of header name -> exact value; names are upper-cased (as they are matched)."""
     if not isinstance(value, dict):
@@ -254,12 +311,25 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
+# `module:attr` as well as `module.attr` (gunicorn reads both for worker and logger classes)
+_COLON = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def _class_path(value: object) -> str:
-    """A class object becomes its import path; it must be importable by that path, since
-    workers import it by name (a class defined inside the config file is not)."""
+    """A class object becomes its import path, which must lead back to it: workers and a
+    re-read configuration import it by name. A class defined in the config file qualifies:
+    the file runs as the module ``__config__`` (``layers.CONFIG_MODULE_NAME``), registered
+    in ``sys.modules`` as gunicorn does; a class made inside a function does not. A function
+    returning the class (gunicorn's other form) is called."""
+    if inspect.isfunction(value) or inspect.ismethod(value):
+        value = value()
     if isinstance(value, type):
         path = f"{value.__module__}.{value.__qualname__}"
-        if "<locals>" in path or value.__module__ in ("__config__", "__main__"):
+        module = sys.modules.get(value.__module__)
+        found: object = module
+        for part in value.__qualname__.split("."):
+            found = getattr(found, part, None)
+        if "<locals>" in path or found is not value:
             raise ValueError(f"class {value.__qualname__} is not importable by name")
         return path
     return to_str(value)
@@ -275,7 +345,7 @@ def worker_class(value: object) -> str:
     text = text.lstrip("#")
     if _NAME.fullmatch(text):
         return text.lower()
-    if _DOTTED.fullmatch(text):
+    if _DOTTED.fullmatch(text) or _COLON.fullmatch(text):
         return text
     raise ValueError("expected a worker type such as sync or gthread, or a dotted class path")
 
@@ -288,22 +358,51 @@ def logger_class(value: object) -> str:
     text = _class_path(value)
     if text in ("simple", "gunicorn.glogging.Logger", "greenhorn.logging.Logger"):
         return DEFAULT_LOGGER
-    if not _DOTTED.fullmatch(text):
+    if not (_DOTTED.fullmatch(text) or _COLON.fullmatch(text)):
         raise ValueError("expected a dotted class path such as mypkg.logs.Logger")
     return text
 
 
-def workers(value: object) -> int | Literal["auto"]:
-    """A worker count >= 1, or `auto` (sized from the CPUs and memory available)."""
+WORKERS_ZERO = "no worker would serve (gunicorn starts none until TTIN adds one); running 1"
+
+
+def workers(value: object) -> int | Literal["auto"] | Warned:
+    """A worker count >= 1, or `auto` (sized from the CPUs and memory available). 0, which
+    gunicorn accepts and then serves nothing with, runs 1 worker with a warning."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:
         number = _parse_int(value)
     except (TypeError, ValueError):
-        number = 0
+        number = -1
+    if number == 0:
+        return Warned(1, WORKERS_ZERO)
     if number < 1:
         raise ValueError("expected an integer >= 1 or 'auto'")
     return number
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def loglevel(value: object) -> str | Warned:
+    """One of ``LOG_LEVELS`` (any case); ``warn`` means warning (as in Python's logging).
+    Another word, which gunicorn accepts and reads as info, is info with a warning."""
+    text = to_str(value).lower()
+    if text == "warn":
+        return "warning"
+    if text in LOG_LEVELS:
+        return text
+    return Warned("info", "unknown log level; using info, as gunicorn does")
+
+
+def http_parser(value: object) -> str | Warned:
+    """gunicorn's parser choice: ``auto``, ``fast`` (its C extension) or ``python``.
+    greenhorn has one parser; ``fast`` says so in a warning."""
+    text = str(choice("auto", "fast", "python")(value))
+    if text == "fast":
+        return Warned(text, "greenhorn has one HTTP parser, its own: 'fast' changes nothing")
+    return text
 
 
 def app_uri(value: object) -> str | None:
@@ -360,7 +459,8 @@ def existing_dir(value: object) -> str | None:
         return None
     path = Path(to_str(value)).expanduser()
     if not path.is_dir():
-        raise ValueError(f"can't chdir to {str(path)!r}: not a directory")
+        why = "not a directory" if path.exists() else "no such directory"
+        raise ValueError(f"can't chdir to {str(path)!r}: {why}")
     return str(path.resolve())
 
 
@@ -419,20 +519,32 @@ def proxy_protocol(value: object) -> Literal["off", "v1", "v2", "auto"]:
     raise ValueError("expected off, v1, v2 or auto")
 
 
-def ssl_version(value: object) -> int:
-    """An `ssl.PROTOCOL_*` constant or its name (`TLS`, `TLSv1_2`, ...). Deprecated in
-    gunicorn and ignored there; kept so that configs still load (use ssl_context)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
-    text = to_str(value)
-    if text.isdigit():
-        return int(text)
-    import ssl  # here, not at the top: a server without TLS never loads libssl
+SSL_VERSION_DEFAULT = 2  # ssl.PROTOCOL_TLS (ssl is loaded only for TLS)
+SSL_VERSION_IGNORED = (
+    "ssl_version is deprecated and ignored, as in gunicorn; set minimum_version in an "
+    "ssl_context hook instead"
+)
 
-    constant = getattr(ssl, "PROTOCOL_" + text.removeprefix("PROTOCOL_"), None)
-    if not isinstance(constant, int):
-        raise ValueError("expected an ssl.PROTOCOL_* name such as TLS or TLS_SERVER")
-    return int(constant)
+
+def ssl_version(value: object) -> int | Warned:
+    """An `ssl.PROTOCOL_*` constant or its name (`TLS`, `TLSv1_2`, ...). Deprecated in
+    gunicorn and ignored there, whatever the value; so here: any value other than the default
+    loads with that warning, and one that names no protocol keeps the default."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            number = int(text)
+        elif text:
+            import ssl  # here, not at the top: a server without TLS never loads libssl
+
+            constant = getattr(ssl, "PROTOCOL_" + text.removeprefix("PROTOCOL_"), None)
+            number = int(constant) if isinstance(constant, int) else None
+    if number == SSL_VERSION_DEFAULT:
+        return number
+    return Warned(SSL_VERSION_DEFAULT if number is None else number, SSL_VERSION_IGNORED)
 
 
 def cert_reqs(value: object) -> int:

@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from greenhorn import __version__
-from greenhorn.config.converters import check_address, to_opt_str
+from greenhorn.config.converters import check_address, to_octal, to_opt_str
 from greenhorn.config.importer import one_line
-from greenhorn.config.setting import ConfigError, Setting
+from greenhorn.config.setting import ConfigError, Setting, Warned
 from greenhorn.config.settings import BY_NAME, SECTIONS, SETTINGS
 
 PROG = "greenhorn"
@@ -119,10 +119,36 @@ def _terminal_columns() -> int:
 
 
 def default_text(setting: Setting) -> str:
-    """How `-h` and the docs show a setting's default."""
+    """How the docs page shows a setting's default: as a config file spells it."""
     if setting.default_doc is not None:
         return setting.default_doc.replace("`", "")
     return repr(setting.default)
+
+
+def typed_default(setting: Setting) -> str | None:
+    """How `-h` shows a setting's default: as a user types it after the flag, or None when
+    there is nothing to type (a flag without a value, an unset or computed default, which
+    the help text describes)."""
+    if setting.help_default is not None:
+        return setting.help_default
+    value = setting.default
+    if setting.action in ("store_true", "store_const") or setting.default_factory is not None:
+        return None
+    if value is None or value == "" or value == []:
+        return None
+    if setting.convert is to_octal and isinstance(value, int):
+        return f"0o{value:o}" if value else "0"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def help_line(setting: Setting) -> str:
+    """A flag's `-h` entry: the help's first sentence (or the flag's own line), then the
+    default in brackets."""
+    text = setting.flag_help or setting.short
+    default = typed_default(setting)
+    return f"{text} [{default}]" if default is not None else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
             "dest": setting.name,
             "action": setting.action,
             "default": argparse.SUPPRESS,
-            "help": f"{setting.short} [{default_text(setting)}]".replace("%", "%%"),
+            "help": help_line(setting).replace("%", "%%"),
         }
         if setting.action in ("store", "append"):
             kwargs["metavar"] = setting.metavar
@@ -216,29 +242,40 @@ def check_combinations(values: Mapping[str, Any]) -> None:
 
 def merge(layers: Sequence[Layer]) -> Merged:
     """Stack `layers` (lowest precedence first) over the defaults, converting every raw
-    value with its setting's converter. Pure: no files, no environment."""
+    value with its setting's converter. Pure: no files, no environment.
+
+    As in gunicorn, `None` for a setting that has no None value (`user = None`,
+    `sendfile = None`, `errorlog = None` in a config file) leaves it as the layers below
+    set it: the default, or what the environment gave. A converter's `Warned` value is
+    kept and its message becomes one warning naming the setting."""
     values = {s.name: s.make_default() for s in SETTINGS}
     sources = dict.fromkeys(values, SOURCE_DEFAULT)
     subjects = {name: f"setting {name}" for name in values}
+    warnings: list[str] = []
     for layer in layers:
         for name, raw in layer.values.items():
             setting = BY_NAME[name]
+            subject = _subject(setting, layer)
             try:
                 value = setting.convert(raw)
             except (TypeError, ValueError) as exc:
-                subject = _subject(setting, layer)
+                if raw is None:
+                    continue
                 if isinstance(raw, list) and layer.kind == "args":
                     raise ConfigError(f"{subject}: {exc}") from None
                 raise ConfigError(f"{subject}: invalid value {_show(raw)}: {exc}") from None
+            if isinstance(value, Warned):
+                warnings.append(f"{subject}: {_show(raw)}: {value.message}")
+                value = value.value
             values[name] = value
             sources[name] = layer.source
-            subjects[name] = _subject(setting, layer)
+            subjects[name] = subject
     check_combinations(values)
     # gunicorn names the processes after the application when no name was chosen.
     if sources["default_proc_name"] == SOURCE_DEFAULT and values["wsgi_app"]:
         values["default_proc_name"] = values["wsgi_app"]
         sources["default_proc_name"] = sources["wsgi_app"]
-    return Merged(values, sources, (), subjects)
+    return Merged(values, sources, tuple(warnings), subjects)
 
 
 # --- the environment ------------------------------------------------------------------------
@@ -304,7 +341,7 @@ def _imported_names(tree: ast.AST) -> set[str]:
     return names
 
 
-def _exec_file(path: str, shown: str) -> tuple[dict[str, Any], set[str]]:
+def _exec_file(path: str, shown: str, cwd: str) -> tuple[dict[str, Any], set[str]]:
     try:
         source = Path(path).read_bytes()
     except OSError as exc:
@@ -316,14 +353,24 @@ def _exec_file(path: str, shown: str) -> tuple[dict[str, Any], set[str]]:
         line = f", line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
         msg = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         raise ConfigError(f"config file {shown!r}{line}: {msg}")
-    namespace: dict[str, Any] = {
-        "__file__": path,
-        "__name__": CONFIG_MODULE_NAME,
-        "__builtins__": builtins,
-    }
+    # As in gunicorn: the file runs as the module `__config__`, registered in sys.modules, so
+    # a worker or logger class defined in it is importable by name ("__config__.MyWorker"),
+    # and with the start directory on sys.path, so it can import modules that sit there.
+    module = types.ModuleType(CONFIG_MODULE_NAME)
+    module.__file__ = path
+    namespace: dict[str, Any] = module.__dict__
+    namespace["__builtins__"] = builtins
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    previous = sys.modules.get(CONFIG_MODULE_NAME)
+    sys.modules[CONFIG_MODULE_NAME] = module
     try:
         exec(code, namespace)
     except (Exception, SystemExit) as exc:
+        if previous is None:
+            sys.modules.pop(CONFIG_MODULE_NAME, None)
+        else:
+            sys.modules[CONFIG_MODULE_NAME] = previous
         lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
         where = f" at line {lines[-1]}" if lines else ""
         raise ConfigError(f"config file {shown!r} raised {one_line(exc)}{where}")
@@ -355,8 +402,9 @@ def split_namespace(
             else:
                 values[key] = value
             continue
-        from_elsewhere = inspect.isfunction(value) or inspect.isclass(value)
-        if from_elsewhere and getattr(value, "__module__", own_module) != own_module:
+        if inspect.isclass(value):
+            continue  # a class is a setting's value (worker_class = MyWorker), never a setting
+        if inspect.isfunction(value) and getattr(value, "__module__", own_module) != own_module:
             continue
         if key.isupper() and key.lower() not in BY_NAME:
             continue
@@ -376,7 +424,7 @@ def read_config(location: str, cwd: str) -> tuple[str, dict[str, Any], list[str]
         namespace, imported = _import_module(module, cwd)
         return location, *split_namespace(namespace, imported, location, module)
     shown = location.removeprefix("file:")
-    namespace, imported = _exec_file(os.path.join(cwd, shown), shown)
+    namespace, imported = _exec_file(os.path.join(cwd, shown), shown, cwd)
     return shown, *split_namespace(namespace, imported, shown, CONFIG_MODULE_NAME)
 
 
@@ -411,4 +459,4 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = N
         layers.append(Layer(f"env {env_var}", env_values, "args", env_var))
     layers.append(Layer(SOURCE_CLI, cli, "args"))
     merged = merge(layers)
-    return Merged(merged.values, merged.sources, tuple(warnings), merged.subjects)
+    return Merged(merged.values, merged.sources, (*warnings, *merged.warnings), merged.subjects)

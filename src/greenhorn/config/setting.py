@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from greenhorn.config import hooks
 
-__all__ = ["Action", "ConfigError", "Converter", "Setting"]
+__all__ = ["Action", "ConfigError", "Converter", "Setting", "Warned"]
 
 Converter = Callable[[object], Any]
 Action = Literal["store", "store_true", "store_const", "append"]
@@ -22,6 +22,39 @@ Action = Literal["store", "store_true", "store_const", "append"]
 
 class ConfigError(Exception):
     """A setting has a bad value; `str()` is one line naming the setting."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Warned:
+    """What a converter returns for a value gunicorn accepts but greenhorn reads differently
+    (or not at all): the value to use, and the one line that says so. The merge keeps the
+    value and turns the message into a warning naming the setting, so greenhorn still starts
+    and says why. A converter never returns it for the setting's default."""
+
+    value: object
+    message: str
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to the first full stop that ends a sentence: followed by a space or the
+    end, outside `code` and (parentheses), and not part of an ellipsis (``listen ...``) or
+    of "e.g." and "i.e."."""
+    depth = 0
+    code = False
+    for i, char in enumerate(text):
+        if char == "`":
+            code = not code
+        elif code:
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        elif char == "." and not depth and text[i + 1 : i + 2] in ("", " "):
+            ellipsis = text[i - 1 : i] == "."
+            if not ellipsis and not text[: i + 1].endswith(("e.g.", "i.e.")):
+                return text[: i + 1]
+    return text
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,6 +75,11 @@ class Setting:
     reloadable: bool = True  # may change on SIGHUP without a restart
     default_factory: Callable[[], object] | None = None  # computed when Config() is built
     default_doc: str | None = None  # how the docs show a computed default
+    # how `-h` shows the default when it is not simply typed after the flag (one that comes
+    # from the environment, or a name that reads better than the number it stands for)
+    help_default: str | None = None
+    # the `-h` line of a flag that does the opposite of the setting's name (--no-sendfile)
+    flag_help: str | None = None
 
     def make_default(self) -> object:
         """A fresh default value (mutable defaults are copied, factories called)."""
@@ -57,9 +95,8 @@ class Setting:
 
     @property
     def short(self) -> str:
-        """The help paragraph's first sentence."""
-        head, dot, _ = self.help.partition(". ")
-        return head + "." if dot else self.help
+        """The help paragraph's first sentence (the `-h` line)."""
+        return first_sentence(self.help)
 
     @property
     def is_hook(self) -> bool:

@@ -23,6 +23,16 @@ TOKEN_RE = re.compile(f"[{TCHAR}]+")
 # A block of field lines separated by CRLF, without the final CRLF.
 FIELD_BLOCK_RE = re.compile(f"[{TCHAR}]++:[{VCHAR}]*+(?:\r\n[{TCHAR}]++:[{VCHAR}]*+)*+")
 BAD_VALUE_RE = re.compile(f"[^{VCHAR}]")
+# A field line with SP/HTAB between the name and the colon: refused (RFC 9112 §5.1), unless
+# ``strip_header_spaces`` is on, when the whitespace is removed (gunicorn's setting).
+SPACED_FIELD_RE = re.compile(f"([{TCHAR}]++)[ \t]++(:[{VCHAR}]*+)")
+
+
+def strip_name_space(line: str) -> str:
+    """``Name : value`` -> ``Name: value`` (a line that SPACED_FIELD_RE matches); other
+    lines unchanged."""
+    m = SPACED_FIELD_RE.fullmatch(line)
+    return line if m is None else m.group(1) + m.group(2)
 BAD_NAME_RE = re.compile(f"[^{TCHAR}]")
 
 

@@ -47,6 +47,7 @@ class Limits:
     casefold_http_method: bool = False
     permit_unconventional_http_method: bool = False
     permit_unconventional_http_version: bool = False
+    strip_header_spaces: bool = False  # accept "Name : value" (gunicorn's setting)
     line_limit: int = field(init=False, default=0)
     field_limit: int = field(init=False, default=0)
     fields_limit: int = field(init=False, default=0)

@@ -39,6 +39,7 @@ from greenhorn.http.fields import (
     CONNECTION_CACHE,
     FIELD_BLOCK_RE,
     FIELD_PAIRS,
+    SPACED_FIELD_RE,
     SPECIAL_PAIRS,
     TCHAR,
     TOKEN_RE,
@@ -47,6 +48,7 @@ from greenhorn.http.fields import (
     connection_tokens,
     diagnose_line,
     split_fields,
+    strip_name_space,
     unfold,
 )
 from greenhorn.http.limits import Limits
@@ -355,7 +357,9 @@ class Parser:
         if text[:1] in (" ", "\t"):
             self._check_folded(text, self._nfields)
             return
-        if FIELD_BLOCK_RE.fullmatch(text) is None:
+        if FIELD_BLOCK_RE.fullmatch(text) is None and not (
+            limits.strip_header_spaces and SPACED_FIELD_RE.fullmatch(text)
+        ):
             raise diagnose_line(text, errors.InvalidHeader)
         self._nfields += 1
         if self._nfields > limits.fields_limit:
@@ -535,6 +539,7 @@ class Parser:
         the bytes came); if there is none (folded lines, permitted), return them unfolded."""
         limits = self._limits
         folding = limits.permit_obsolete_folding
+        stripping = limits.strip_header_spaces
         count = 0
         for line in lines:
             bad = BARE_CR_LF_RE.search(line)
@@ -550,14 +555,19 @@ class Parser:
             if line[:1] in (" ", "\t"):
                 self._check_folded(line, count)
                 continue
-            if FIELD_BLOCK_RE.fullmatch(line) is None:
+            if FIELD_BLOCK_RE.fullmatch(line) is None and not (
+                stripping and SPACED_FIELD_RE.fullmatch(line)
+            ):
                 raise diagnose_line(line, errors.InvalidHeader)
             count += 1
             if count > limits.fields_limit:
                 raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
-        if not folding:  # pragma: no cover - a fast check failed, so a line did too
+        if not (folding or stripping):  # pragma: no cover - a fast check failed, so a line did
             raise errors.InvalidHeader("malformed header section")
-        lines = unfold(lines)
+        if folding:
+            lines = unfold(lines)
+        if stripping:
+            lines = [strip_name_space(line) for line in lines]
         for line in lines:
             if FIELD_BLOCK_RE.fullmatch(line) is None:
                 raise diagnose_line(line, errors.InvalidHeader)

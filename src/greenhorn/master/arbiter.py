@@ -337,10 +337,20 @@ class Arbiter:
             self.table.note_boots()
             self.observer.sample(self.table, read_rss=self.scaler.watches_memory)
             views = self.observer.views(self.table)
-            self.scaler.step(views, self.listeners.backlog(), self.generation)
+            backlog = self.listeners.backlog()
+            self.scaler.step(views, backlog, self.generation)
+            self.report_backlog(backlog)
             self.manage_workers()
             self.check_ready()
             self.check_reload_requests()
+
+    def report_backlog(self, backlog: int) -> None:
+        """``--enable-backlog-metric``: the connections waiting in the accept queues, once
+        a loop, sent as gunicorn sends it (``gunicorn.backlog``, a StatsD histogram, with
+        the configured prefix) through its logger's ``extra`` protocol."""
+        if self.cfg.enable_backlog_metric:
+            metric = {"metric": "gunicorn.backlog", "value": backlog, "mtype": "histogram"}
+            self.log.debug("socket backlog: %d", backlog, extra=metric)
 
     def wait(self, fd: int, seconds: float) -> list[int]:
         """Sleep until a signal arrives or ``seconds`` pass; /metrics and ctl are served."""

@@ -88,6 +88,7 @@ def limits_from(cfg: Config) -> Limits:
         casefold_http_method=cfg.casefold_http_method,
         permit_unconventional_http_method=cfg.permit_unconventional_http_method,
         permit_unconventional_http_version=cfg.permit_unconventional_http_version,
+        strip_header_spaces=cfg.strip_header_spaces,
     )
 
 

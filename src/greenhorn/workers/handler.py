@@ -40,6 +40,7 @@ from greenhorn.wsgi.environ import (
     FileWrapper,
     base_environ,
     build_environ,
+    multiprocess,
     settle_forwarded,
 )
 from greenhorn.wsgi.input import Body
@@ -98,6 +99,7 @@ class Handler:
             multithread=multithread,
             errors=ErrorsStream(lambda: error_stream(log)),
             script_name=script_name,
+            multiprocess=multiprocess(cfg.workers, cfg.workers_max),
         )
         self.proxy_gate = ProxyGate(cfg.proxy_protocol, cfg.proxy_allow_ips, log)
         # default (no-op) hooks are skipped on the hot path

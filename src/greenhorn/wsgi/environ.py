@@ -30,6 +30,7 @@ __all__ = [
     "FileWrapper",
     "base_environ",
     "build_environ",
+    "multiprocess",
     "settle_forwarded",
 ]
 
@@ -129,18 +130,25 @@ PER_REQUEST_KEYS = (
 )
 
 
+def multiprocess(workers: int | str, workers_max: int | None = None) -> bool:
+    """``wsgi.multiprocess``: False only when one worker process is all there will be (as
+    gunicorn sets it: ``workers > 1``); ``-w auto`` and autoscaling may run several."""
+    return workers != 1 or (workers_max or 0) > 1
+
+
 def base_environ(
     *,
     multithread: bool,
     errors: ErrorsStream | IO[str] | None = None,
     script_name: str | None = None,
+    multiprocess: bool = True,
 ) -> dict[str, Any]:
     """The keys that are the same for every request a worker serves, plus a None
     placeholder for each of ``PER_REQUEST_KEYS`` (``build_environ`` sets them all)."""
     base = {
         "wsgi.version": (1, 0),
         "wsgi.multithread": multithread,
-        "wsgi.multiprocess": True,
+        "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
         "wsgi.errors": errors if errors is not None else sys.stderr,
         "wsgi.file_wrapper": FileWrapper,

@@ -36,7 +36,9 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "spew", SECTION, c.to_bool, False,
-        "Trace every line the server executes. Extremely verbose; a last resort.",
+        "Print every line of Python the server runs, in the master and the workers, to "
+        "stdout as `module:line: source`, as gunicorn does. Extremely verbose; a last "
+        "resort.",
         flags=("--spew",), action="store_true", reloadable=False,
     ),
     Setting(

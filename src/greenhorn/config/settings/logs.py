@@ -45,13 +45,14 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "errorlog", SECTION, c.to_str, "-",
-        "Where to write the error log: a file path, or `-` for stderr.",
+        "Where to write the error log: a file path, or `-` for stderr (also what None in a "
+        "config file means).",
         flags=("--error-logfile", "--log-file"), metavar="FILE",
     ),
     Setting(
-        "loglevel", SECTION, c.choice("debug", "info", "warning", "error", "critical"), "info",
-        "The least severe error log messages written: debug, info, warning, error or "
-        "critical.",
+        "loglevel", SECTION, c.loglevel, "info",
+        "The least severe error log messages written: debug, info, warning (or warn), error "
+        "or critical. Any other word means info, with a warning, as gunicorn reads it.",
         flags=("--log-level",), metavar="LEVEL",
     ),
     Setting(
@@ -127,7 +128,8 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "enable_backlog_metric", SECTION, c.to_bool, False,
-        "Emit the listen queue length as a metric (Linux only).",
+        "Send the number of connections waiting in the listen queues to StatsD once a "
+        "second, as `gunicorn.backlog` (a histogram, as gunicorn sends it; Linux only).",
         flags=("--enable-backlog-metric",), action="store_true",
     ),
 )

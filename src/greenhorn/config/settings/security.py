@@ -23,9 +23,10 @@ ROWS: tuple[Setting, ...] = (
         flags=("--limit-request-line",), metavar="INT",
     ),
     Setting(
-        "limit_request_fields", SECTION, c.int_range(0, 32768), 100,
-        "The most header fields accepted in one request, up to 32768 (0 means 32768). More "
-        "get 431.",
+        "limit_request_fields", SECTION,
+        c.at_most(32768, "above 32768 acts as 32768, as in gunicorn"), 100,
+        "The most header fields accepted in one request, up to 32768 (0 means 32768, and "
+        "larger values act as 32768, as in gunicorn). More get 431.",
         flags=("--limit-request-fields",), metavar="INT",
     ),
     Setting(

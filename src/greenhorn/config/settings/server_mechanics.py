@@ -28,6 +28,8 @@ ROWS: tuple[Setting, ...] = (
         "without the option, the SENDFILE environment variable (y/yes/1/true) decides.",
         flags=("--no-sendfile",), action="store_const", const=False,
         default_doc="`True`, or `$SENDFILE` when set",
+        flag_help="Do not use sendfile() for wsgi.file_wrapper responses (without this "
+        "option, SENDFILE set to anything but y, yes, 1 or true turns it off too).",
     ),
     Setting(
         "reuse_port", SECTION, c.to_bool, False,
@@ -111,12 +113,25 @@ ROWS: tuple[Setting, ...] = (
         "set.",
         flags=("--forwarded-allow-ips",), metavar="STRING",
         default_doc="`['127.0.0.1', '::1']`, or `$FORWARDED_ALLOW_IPS` when set",
+        help_default="127.0.0.1,::1, or $FORWARDED_ALLOW_IPS",
     ),
     Setting(
         "pythonpath", SECTION, c.comma_list, [],
         "Comma-separated directories to put in front of the Python path before the "
         "application is imported; relative ones are taken from chdir.",
         flags=("--pythonpath",), metavar="STRING", reloadable=False,
+    ),
+    Setting(
+        "paste", SECTION, c.to_opt_str, None,
+        "Serve the application of a PasteDeploy config file (`app.ini`, or `app.ini#name` for "
+        "another app section than main) instead of APP_MODULE. Needs PasteDeploy installed.",
+        flags=("--paste", "--paster"), metavar="STRING", reloadable=False,
+    ),
+    Setting(
+        "raw_paste_global_conf", SECTION, c.paste_globals, [],
+        "A PasteDeploy global config variable for --paste, as `KEY=VALUE` (write `\\=` for an "
+        "`=` inside the key). Repeat the option for several.",
+        flags=("--paste-global",), metavar="CONF", action="append",
     ),
     Setting(
         "root_path", SECTION, c.to_str, "",

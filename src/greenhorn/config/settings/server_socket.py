@@ -21,11 +21,13 @@ ROWS: tuple[Setting, ...] = (
         "`127.0.0.1:8000`, or `0.0.0.0:$PORT` when the PORT environment variable is set.",
         flags=("-b", "--bind"), metavar="ADDRESS", action="append",
         default_doc="`['127.0.0.1:8000']`, or `['0.0.0.0:$PORT']` when PORT is set",
+        help_default="127.0.0.1:8000, or 0.0.0.0:$PORT",
     ),
     Setting(
-        "backlog", SECTION, c.int_range(1), 2048,
+        "backlog", SECTION, c.int_range(0), 2048,
         "The listen queue length: how many connections may wait to be accepted. Beyond it, "
-        "new clients see connection errors; 64 to 2048 is the usual range.",
+        "new clients see connection errors; 64 to 2048 is the usual range. The kernel caps it "
+        "at net.core.somaxconn, and 0 leaves the smallest queue it allows.",
         flags=("--backlog",), metavar="INT",
     ),
     Setting(

@@ -26,11 +26,12 @@ ROWS: tuple[Setting, ...] = (
         flags=("--certfile",), metavar="FILE",
     ),
     Setting(
-        "ssl_version", SECTION, c.ssl_version, 2,  # ssl.PROTOCOL_TLS (ssl is loaded only for TLS)
-        "An ssl.PROTOCOL_* constant or its name. Deprecated and ignored, as in gunicorn; set "
-        "minimum_version in an ssl_context hook instead.",
+        "ssl_version", SECTION, c.ssl_version, c.SSL_VERSION_DEFAULT,
+        "An ssl.PROTOCOL_* constant or its name. Deprecated and ignored, as in gunicorn: any "
+        "other value than the default loads with a warning. Set minimum_version in an "
+        "ssl_context hook instead.",
         flags=("--ssl-version",), metavar="STRING",
-        default_doc="`ssl.PROTOCOL_TLS` (2)",
+        default_doc="`ssl.PROTOCOL_TLS` (2)", help_default="TLS",
     ),
     Setting(
         "cert_reqs", SECTION, c.cert_reqs, 0,  # ssl.CERT_NONE

@@ -18,9 +18,11 @@ ROWS: tuple[Setting, ...] = (
         "workers", SECTION, c.workers, 1,
         "The number of worker processes. Two to four per CPU core is a common start; `auto` "
         "sizes from the CPUs and memory the process may use. Defaults to the WEB_CONCURRENCY "
-        "environment variable when it is set, else 1.",
+        "environment variable when it is set, else 1. 0, which gunicorn accepts and then "
+        "serves nothing with until TTIN adds a worker, runs 1 worker and says so.",
         flags=("-w", "--workers"), metavar="INT",
         default_doc="`1`, or `$WEB_CONCURRENCY` when set",
+        help_default="1, or $WEB_CONCURRENCY",
     ),
     Setting(
         "worker_class", SECTION, c.worker_class, "sync",
@@ -33,15 +35,18 @@ ROWS: tuple[Setting, ...] = (
         flags=("-k", "--worker-class"), metavar="STRING",
     ),
     Setting(
-        "threads", SECTION, c.int_range(1), 1,
+        "threads", SECTION, c.at_least(1, 1, "0 threads means 1"), 1,
         "The number of request threads per worker, for the gthread worker. As in gunicorn, "
-        "a sync worker with more than one thread runs as gthread.",
+        "a sync worker with more than one thread runs as gthread, and 0 means 1.",
         flags=("--threads",), metavar="INT",
     ),
     Setting(
-        "worker_connections", SECTION, c.int_range(1), 1000,
+        "worker_connections", SECTION,
+        c.at_least(1, 1000, "no connection would be served (gunicorn accepts 0 and then "
+                   "serves nothing); using 1000"), 1000,
         "The most simultaneous client connections one worker holds, for the gthread, gevent, "
-        "eventlet and asgi workers (open WebSockets count).",
+        "eventlet and asgi workers (open WebSockets count). 0 is taken as the default, with a "
+        "warning.",
         flags=("--worker-connections",), metavar="INT",
     ),
     Setting(
@@ -110,6 +115,13 @@ ROWS: tuple[Setting, ...] = (
         "held whole before the application gets it). A bigger one closes the connection "
         "with code 1009 (message too big). 0 means no limit.",
         flags=("--websocket-max-message-size",), metavar="INT",
+    ),
+    Setting(
+        "http_parser", SECTION, c.http_parser, "auto",
+        "gunicorn's choice of HTTP parser: `auto`, `fast` (its C extension) or `python`. "
+        "greenhorn has one parser, its own, whatever this says; `fast` gets a warning that it "
+        "changes nothing.",
+        flags=("--http-parser",), metavar="STRING",
     ),
     Setting(
         "workers_min", SECTION, c.optional(c.int_range(1)), None,

@@ -198,13 +198,14 @@ class AsgiWorker(Worker):
         return None
 
     def _configure(self, shared: Shared) -> None:
-        from greenhorn.wsgi.environ import ErrorsStream, base_environ
+        from greenhorn.wsgi.environ import ErrorsStream, base_environ, multiprocess
 
-        log = self.log
+        log, cfg = self.log, self.cfg
         shared.base_environ = base_environ(
             multithread=False,
             errors=ErrorsStream(lambda: error_stream(log)),
             script_name=os.environ.get("SCRIPT_NAME"),
+            multiprocess=multiprocess(cfg.workers, cfg.workers_max),
         )
 
     def protocol(self) -> HttpConnection:

@@ -1,0 +1,32 @@
+"""For the gunicorn-compatibility tests: an app that reports what a gunicorn user checks
+(wsgi.multiprocess, wsgi.multithread, the request headers), and a worker class defined in
+an application module (``-k compat:TaggedWorker``, gunicorn's ``module:Class`` spelling)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from greenhorn.workers.sync import SyncWorker
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    info = {
+        "multiprocess": environ["wsgi.multiprocess"],
+        "multithread": environ["wsgi.multithread"],
+        "headers": {k: v for k, v in environ.items() if k.startswith("HTTP_")},
+    }
+    data = json.dumps(info, sort_keys=True).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
+
+
+class TaggedWorker(SyncWorker):
+    """A sync worker that says which class it is when it starts serving."""
+
+    def run(self) -> None:
+        self.log.info("TaggedWorker %s serving", self.pid)
+        super().run()
