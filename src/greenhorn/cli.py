@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render(resolved))
         sys.stdout.flush()
         return EXIT_OK
+    if cfg.paste is not None:
+        _error(
+            f"--paste {cfg.paste}: serving a PasteDeploy application is not built yet; "
+            "give its module:attribute as APP_MODULE instead"
+        )
+        return EXIT_USAGE
     if cfg.wsgi_app is None:
         _error("No application module specified.")
         return EXIT_USAGE

@@ -4,6 +4,7 @@ starts: --version, -h, --print-config, --check-config, and the usage errors."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,9 @@ def test_check_config_bad_application(tmp_path, app, needle):
         (["-c", "missing.py", "a:app"], ["cannot read config file 'missing.py'"]),
         (["--no-such-flag", "a:app"], ["unrecognized arguments: --no-such-flag"]),
         (["-u", "greenhorn-no-such-user", "a:app"], ["-u/--user", "no such user"]),
+        (["--chdir", "/nonexistent", "a:app"], ["--chdir", "'/nonexistent': no such directory"]),
+        (["--chdir", "/etc/hostname", "a:app"], ["--chdir", "'/etc/hostname': not a directory"]),
+        (["--paste", "app.ini"], ["--paste app.ini", "not built yet"]),
         (["a:create(x)"], ["APP_MODULE"]),
         ([], ["No application module specified."]),
     ],
@@ -220,3 +224,71 @@ def test_missing_app_may_be_supplied_by_the_config_file(tmp_path):
     )
     proc = greenhorn(tmp_path, "--check-config")
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+# --- the -h text ------------------------------------------------------------------------
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """``greenhorn -h`` -> {the option's spellings as shown: its help text, lines joined}."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("  -"):
+            spelled, _, rest = line[2:].partition("  ")
+            current = spelled.strip()
+            entries[current] = rest.strip()
+        elif current is not None and line.startswith(" " * 10) and line.strip():
+            entries[current] = f"{entries[current]} {line.strip()}".strip()
+        else:
+            current = None
+    return entries
+
+
+def split_default(entry: str) -> tuple[str, str | None]:
+    m = re.fullmatch(r"(.*?)(?: \[([^\[\]]*)\])?", entry)
+    assert m is not None
+    return m.group(1), m.group(2)
+
+
+def test_every_help_entry_is_whole(tmp_path):
+    """Each -h entry is a whole sentence (not cut inside `code`, parentheses or at an
+    ellipsis) and reads the way the option acts (--no-sendfile says what it turns off)."""
+    entries = help_entries(greenhorn(tmp_path, "-h", env={"COLUMNS": "100"}).stdout)
+    assert len(entries) > 90, entries
+    for option, entry in entries.items():
+        text, _ = split_default(entry)
+        assert text.endswith((".", ")")) and not text.endswith(".."), (option, entry)
+        assert text.count("`") % 2 == 0, (option, entry)
+        assert text.count("(") == text.count(")"), (option, entry)
+        assert text.count('"') % 2 == 0, (option, entry)
+    assert entries["--defer-accept SECONDS"] == (
+        "Hand a TCP connection to a worker only once its first bytes have arrived, or after "
+        "this many seconds of silence (TCP_DEFER_ACCEPT, Linux). [1]"
+    )
+    assert entries["--no-sendfile"].startswith("Do not use sendfile()")
+
+
+def test_help_defaults_read_as_typed(tmp_path):
+    """A default in -h is what a user would type after the option: typed back, it gives
+    the same value as leaving the option out (so no Python list or repr, no [384] for
+    0o600). Values the environment may give are named after ", or"."""
+    entries = help_entries(greenhorn(tmp_path, "-h", env={"COLUMNS": "100"}).stdout)
+    args: list[str] = []
+    for option, entry in entries.items():
+        _, default = split_default(entry)
+        if default is None:
+            continue
+        long_form = option.split(", ")[-1]
+        flag, _, metavar = long_form.partition(" ")
+        assert metavar, f"{option}: a default shown for a flag that takes no value"
+        for python_only in ("['", "None", "True", "False", "os."):
+            assert python_only not in default, (option, default)
+        args += [flag, default.split(", or ")[0]]
+    assert len(args) > 70, args
+    assert "0o600" in args and "127.0.0.1:8000" in args
+    typed = greenhorn(tmp_path, "--print-config", *args, "x:app")
+    assert typed.returncode == 0 and typed.stderr == "", typed.stderr
+    plain = settings_of(greenhorn(tmp_path, "--print-config", "x:app").stdout)
+    for name, (value, source) in settings_of(typed.stdout).items():
+        assert value == plain[name][0], (name, value, plain[name][0])

@@ -96,6 +96,18 @@ def test_every_row_has_a_one_paragraph_help():
         assert s.short.endswith((".", ")")) and len(s.short) < 200, s.name
 
 
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [("One. Two.", "One."), ("Like `listen ... deferred`, it saves. More.", "Like `listen ... deferred`, it saves."),
+     ("A `x. y` b. c", "A `x. y` b."), ("A (see b. c) d. e", "A (see b. c) d."),
+     ("Wait ... then. Go.", "Wait ... then."), ("A, e.g. b. C", "A, e.g. b."), ("No stop", "No stop")],
+)  # fmt: skip
+def test_first_sentence_is_whole(text, first):
+    from greenhorn.config.setting import first_sentence
+
+    assert first_sentence(text) == first
+
+
 def test_flags_are_unique():
     flags = [f for s in SETTINGS for f in s.flags]
     assert len(flags) == len(set(flags))

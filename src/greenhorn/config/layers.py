@@ -160,13 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="greenhorn: a pre-fork WSGI HTTP server, a drop-in for gunicorn.",
         argument_default=argparse.SUPPRESS,
         epilog="Every option can also be set in a config file (-c) or in GREENHORN_CMD_ARGS.",
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action="help", help="Show this help and exit.")
     parser.add_argument(
         "-v",
         "--version",
         action="version",
         version=f"{PROG} (version {__version__})",
-        help="show the version and exit",
+        help="Show the version and exit.",
     )
     parser.add_argument(
         "wsgi_app",

@@ -32,10 +32,10 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "defer_accept", SECTION, c.int_range(0), 1,
-        "TCP_DEFER_ACCEPT on TCP listeners (Linux), like nginx's `listen ... deferred`: a "
-        "connection is handed to a worker only once its first bytes have arrived, or after "
-        "this many seconds for a client that stays silent. Saves a wake-up and a wait per "
-        "connection. 0 turns it off. (greenhorn only)",
+        "Hand a TCP connection to a worker only once its first bytes have arrived, or after "
+        "this many seconds of silence (TCP_DEFER_ACCEPT, Linux). Like nginx's `listen ... "
+        "deferred`, it saves a wake-up and a wait per connection. 0 turns it off. "
+        "(greenhorn only)",
         flags=("--defer-accept",), metavar="SECONDS",
     ),
 )
