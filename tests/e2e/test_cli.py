@@ -290,5 +290,5 @@ def test_help_defaults_read_as_typed(tmp_path):
     typed = greenhorn(tmp_path, "--print-config", *args, "x:app")
     assert typed.returncode == 0 and typed.stderr == "", typed.stderr
     plain = settings_of(greenhorn(tmp_path, "--print-config", "x:app").stdout)
-    for name, (value, source) in settings_of(typed.stdout).items():
+    for name, (value, _source) in settings_of(typed.stdout).items():
         assert value == plain[name][0], (name, value, plain[name][0])

@@ -485,6 +485,10 @@ def test_kubernetes_deployment_drains_before_it_is_killed():
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert "command" not in container, "keep the image's ENTRYPOINT"
+    # the image is built locally (examples/Dockerfile) and is in no registry: with the
+    # :latest tag the default pull policy (Always) would fail with ErrImagePull
+    image, _, tag = container["image"].partition(":")
+    assert "/" not in image and container.get("imagePullPolicy") in ("IfNotPresent", "Never")
     env = {e["name"]: e["value"] for e in container.get("env", [])}
     cfg = load(container["args"], env, cwd=str(EXAMPLES), warn=pytest.fail)
     port = int(env["PORT"])
@@ -590,7 +594,9 @@ def test_nginx_site_proxies_to_the_unix_socket(greenhorn, tmp_path, short_dir):
         "*",
         "--access-logfile",
         "-",
-        "echo:app",
+        "--timeout",
+        "3",
+        "echo_or_stuck:app",
         wait=False,
     )
     server.wait_for_log(r"Listening at: unix:")
@@ -668,6 +674,14 @@ def test_nginx_site_proxies_to_the_unix_socket(greenhorn, tmp_path, short_dir):
         assert r.text == "static from nginx\n"
         wait_until(lambda: '"POST /upload HTTP/1.0" 200' in server.out, 10, what=server.out)
         assert "/static/" not in server.out
+
+        # docs/deploy/nginx.md: proxy_read_timeout (60 s) is longer than greenhorn's timeout,
+        # so greenhorn gives up on a stuck request first and its log names the request; the
+        # client gets a 5xx (not nginx's 504 Gateway Timeout).
+        r = requests.get(f"{base}/stuck?t=20", timeout=30)
+        assert 500 <= r.status_code < 600 and r.status_code != 504, r.status_code
+        assert r.elapsed.total_seconds() < 15
+        server.wait_for_log(r"WORKER TIMEOUT \(pid:\d+\) while serving GET /stuck")
     finally:
         stop_process(nginx, signal.SIGQUIT, timeout=10)
     errors = (tmp_path / "nginx-error.log").read_text()

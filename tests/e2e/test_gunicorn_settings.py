@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import APPS, base_env, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +65,9 @@ def test_gunicorns_example_config_runs_unchanged(greenhorn, tmp_path):
     """gunicorn's own examples/example_config.py (user = None, group = None, pidfile = None,
     proc_name = None, hooks ...) passes --check-config with no warning, and serves."""
     config = str(shutil.copy(EXAMPLE_CONFIG, tmp_path / "example_config.py"))
-    proc = run(tmp_path, "-c", config, "--check-config", "--chdir", str(CFG_APPS), "cfgapp_hello:app")
+    proc = run(
+        tmp_path, "-c", config, "--check-config", "--chdir", str(CFG_APPS), "cfgapp_hello:app"
+    )
     assert (proc.returncode, proc.stderr) == (0, "")
     shown = printed(run(tmp_path, "-c", config, "--print-config", "x:app").stdout)
     assert shown["user"][0] == str(os.geteuid()) and shown["group"][0] == str(os.getegid())
@@ -90,7 +93,9 @@ def test_none_in_a_config_file_means_the_default(tmp_path):
     assert shown["loglevel"] == ("'info'", "default")
     assert shown["bind"] == ("['127.0.0.1:8000']", "default")
     # None leaves what the layer below says: here SENDFILE from the environment, as gunicorn
-    shown = printed(run(tmp_path, "-c", "g.conf.py", "--print-config", "x:app", env={"SENDFILE": "0"}).stdout)
+    shown = printed(
+        run(tmp_path, "-c", "g.conf.py", "--print-config", "x:app", env={"SENDFILE": "0"}).stdout
+    )
     assert shown["sendfile"] == ("False", "env SENDFILE")
 
 
@@ -138,7 +143,9 @@ def test_loglevel_warn_means_warning(greenhorn, tmp_path):
     assert printed(proc.stdout)["loglevel"][0] == "'warning'"
     # served: no INFO line is written (so the readiness check goes through a unix socket)
     path = tmp_path / "s.sock"
-    server = greenhorn("-c", str(tmp_path / "g.conf.py"), "-b", f"unix:{path}", "hello:app", wait=False)
+    server = greenhorn(
+        "-c", str(tmp_path / "g.conf.py"), "-b", f"unix:{path}", "hello:app", wait=False
+    )
     wait_until(lambda: _answers_on(path), 20, what=f"an answer on {path}\n{server.log}")
     assert server.proc.poll() is None
     assert "[INFO]" not in server.log and "Traceback" not in server.log, server.log
@@ -168,7 +175,7 @@ def test_zero_workers_and_threads_serve_with_one_single_threaded_worker(greenhor
 # --- classes ---------------------------------------------------------------------------------
 
 
-CLASSES_CONFIG = '''
+CLASSES_CONFIG = """
 from greenhorn.observe.logger import Logger
 from greenhorn.workers.sync import SyncWorker
 
@@ -186,7 +193,7 @@ class ConfigLogger(Logger):
 
 worker_class = ConfigWorker
 logger_class = ConfigLogger
-'''
+"""
 
 
 def test_worker_and_logger_classes_defined_in_the_config_file(greenhorn, tmp_path):

@@ -40,7 +40,7 @@ def _needs(lib: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         importlib.util.find_spec(lib) is None,
         reason=f"-k {lib} needs the {lib} library, which is not importable here "
-        f"(pip install 'greenhorn[{lib}]')",
+        f"(pip install {lib})",
     )
 
 

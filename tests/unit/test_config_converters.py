@@ -241,7 +241,9 @@ def test_proxy_protocol_normalises_gunicorn_spellings():
 def test_ssl_settings():
     # deprecated and ignored, as in gunicorn: any value loads, anything but the default warns
     assert t.ssl_version(2) == 2 and t.ssl_version("TLS") == 2
-    assert t.ssl_version("TLS_SERVER") == Warned(int(ssl.PROTOCOL_TLS_SERVER), t.SSL_VERSION_IGNORED)
+    assert t.ssl_version("TLS_SERVER") == Warned(
+        int(ssl.PROTOCOL_TLS_SERVER), t.SSL_VERSION_IGNORED
+    )
     assert t.ssl_version("SSLv99") == Warned(2, t.SSL_VERSION_IGNORED)
     assert t.cert_reqs("2") == 2 and t.cert_reqs("CERT_OPTIONAL") == int(ssl.CERT_OPTIONAL)
     refused(t.cert_reqs, "3")

@@ -33,6 +33,8 @@ def strip_name_space(line: str) -> str:
     lines unchanged."""
     m = SPACED_FIELD_RE.fullmatch(line)
     return line if m is None else m.group(1) + m.group(2)
+
+
 BAD_NAME_RE = re.compile(f"[^{TCHAR}]")
 
 

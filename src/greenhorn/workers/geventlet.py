@@ -1,4 +1,4 @@
-"""The eventlet worker (``-k eventlet``, needs ``pip install 'greenhorn[eventlet]'``).
+"""The eventlet worker (``-k eventlet``, needs eventlet installed).
 
 eventlet is in maintenance mode upstream (gunicorn dropped its worker in 26.0); greenhorn
 keeps one for applications that still depend on it. Monkey-patching happens in ``setup()``

@@ -1,4 +1,4 @@
-"""The gevent worker (``-k gevent``, needs ``pip install 'greenhorn[gevent]'``).
+"""The gevent worker (``-k gevent``, needs gevent installed).
 
 Monkey-patching happens in ``setup()``, which the master calls as soon as it has chosen the
 worker class: before the application is imported (also with ``--preload``) and before any

@@ -30,7 +30,7 @@ class WorkerType:
 
     name: str
     path: str  # module:Class, imported only when this type runs
-    extra: str | None = None  # the optional dependency (pip install 'greenhorn[extra]')
+    extra: str | None = None  # the optional dependency (its package, and greenhorn's extra)
 
 
 TYPES: dict[str, WorkerType] = {
@@ -90,7 +90,7 @@ def load_worker_class(name: str, threads: int = 1) -> type[Worker]:
         cls = import_object(name)
     else:
         extra = kind.extra
-        missing = f"worker class {name!r} needs {extra}: pip install 'greenhorn[{extra}]'"
+        missing = f"worker class {name!r} needs {extra}: pip install {extra}"
         if extra is not None and not _installed(extra):
             raise MissingExtra(missing)
         try:

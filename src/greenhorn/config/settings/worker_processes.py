@@ -89,8 +89,8 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "asgi_loop", SECTION, c.choice("auto", "asyncio", "uvloop"), "auto",
-        "The event loop of the asgi worker: `asyncio`, `uvloop` (pip install "
-        "'greenhorn[uvloop]'), or `auto`, which uses uvloop when it is installed.",
+        "The event loop of the asgi worker: `asyncio`, `uvloop` (pip install uvloop), or "
+        "`auto`, which uses uvloop when it is installed.",
         flags=("--asgi-loop",), metavar="STRING",
     ),
     Setting(

@@ -68,7 +68,7 @@ def new_loop(kind: str, log: Logger) -> asyncio.AbstractEventLoop | None:
             import uvloop
         except ImportError:
             if kind == "uvloop":
-                log.error("asgi_loop = uvloop needs uvloop: pip install 'greenhorn[uvloop]'")
+                log.error("asgi_loop = uvloop needs uvloop: pip install uvloop")
                 return None
         else:
             loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
