@@ -100,12 +100,22 @@ def test_none_in_a_config_file_means_the_default(tmp_path):
 
 
 def test_a_config_file_imports_modules_from_the_start_directory(tmp_path):
+    """As under gunicorn. Run as the installed ``greenhorn`` script, as users do: under
+    ``python -m`` the start directory is on sys.path anyway."""
     (tmp_path / "deploy_settings.py").write_text("WORKERS = 3\n")
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "g.conf.py").write_text(
         "import deploy_settings\nworkers = deploy_settings.WORKERS\n"
     )
-    proc = run(tmp_path, "-c", "conf/g.conf.py", "--print-config", "x:app")
+    script = Path(sys.executable).parent / "greenhorn"
+    proc = subprocess.run(
+        [str(script), "-c", "conf/g.conf.py", "--print-config", "x:app"],
+        cwd=tmp_path,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert printed(proc.stdout)["workers"] == ("3", "config file conf/g.conf.py")
 
