@@ -68,5 +68,5 @@ def test_load_errors_are_one_line(name: str, message: str) -> None:
 
 def test_a_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_installed", lambda package: False)
-    with pytest.raises(registry.MissingExtra, match=r"pip install 'greenhorn\[gevent\]'"):
+    with pytest.raises(registry.MissingExtra, match=r"needs gevent: pip install gevent"):
         registry.load_worker_class("gevent")
