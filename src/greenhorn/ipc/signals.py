@@ -16,7 +16,7 @@ import os
 import signal
 from collections.abc import Iterable
 
-__all__ = ["MASTER_SIGNALS", "WORKER_SIGNALS", "SignalPipe", "is_alive", "name"]
+__all__ = ["MASTER_SIGNALS", "WORKER_SIGNALS", "SignalPipe", "is_alive", "name", "running"]
 
 # The signals each process queues; everything else keeps its default action. What each one
 # does is written where it is dispatched: ``master/arbiter.py`` (``Arbiter.dispatch``) and
@@ -69,6 +69,19 @@ def is_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def running(pid: int) -> bool:
+    """True if ``pid`` is a process that has not exited: alive and not a zombie (Linux
+    ``/proc``; elsewhere as ``is_alive``)."""
+    if not is_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return os.path.isdir(f"/proc/{pid}") or not os.path.isdir("/proc/self")
+    return state not in (b"Z", b"X")
 
 
 # Bound at import, before any green library patches os.read into a waiting call.

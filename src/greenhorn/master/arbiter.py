@@ -131,7 +131,10 @@ class Arbiter:
 
     @property
     def proc_name(self) -> str:
-        return self.cfg.proc_name or self.cfg.default_proc_name
+        """``--name`` (or the app), with gunicorn's ``.2`` while we are the new master of an
+        upgrade whose old master still runs."""
+        name = self.cfg.proc_name or self.cfg.default_proc_name
+        return f"{name}.2" if self.handover.upgrading else name
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -156,7 +159,10 @@ class Arbiter:
 
     def start(self) -> int | None:
         """Everything before the first fork. Returns an exit code when it cannot start."""
-        if self.cfg.daemon:
+        self.handover.clear_environment()
+        if self.cfg.daemon and not self.handover.upgrading:
+            # a USR2 child is detached already, and must stay the old master's child
+            # (handover.py: how it knows when to take over)
             from greenhorn.master import daemon
 
             daemon.daemonize(self.cfg.enable_stdio_inheritance)
@@ -320,8 +326,9 @@ class Arbiter:
         self.manage_workers()
         fd = self.signals.fileno()
         while True:
-            if self.handover.promoted():
-                self.promote()
+            old_master = self.handover.promoted()
+            if old_master:
+                self.promote(old_master)
             ready = self.wait(fd, LOOP_SECONDS)
             for sig in self.signals.read() if fd in ready else ():
                 code = self.dispatch(sig)
@@ -513,7 +520,7 @@ class Arbiter:
             if pid == 0:
                 return
             if self.handover.child_exited(pid):
-                self.log.info("Re-executed master (pid:%s) exited", pid)
+                self.report_new_master_exit(pid, os.waitstatus_to_exitcode(status))
                 continue
             was_killed = pid in self.table.killed
             worker = self.table.remove(pid)
@@ -636,11 +643,27 @@ class Arbiter:
             return
         self.handover.reexec(self.listeners, lambda: self.call_hook("pre_exec", self))
 
-    def promote(self) -> None:
-        """After USR2, in the new master: the old one is gone; take over the real pid file."""
+    def report_new_master_exit(self, pid: int, code: int) -> None:
+        """In the old master: the master we started on USR2 is gone (a failed upgrade when
+        we still run: we keep serving, and a USR2 is accepted again)."""
+        how = f"was killed by SIG{signame(-code)}" if code < 0 else f"exited with code {code}"
+        if code == 0 or self.stopping:
+            self.log.info("New master (pid:%s) %s", pid, how)
+        else:
+            self.log.error("New master (pid:%s) %s; this master keeps serving", pid, how)
+
+    def promote(self, old_master: int) -> None:
+        """After USR2, in the new master: the old one is gone; take over the real pid file
+        (never fatal: a pid file we cannot write is one error line, and we serve on)."""
         self.log.info("Master has been promoted.")
         if self.pidfile is not None and self.cfg.pidfile:
-            self.pidfile.rename(self.cfg.pidfile)
+            try:
+                self.pidfile.rename(self.cfg.pidfile, replacing=old_master)
+            except (PidfileError, OSError) as exc:
+                self.log.error(
+                    "Cannot take the pid file over, keeping %s: %s", self.pidfile.path, exc
+                )
+        self.endpoints.take_over(self.log)
         titles.set_title(titles.master_title(self.proc_name))
 
     # -- stop ------------------------------------------------------------------------------

@@ -11,11 +11,27 @@ state; the arbiter's verbs (``reload``, ``rollback_reload``, ``reexec``) call it
   ``previous_cfg`` is set while a reload is not yet confirmed; ``ready`` says whether the
   current generation has booted.
 - USR2: fork and exec a new master with the listening sockets inherited (``GREENHORN_FD``,
-  or LISTEN_FDS when systemd gave them); it writes ``<pidfile>.2`` and takes ``<pidfile>``
-  over once the old master has exited (gunicorn's flow). In the old master ``child_pid`` is
-  the new one until it exits; in the new master ``parent_pid`` is the old one until it is
-  gone. While either is set, another master serves on the same sockets: the socket files
-  stay when this one exits.
+  or LISTEN_FDS when systemd gave them). In the old master ``child_pid`` is the new one
+  until it exits; in the new master ``parent_pid`` is the old one until it is gone. While
+  either is set, another master serves on the same sockets: the socket files stay when
+  this one exits, and a further USR2 is refused (one upgrade at a time).
+
+The upgrade, step by step (gunicorn's procedure, which greenhorn keeps):
+
+1. ``kill -USR2 OLD``: the old master forks; the child runs ``pre_exec`` and execs the
+   same command line with ``GREENHORN_PID=OLD`` and the listeners' fds.
+2. The new master does NOT daemonize again, even with ``--daemon``: the old master already
+   detached, and staying the old master's child is how the new one knows, without a race,
+   when the old one is gone (its parent pid changes the moment the old master exits).
+3. It writes ``<pidfile>.2`` (``pidfile_path``), never ``<pidfile>``, which still names
+   the old master, and boots its workers; both generations now serve.
+4. ``kill -WINCH OLD`` (daemonized) retires the old workers; ``kill -QUIT OLD`` or
+   ``kill -TERM OLD`` stops the old master, which removes ``<pidfile>`` on its way out.
+5. The new master sees its parent gone (``promoted``): it logs "Master has been
+   promoted.", renames ``<pidfile>.2`` to ``<pidfile>`` and is the only master.
+
+If the new master cannot start (a broken deploy), it exits and the old master, which
+never stopped serving, logs its exit status and accepts a USR2 again.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from typing import TYPE_CHECKING
 from greenhorn.config import Config, ConfigError, load
 from greenhorn.config.settings import SETTINGS
 from greenhorn.ipc import exits
+from greenhorn.ipc.signals import running
 from greenhorn.master import systemd
 
 if TYPE_CHECKING:
@@ -48,8 +65,18 @@ class HandOver:
         self.generation = 0  # bumped on every reload
         self.previous_cfg: Config | None = None  # while a reload is not yet confirmed
         self.ready = False  # the current generation has booted (READY=1 sent)
-        self.parent_pid = int(environ.get(MASTER_PID_ENV, "0") or 0)  # USR2: the old master
+        self.parent_pid = _pid(environ.get(MASTER_PID_ENV))  # USR2: the old master
         self.child_pid = 0  # USR2: the new master we started
+
+    @property
+    def upgrading(self) -> bool:
+        """We are the new master of a USR2 upgrade and the old one still runs."""
+        return bool(self.parent_pid)
+
+    def clear_environment(self, environ: MutableMapping[str, str] = os.environ) -> None:
+        """Drop ``GREENHORN_PID`` (read in ``__init__``) so workers and the application's
+        subprocesses never see it; call after ``titles.init_title`` (see there)."""
+        environ.pop(MASTER_PID_ENV, None)
 
     @property
     def shared_sockets(self) -> bool:
@@ -147,11 +174,26 @@ class HandOver:
             return True
         return False
 
-    def promoted(self, environ: MutableMapping[str, str] = os.environ) -> bool:
-        """In a USR2 child: True once, when the old master has exited (we are the master
-        now: take over the real pid file)."""
-        if not self.parent_pid or self.parent_pid == os.getppid():
-            return False
+    def promoted(self) -> int:
+        """In a USR2 child: the old master's pid, once, when it has exited (we are the
+        master now: take over the real pid file); else 0.
+
+        The old master is gone when our parent pid is no longer its pid (we are its child:
+        the kernel re-parents us the moment it exits, zombie or not). A master started with
+        ``GREENHORN_PID`` by something else is not its child: it waits until that process
+        has really ended, so it never promotes itself while the old master still runs.
+        """
+        old = self.parent_pid
+        if not old or os.getppid() == old or running(old):
+            return 0
         self.parent_pid = 0
-        environ.pop(MASTER_PID_ENV, None)
-        return True
+        return old
+
+
+def _pid(text: str | None) -> int:
+    """A pid from the environment: a positive number, else 0 (no upgrade)."""
+    try:
+        pid = int(text or 0)
+    except ValueError:
+        return 0
+    return max(pid, 0)

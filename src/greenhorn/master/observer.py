@@ -15,6 +15,7 @@ so the totals never go backwards while workers come and go.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import select
 import time
@@ -259,6 +260,7 @@ class Endpoints:
 
     def __init__(self) -> None:
         self.servers: list[StreamEndpoint] = []
+        self.deferred: tuple[str, StatusFn] | None = None  # metrics the old master still holds
 
     def open(
         self,
@@ -272,17 +274,10 @@ class Endpoints:
     ) -> bool:
         """Open them: metrics (asked for: a failure is logged and False returned) and the
         control socket (on by default: a failure is only a warning). ``takeover``: a USR2
-        child takes the control socket over from its parent (same explicit path)."""
-        if cfg.metrics_bind:
-            from greenhorn.master.metrics import MetricsServer
-
-            try:
-                metrics = MetricsServer(cfg.metrics_bind, status)
-            except (OSError, ValueError) as exc:
-                log.error("%s", exc)
-                return False
-            self.servers.append(metrics)
-            log.info("Metrics at: %s", metrics.name)
+        child takes the control socket over from its parent (same explicit path), and binds
+        a metrics port the old master still holds once that one is gone (``take_over``)."""
+        if cfg.metrics_bind and not self.open_metrics(cfg.metrics_bind, status, log, takeover):
+            return False
         if not cfg.control_socket_disable:
             try:
                 from greenhorn.master import control
@@ -296,6 +291,28 @@ class Endpoints:
             except (ImportError, OSError, ValueError) as exc:
                 log.warning("Control socket disabled: %s", exc)
         return True
+
+    def open_metrics(self, bind: str, status: StatusFn, log: Logger, takeover: bool) -> bool:
+        from greenhorn.master.metrics import MetricsServer
+
+        try:
+            metrics = MetricsServer(bind, status)
+        except (OSError, ValueError) as exc:
+            if takeover and isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                log.warning("Metrics at %s: still the old master's; bound once it exits", bind)
+                self.deferred = (bind, status)
+                return True
+            log.error("%s", exc)
+            return False
+        self.servers.append(metrics)
+        log.info("Metrics at: %s", metrics.name)
+        return True
+
+    def take_over(self, log: Logger) -> None:
+        """The old master is gone: bind the metrics port it held (a failure is logged)."""
+        deferred, self.deferred = self.deferred, None
+        if deferred is not None:
+            self.open_metrics(*deferred, log, takeover=False)
 
     def wait(self, fd: int, seconds: float, log: Logger) -> list[int]:
         """Sleep until ``fd`` (the signal pipe) is readable (it is then in the result) or

@@ -14,10 +14,12 @@ Rules:
 
 USR2 flow (gunicorn's, which greenhorn keeps): the old master keeps ``<pidfile>``; the new
 master, re-executed with the listeners, writes ``<pidfile>.2``; when the old master has
-exited, the new master calls ``rename("<pidfile>")`` and becomes the one in ``<pidfile>``.
-The old master, on exit, removes ``<pidfile>`` (it still holds its pid) and never touches
-``<pidfile>.2``. (nginx and unicorn instead rename the old file to ``.oldbin``; the
-primitives here allow that too.)
+exited, the new master calls ``rename("<pidfile>", replacing=OLD)`` and becomes the one in
+``<pidfile>``. The old master, on exit, removes ``<pidfile>`` (it still holds its pid) and
+never touches ``<pidfile>.2``; if it could not (SIGKILL), ``replacing`` lets the new master
+write over a file that still names the old master, even while that one is an unreaped
+zombie. (nginx and unicorn instead rename the old file to ``.oldbin``; the primitives here
+allow that too.)
 """
 
 from __future__ import annotations
@@ -99,19 +101,20 @@ class Pidfile:
         os.replace(tmp, self.path)
 
     @staticmethod
-    def _check_free(path: str, pid: int) -> None:
+    def _check_free(path: str, pid: int, gone: int = 0) -> None:
         other = read_pid(path)
-        if other is not None and other not in (pid, os.getpid()) and is_alive(other):
+        if other is not None and other not in (pid, gone, os.getpid()) and is_alive(other):
             raise PidfileError(f"Already running on PID {other} (or pid file '{path}' is stale)")
 
-    def rename(self, new_path: str) -> None:
+    def rename(self, new_path: str, replacing: int = 0) -> None:
         """Move our pid file to ``new_path`` (USR2: ``<pidfile>.2`` -> ``<pidfile>``).
 
         Atomic when both paths are on one filesystem. PidfileError if ``new_path`` names
-        another live process. If our file has vanished, ``new_path`` is written afresh.
+        another live process than ``replacing`` (the old master, known to have exited).
+        If our file has vanished, ``new_path`` is written afresh.
         """
         pid = self.pid if self.pid is not None else os.getpid()
-        self._check_free(new_path, pid)
+        self._check_free(new_path, pid, replacing)
         if read_pid(self.path) == pid:
             try:
                 os.replace(self.path, new_path)
@@ -121,6 +124,9 @@ class Pidfile:
                 pass  # other filesystem or directory: write the new one, drop the old one
         old = self.path
         self.path = new_path
+        if replacing and read_pid(new_path) == replacing:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(new_path)  # the old master's, left behind: create() would refuse it
         self.create(pid)
         if read_pid(old) == pid:
             with contextlib.suppress(OSError):
