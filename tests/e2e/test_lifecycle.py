@@ -104,21 +104,21 @@ def test_worker_boot_error_exits_3_without_leftovers(tmp_path):
     assert not pidfile.exists()
 
 
-def test_app_import_error_exits_4_with_one_clear_line(tmp_path):
+def test_missing_app_module_exits_3_with_one_clear_line(tmp_path):
     pidfile = tmp_path / "x.pid"
     proc = run_to_exit(
         ["-b", "127.0.0.1:0", "-w", "2", "--pid", str(pidfile), "no_such_module:app"], tmp_path
     )
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # gunicorn's status (test_exit_status.py)
     assert "no_such_module" in proc.stderr and "not found" in proc.stderr
     assert "Booting worker" not in proc.stderr, "a missing module is caught before forking"
     assert "Traceback" not in proc.stderr
     assert not pidfile.exists()
 
 
-def test_preload_import_error_exits_4(tmp_path):
+def test_preload_import_error_exits_1_like_gunicorn(tmp_path):
     proc = run_to_exit(["-b", "127.0.0.1:0", "--preload", "hello:nope"], tmp_path)
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -48,7 +48,17 @@ APPLICATION = "application"  # the attribute a bare application module names, as
 
 
 class ImportFailed(Exception):
-    """A named object could not be found or imported; ``str()`` is one line for the user."""
+    """A named object could not be found or imported; ``str()`` is one line for the user.
+
+    ``importing`` tells the two kinds apart: True when importing the module failed (it is
+    missing, it raised, it has a syntax error) or the named factory raised; False when the
+    name itself is wrong (malformed, a missing attribute, an object that cannot be used).
+    gunicorn exits differently for the two (see ``greenhorn.wsgi.app.exit_status``).
+    """
+
+    def __init__(self, message: str, *, importing: bool = False) -> None:
+        super().__init__(message)
+        self.importing = importing
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,16 +174,20 @@ def import_module(name: str, *, suggest: str = "") -> ModuleType:
         return importlib.import_module(name)
     except SyntaxError as exc:
         place = f"{exc.filename}:{exc.lineno}" if exc.filename else name
-        raise ImportFailed(f"syntax error in {place}: {exc.msg}") from exc
+        raise ImportFailed(f"syntax error in {place}: {exc.msg}", importing=True) from exc
     except ModuleNotFoundError as exc:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
             hint = ""
             if name.endswith(".py") and os.path.exists(name):
                 hint = f" (did you mean '{name[:-3]}{suggest}'?)"
-            raise ImportFailed(f"module {name!r} not found{hint}") from exc
-        raise ImportFailed(f"error importing {name!r}: {one_line(exc)}{where(exc)}") from exc
+            raise ImportFailed(f"module {name!r} not found{hint}", importing=True) from exc
+        raise ImportFailed(
+            f"error importing {name!r}: {one_line(exc)}{where(exc)}", importing=True
+        ) from exc
     except (Exception, SystemExit) as exc:
-        raise ImportFailed(f"error importing {name!r}: {one_line(exc)}{where(exc)}") from exc
+        raise ImportFailed(
+            f"error importing {name!r}: {one_line(exc)}{where(exc)}", importing=True
+        ) from exc
 
 
 def resolve(ref: ObjectRef, *, suggest: str = "") -> object:

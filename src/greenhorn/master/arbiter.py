@@ -197,8 +197,7 @@ class Arbiter:
         if self.app is not None:
             gc.collect()
             gc.freeze()  # keep the preloaded heap out of copy-on-write churn
-        self.call_hook("when_ready", self)
-        return None
+        return self.start_hook("when_ready")
 
     def open_log(self) -> int | None:
         from greenhorn import observe
@@ -231,12 +230,24 @@ class Arbiter:
     def size(self) -> int | None:
         """The first worker target, then ``on_starting``."""
         self.scaler.start()
-        self.call_hook("on_starting", self)
+        return self.start_hook("on_starting")
+
+    def start_hook(self, name: str) -> int | None:
+        """``on_starting`` or ``when_ready``: one that raises stops the start (exit 1, as
+        gunicorn), logged with its traceback; hooks called later are only logged."""
+        try:
+            hooks.call_hook(self.cfg, name, self, propagate=True)
+        except Exception:
+            self.log.exception("Exception in %s hook: not starting", name)
+            return exits.EXIT_FAILURE
         return None
 
     def load_app(self) -> int | None:
-        """With ``--preload`` import the application now; else only check it can be found."""
-        from greenhorn.wsgi.app import AppImportError, check_importable, load_app
+        """With ``--preload`` import the application now; else only check it can be found.
+
+        The exit statuses are gunicorn's: with ``--preload`` 1 whatever the failure; without
+        it a missing module is what a worker would fail to boot on (3, ``exit_status``)."""
+        from greenhorn.wsgi.app import AppImportError, check_importable, exit_status, load_app
 
         try:
             if self.cfg.preload_app:
@@ -245,7 +256,7 @@ class Arbiter:
                 check_importable(self.cfg.wsgi_app)
         except AppImportError as exc:
             self.log.error("Failed to load application %r: %s", self.cfg.wsgi_app, exc)
-            return exits.APP_LOAD_ERROR
+            return exits.EXIT_FAILURE if self.cfg.preload_app else exit_status(exc)
         return None
 
     def check_worker_settings(self) -> int | None:
@@ -522,18 +533,21 @@ class Arbiter:
             if self.handover.child_exited(pid):
                 self.report_new_master_exit(pid, os.waitstatus_to_exitcode(status))
                 continue
-            was_killed = pid in self.table.killed
+            was_killed, booted = pid in self.table.killed, self.table.has_booted(pid)
             worker = self.table.remove(pid)
             if worker is None:
                 continue
-            reason = self.report_exit(worker, os.waitstatus_to_exitcode(status), was_killed)
+            code = os.waitstatus_to_exitcode(status)
+            reason = self.report_exit(worker, code, was_killed, booted)
             self.observer.forget(worker, reason)
             worker.tmp.close()
             self.call_hook("child_exit", self, worker)
 
-    def report_exit(self, worker: Worker, code: int, killed: bool) -> str:
+    def report_exit(self, worker: Worker, code: int, killed: bool, booted: bool) -> str:
         """Log why a worker ended (never lose the reason); return it as a short label.
-        ``killed``: we sent it SIGKILL."""
+        ``killed``: we sent it SIGKILL. ``booted``: it had finished booting, so whatever its
+        exit status (even 3 or 4, from the application's own ``sys.exit``/``os._exit``) it
+        is replaced; only a worker that failed during boot stops the server."""
         pid = worker.pid
         if code < 0:
             sig = -code
@@ -560,7 +574,7 @@ class Arbiter:
             self.log.error("Worker (pid:%s) aborted after timeout (exit code %s)", pid, code)
             return "timeout"
         self.log.error("Worker (pid:%s) exited with code %s", pid, code)
-        if code in BOOT_FAILURES:
+        if code in BOOT_FAILURES and not booted:
             self.boot_failed(worker, code)
             return "boot-error"
         return "crash"

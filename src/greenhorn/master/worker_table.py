@@ -109,6 +109,15 @@ class WorkerTable:
             if pid not in self.booted and worker.tmp.board.counters[BOOTED]:
                 self.booted.add(pid)
 
+    def has_booted(self, pid: int) -> bool:
+        """Had worker ``pid`` finished booting? Asked when it is reaped, before ``remove``:
+        its scoreboard is still mapped, so a worker that booted and exited within one
+        loop of the master (before ``note_boots`` saw it) counts as booted too."""
+        if pid in self.booted:
+            return True
+        worker = self.workers.get(pid)
+        return worker is not None and bool(worker.tmp.board.counters[BOOTED])
+
     def all_booted(self, workers: list[Worker]) -> bool:
         return all(w.tmp.board.counters[BOOTED] for w in workers)
 

@@ -163,7 +163,7 @@ class Worker:
         self.exit(code)
 
     def _boot_and_run(self) -> int:
-        from greenhorn.wsgi.app import AppImportError, load_app
+        from greenhorn.wsgi.app import AppImportError, exit_status, load_app
 
         self.pid = os.getpid()
         cfg = self.cfg
@@ -178,7 +178,7 @@ class Worker:
             except AppImportError as exc:
                 self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
                 self.log.debug("Application import error", exc_info=exc)
-                return exits.APP_LOAD_ERROR
+                return exit_status(exc)
         self.wsgi = self.app
         if cfg.certfile:
             from greenhorn.workers import tls

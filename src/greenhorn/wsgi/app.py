@@ -31,6 +31,7 @@ from greenhorn.config.importer import (
     resolve,
     where,
 )
+from greenhorn.ipc import exits
 
 if TYPE_CHECKING:
     from greenhorn.config import Config
@@ -43,6 +44,7 @@ __all__ = [
     "apply_chdir",
     "apply_raw_env",
     "check_importable",
+    "exit_status",
     "load_app",
     "parse_uri",
     "prepare_environment",
@@ -75,12 +77,12 @@ def check_importable(uri: str | None) -> None:
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError) as exc:
-        raise AppImportError(f"error importing {top!r}: {one_line(exc)}") from exc
+        raise AppImportError(f"error importing {top!r}: {one_line(exc)}", importing=True) from exc
     if spec is None:
         hint = ""
         if ref.module.endswith(".py") and os.path.exists(ref.module):
             hint = f" (did you mean '{ref.module[:-3]}:{DEFAULT_ATTRIBUTE}'?)"
-        raise AppImportError(f"module {ref.module!r} not found{hint}")
+        raise AppImportError(f"module {ref.module!r} not found{hint}", importing=True)
 
 
 def _call_factory(ref: ObjectRef, factory: object) -> object:
@@ -96,10 +98,22 @@ def _call_factory(ref: ObjectRef, factory: object) -> object:
     try:
         app: object = factory(*ref.args, **ref.kwargs)
     except Exception as exc:
-        raise AppImportError(f"factory {name}() raised {one_line(exc)}{where(exc)}") from exc
+        raise AppImportError(
+            f"factory {name}() raised {one_line(exc)}{where(exc)}", importing=True
+        ) from exc
     if app is None:
         raise AppImportError(f"factory {name}() returned None instead of an application")
     return app
+
+
+def exit_status(exc: AppImportError) -> int:
+    """The exit status of a server whose workers cannot load the application, as gunicorn's:
+    ``WORKER_BOOT_ERROR`` (3) when importing the module or the application's own code
+    failed (a missing module, an exception, a syntax error, a factory that raised: gunicorn
+    lets those through as a worker boot failure); ``APP_LOAD_ERROR`` (4) when the module
+    imported but the name is wrong (a missing attribute, a malformed name, a factory called
+    with the wrong arguments, an object that is None or not callable)."""
+    return exits.WORKER_BOOT_ERROR if exc.importing else exits.APP_LOAD_ERROR
 
 
 def load_app(uri: str) -> WSGIApp:
