@@ -7,6 +7,7 @@ parts the arbiter owns, each in a module of its own:
     table       WorkerTable   the live workers and what was sent to them (worker_table.py)
     handover    HandOver      HUP generations and USR2 upgrades (handover.py)
     scaler      Scaler        the worker target, autoscaling, recycling (scaling.py)
+    tmp_dir     TmpDir        where heartbeat files are made, if it vanishes (tmp_dir.py)
     observer    Observer      samples, totals and the status (observer.py)
     endpoints   Endpoints     /metrics and the control socket (observer.py, metrics.py,
                               control.py)
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from greenhorn import __version__
 from greenhorn.config import hooks
 from greenhorn.ipc import exits, titles
-from greenhorn.ipc.scoreboard import EXIT_REASON, WorkerTmp, choose_tmp_dir
+from greenhorn.ipc.scoreboard import EXIT_REASON
 from greenhorn.ipc.signals import MASTER_SIGNALS, WORKER_SIGNALS, SignalPipe
 from greenhorn.ipc.signals import name as signame
 from greenhorn.master import policy, systemd
@@ -53,6 +54,7 @@ from greenhorn.master.listeners import Listener, Listeners
 from greenhorn.master.observer import Endpoints, MasterFacts, Observer
 from greenhorn.master.pidfile import Pidfile, PidfileError
 from greenhorn.master.scaling import Scaler
+from greenhorn.master.tmp_dir import TmpDir
 from greenhorn.master.worker_table import WorkerTable
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class Arbiter:
         self.scaler = Scaler(cfg, self.log, self.table, self.workers_changed)
         self.observer = Observer()
         self.endpoints = Endpoints()
+        self.tmp_dir = TmpDir(cfg.worker_tmp_dir)
 
     # -- gunicorn's names ------------------------------------------------------------------
 
@@ -451,12 +454,18 @@ class Arbiter:
             if worker is not None and pid != self.scaler.recycling:
                 self.table.retire(worker, decision.reason)
         for _ in range(decision.spawn):
-            self.spawn_worker()
+            if self.spawn_worker() is None:
+                break  # logged; the next loop tries again
         self.table.report_count(self.log)
 
-    def spawn_worker(self) -> Worker:
-        """Fork one worker of the current generation (in the child this never returns)."""
-        worker = self.new_worker()
+    def spawn_worker(self) -> Worker | None:
+        """Fork one worker of the current generation (in the child this never returns);
+        None (logged) when its heartbeat file cannot be made anywhere."""
+        try:
+            worker = self.new_worker()
+        except OSError as exc:
+            self.log.error("Cannot make a worker's heartbeat file: %s; retrying", exc)
+            return None
         self.call_hook("pre_fork", self, worker)
         # Signals stay blocked across fork until the child has its own handlers: a TERM
         # sent to a just-forked worker is then held, not lost (or fed to our pipe).
@@ -475,7 +484,9 @@ class Arbiter:
         with its scoreboard file."""
         cfg = self.cfg
         slots = max(1, int(getattr(self.worker_class, "slots_for", lambda c: 1)(cfg)))
-        tmp = WorkerTmp(choose_tmp_dir(cfg.worker_tmp_dir), slots=slots)
+        if self.tmp_dir.configured != cfg.worker_tmp_dir:  # changed on reload
+            self.tmp_dir = TmpDir(cfg.worker_tmp_dir)
+        tmp = self.tmp_dir.new_file(slots, self.log)
         owner = self.owner()
         if owner is not None:
             os.fchown(tmp.fileno(), owner[0], owner[1])
