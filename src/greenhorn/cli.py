@@ -66,6 +66,18 @@ def _known_worker_type(resolved: Resolved) -> bool:
     return True
 
 
+def _effective(resolved: Resolved) -> dict[str, tuple[str, str]]:
+    """What --print-config shows for settings another one changes: the worker type that
+    runs when ``threads`` > 1 turns sync into gthread."""
+    from greenhorn.workers.registry import canonical, resolve
+
+    cfg = resolved.config
+    runs = resolve(cfg.worker_class, cfg.threads)
+    if runs == canonical(cfg.worker_class):
+        return {}
+    return {"worker_class": (repr(runs), f"threads = {cfg.threads} runs {runs}")}
+
+
 def check_app(uri: str) -> int:
     """Import the application named by `uri`: EXIT_OK, or EXIT_FAILURE with one line."""
     try:
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolved.config
 
     if cfg.print_config:
-        sys.stdout.write(render(resolved))
+        sys.stdout.write(render(resolved, _effective(resolved)))
         sys.stdout.flush()
         return EXIT_OK
     if cfg.paste is not None:

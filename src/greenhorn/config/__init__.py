@@ -343,8 +343,13 @@ def _show_value(setting: Setting, value: object) -> str:
     return repr(value)
 
 
-def render(resolved: Resolved) -> str:
-    """The --print-config text: every setting by section, `name = value  # source`."""
+def render(resolved: Resolved, effective: Mapping[str, tuple[str, str]] | None = None) -> str:
+    """The --print-config text: every setting by section, `name = value  # source`.
+
+    ``effective`` maps a setting to what actually runs and why, when another setting
+    changes it (``worker_class`` is `'gthread'` when ``threads`` > 1 turns sync into
+    gthread): `name = 'gthread'  # default 'sync'; threads > 1 runs gthread`."""
+    effective = effective or {}
     width = max(len(name) for name in BY_NAME)
     lines: list[str] = []
     for section in SECTIONS:
@@ -355,5 +360,9 @@ def render(resolved: Resolved) -> str:
             if setting.section != section:
                 continue
             value = _show_value(setting, getattr(resolved.config, setting.name))
-            lines.append(f"{setting.name:<{width}} = {value}  # {resolved.sources[setting.name]}")
+            source = resolved.sources[setting.name]
+            if setting.name in effective:
+                shown, why = effective[setting.name]
+                source, value = f"{source} {value}; {why}", shown
+            lines.append(f"{setting.name:<{width}} = {value}  # {source}")
     return "\n".join(lines) + "\n"

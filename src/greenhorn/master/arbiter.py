@@ -321,9 +321,11 @@ class Arbiter:
 
     @property
     def worker_class_name(self) -> str:
-        from greenhorn.workers.registry import canonical
+        """The worker type that runs: ``gthread`` for sync with ``threads`` > 1, as the
+        log line, /metrics and ``greenhorn ctl`` say (gunicorn's log line says so too)."""
+        from greenhorn.workers.registry import resolve
 
-        return canonical(str(self.cfg.worker_class))
+        return resolve(str(self.cfg.worker_class), self.cfg.threads)
 
     def owner(self) -> tuple[int, int] | None:
         """Who the socket and scoreboard files belong to: ``--user``/``--group`` when those
