@@ -9,7 +9,7 @@ messages for a human at a terminal. Everything below it raises; everything here 
 - `--check-config`: import the application (after raw_env, chdir and pythonpath are
   applied); exit 0 when it loads, else one line on stderr and exit 1;
 - otherwise the arbiter runs and its return value is the exit code. Loading the app at
-  run time (exit 4, APP_LOAD_ERROR) is the arbiter's business; it calls greenhorn.wsgi.app.load_app.
+  run time (exit 3 or 4, as gunicorn: greenhorn.wsgi.app.exit_status) is the arbiter's business.
 
 `greenhorn ctl ...` (talk to a running master, see greenhorn.ctl) is a subcommand only when
 `ctl` is the FIRST argument, so an application module named `ctl` still runs as

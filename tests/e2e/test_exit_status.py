@@ -36,6 +36,7 @@ SAME = {
     "--preload, module not found": (["--preload", "no_such_module:app"], 1, 1),
     "post_worker_init raises": (["-c", "{tmp}/pwi.conf.py", "hello:app"], 3, 3),
     "on_starting raises": (["-c", "{tmp}/starting.conf.py", "hello:app"], 1, 1),
+    "when_ready raises": (["-c", "{tmp}/ready.conf.py", "hello:app"], 1, 1),
     "--check-config, module not found": (["--check-config", "no_such_module:app"], 1, 1),
     "unknown option": (["--no-such-option", "hello:app"], 2, 2),
 }
@@ -58,6 +59,7 @@ def write_fixtures(tmp: Path) -> None:
     (tmp / "starting.conf.py").write_text(
         "def on_starting(server):\n    raise RuntimeError('not today')\n"
     )
+    (tmp / "ready.conf.py").write_text("def when_ready(server):\n    raise RuntimeError('no')\n")
 
 
 def run_command(server: str, *args: str, path: str = str(APPS)) -> list[str]:

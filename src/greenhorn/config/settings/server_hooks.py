@@ -28,9 +28,11 @@ def _hook(name: str, help_text: str) -> Setting:
 # One argument group per line, to read as a table (ruff format would split every argument).
 # fmt: off
 ROWS: tuple[Setting, ...] = (
-    _hook("on_starting", "Called in the master just before it initialises."),
+    _hook("on_starting", "Called in the master just before it initialises. If it raises, "
+          "greenhorn does not start (exit status 1)."),
     _hook("on_reload", "Called in the master when SIGHUP starts recycling the workers."),
-    _hook("when_ready", "Called in the master once the listeners are open and it is ready."),
+    _hook("when_ready", "Called in the master once the listeners are open and it is ready. "
+          "If it raises, greenhorn stops before forking a worker (exit status 1)."),
     _hook("pre_fork", "Called in the master just before a worker is forked."),
     _hook("post_fork", "Called in the new worker just after the fork. If it raises, the worker "
           "does not boot."),
