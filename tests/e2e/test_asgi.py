@@ -692,11 +692,26 @@ def test_https_and_wss(greenhorn, certs):
     run(session())
 
 
-def test_tls_with_proxy_protocol_is_refused_clearly(greenhorn, certs):
+def test_proxy_header_before_the_tls_handshake(greenhorn, certs):
+    import ssl
+
     tls = ("--certfile", str(certs.server_cert), "--keyfile", str(certs.server_key))
-    s = greenhorn("-k", "asgi", *tls, "--proxy-protocol", "v1", "asgiapps:probe", wait=False)
-    assert s.proc.wait(30) == 3
-    assert "-k asgi cannot read a PROXY protocol header before TLS" in s.log
+    s = greenhorn("-k", "asgi", *tls, "--proxy-protocol", "v1", "asgiapps:probe", ready_path=None)
+    ctx = ssl.create_default_context(cafile=str(certs.server_cert))
+
+    def scope_via_proxy() -> dict | None:
+        try:
+            with socket.create_connection((s.host, s.port), timeout=5) as raw_sock:
+                raw_sock.sendall(b"PROXY TCP4 198.51.100.7 127.0.0.1 6543 443\r\n")
+                with ctx.wrap_socket(raw_sock, server_hostname="127.0.0.1") as tls_sock:
+                    tls_sock.sendall(b"GET /scope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    data = read_all(tls_sock)
+        except OSError:
+            return None
+        return json.loads(data.partition(b"\r\n\r\n")[2]) if data else None
+
+    scope = wait_until(scope_via_proxy, 20, 0.1, "https behind a PROXY header")
+    assert scope["client"] == ["198.51.100.7", 6543] and scope["scheme"] == "https"  # type: ignore[index]
 
 
 def _https_ok(url: str, ctx: object) -> bool:

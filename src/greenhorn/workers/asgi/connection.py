@@ -41,6 +41,7 @@ from typing import Any
 from greenhorn.asgi.scope import template
 from greenhorn.http import errors
 from greenhorn.http.parser import EOF, NEED_DATA, Data, Parser, Request
+from greenhorn.http.proxy import ProxyHeader
 from greenhorn.http.response import error_response
 from greenhorn.ipc.scoreboard import REJECTED
 from greenhorn.workers.asgi.cycle import RequestCycle
@@ -80,6 +81,7 @@ class HttpConnection(asyncio.Protocol):
         "phase",
         "proxy",
         "proxy_buf",
+        "proxy_header",
         "reading",
         "remote_addr",
         "remote_port",
@@ -97,8 +99,9 @@ class HttpConnection(asyncio.Protocol):
         "ws",
     )
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, proxy_header: ProxyHeader | None = None) -> None:
         self.shared = shared
+        self.proxy_header = proxy_header  # read before a TLS handshake (accept.ProxyFirst)
         self.transport: Any = None
         self.parser = Parser(shared.limits)
         self.cycle: RequestCycle | None = None
@@ -151,8 +154,11 @@ class HttpConnection(asyncio.Protocol):
         self.scheme = "https" if secure else "http"
         self.template = template("http", self.server, self.client, secure, shared.root_path)
         transport.set_write_buffer_limits(WRITE_HIGH)  # type: ignore[attr-defined]
-        if shared.proxy_gate.on and not secure:
+        if self.proxy_header is not None:
+            self.apply_proxy(self.proxy_header)
+        elif shared.proxy_gate.on and not secure:
             self.proxy_buf = b""
+        shared.worker.connection_opened()
 
     def data_received(self, data: bytes) -> None:
         if self.proxy_buf is not None:
@@ -497,6 +503,11 @@ class HttpConnection(asyncio.Protocol):
         header, seen = got
         if header is None:
             return seen
+        self.apply_proxy(header)
+        return seen[header.consumed :]
+
+    def apply_proxy(self, header: ProxyHeader) -> None:
+        """The client's address as a trusted proxy's header gives it."""
         if not header.local:
             self.remote_addr = header.src_addr
             self.remote_port = str(header.src_port)
@@ -504,7 +515,6 @@ class HttpConnection(asyncio.Protocol):
             family = "TCP6" if ":" in header.src_addr else "TCP4"
             self.proxy = (family, header.dst_addr, str(header.dst_port))
             self.template["client"] = self.client
-        return seen[header.consumed :]
 
 
 class _NeedMore(Exception):

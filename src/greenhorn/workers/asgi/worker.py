@@ -21,9 +21,9 @@ Why it is shaped like this:
   ``WORKER TIMEOUT`` line and the worker's abort line name it, and faulthandler's dump shows
   the blocking code. Requests that merely take long (a stream, a WebSocket) hold no slot,
   and no per-request timeout applies to them.
-- **A bound on connections.** ``worker_connections`` caps the connections one worker holds:
-  at the cap it stops accepting (closes its own duplicate of each listening socket; the
-  master's and the siblings' keep listening) and starts again below it, so the kernel's
+- **Fair, bounded accepting** (``accept.py``): a few connections per wakeup, so a burst
+  spreads over the workers; ``worker_connections`` caps the connections one worker holds:
+  at the cap it stops watching the listeners and starts again below it, so the kernel's
   backlog goes to a worker with room instead of queueing here.
 - **Graceful stop.** TERM stops accepting (after taking the backlog the master asked to
   drain), closes idle keep-alive connections, lets requests in flight finish within
@@ -44,12 +44,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenhorn.ipc import exits
 from greenhorn.ipc.scoreboard import IN_FLIGHT, WS_OPEN
+from greenhorn.workers.asgi.accept import Acceptor, ProxyFirst
 from greenhorn.workers.asgi.connection import HttpConnection
 from greenhorn.workers.asgi.shared import Shared
-from greenhorn.workers.base import Listening, Worker, error_stream
+from greenhorn.workers.base import Worker, error_stream
 
 if TYPE_CHECKING:
     from greenhorn.config import Config
+    from greenhorn.http.proxy import ProxyHeader
     from greenhorn.observe.logger import Logger
 
 __all__ = ["AsgiWorker"]
@@ -77,65 +79,6 @@ def new_loop(kind: str, log: Logger) -> asyncio.AbstractEventLoop | None:
     return asyncio.new_event_loop()
 
 
-class Acceptor:
-    """Accepting on one listener through the loop, pausable: its own duplicate of the
-    listening socket is handed to the loop's server and closed to pause."""
-
-    def __init__(self, worker: AsgiWorker, listener: Listening) -> None:
-        self.worker = worker
-        self.listener = listener
-        self.server: asyncio.AbstractServer | None = None
-        self.starting = False
-
-    async def start(self) -> None:
-        worker = self.worker
-        if self.server is not None or self.starting:
-            return
-        with worker._closing:
-            if not worker._listeners_open:
-                return
-            fd = os.dup(self.listener.sock.fileno())
-        sock = socket.socket(fileno=fd)
-        sock.setblocking(False)
-        shared = worker.shared
-        loop = shared.loop
-        cfg = worker.cfg
-        ctx = worker.ssl_context
-        timeout = float(cfg.header_timeout) or 30.0
-        self.starting = True
-        try:
-            if sock.family == socket.AF_UNIX:
-                server = await loop.create_unix_server(
-                    worker.protocol,
-                    sock=sock,
-                    backlog=cfg.backlog,
-                    ssl=ctx,
-                    ssl_handshake_timeout=timeout if ctx else None,
-                )
-            else:
-                server = await loop.create_server(
-                    worker.protocol,
-                    sock=sock,
-                    backlog=cfg.backlog,
-                    ssl=ctx,
-                    ssl_handshake_timeout=timeout if ctx else None,
-                )
-        except Exception:
-            sock.close()
-            raise
-        finally:
-            self.starting = False
-        if not worker.accepting:  # paused or stopped while starting
-            server.close()
-            return
-        self.server = server
-
-    def pause(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.close()
-
-
 class AsgiWorker(Worker):
     """Serve an ASGI application from an event loop. See the module docstring."""
 
@@ -152,13 +95,6 @@ class AsgiWorker(Worker):
         except NotAnASGIApp as exc:
             self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
             return exits.APP_LOAD_ERROR
-        if self.ssl_context is not None and cfg.proxy_protocol != "off":
-            # the loop's TLS would read the PROXY header as a handshake
-            self.log.error(
-                "-k asgi cannot read a PROXY protocol header before TLS: terminate TLS in "
-                "the proxy, or turn proxy_protocol off, or use another worker type"
-            )
-            return exits.WORKER_BOOT_ERROR
         loop = new_loop(cfg.asgi_loop, self.log)
         if loop is None:
             return exits.WORKER_BOOT_ERROR
@@ -208,13 +144,35 @@ class AsgiWorker(Worker):
             multiprocess=multiprocess(cfg.workers, cfg.workers_max),
         )
 
-    def protocol(self) -> HttpConnection:
-        """The protocol factory (one ``HttpConnection`` per accepted connection)."""
+    def adopt(self, client: socket.socket) -> None:
+        """Serve an accepted connection (a PROXY header before TLS is read first)."""
+        client.setblocking(False)
+        if self.ssl_context is not None and self.shared.proxy_gate.on:
+            ProxyFirst(self, client)
+        else:
+            self.connect(client, None)
+
+    def connect(self, client: socket.socket, header: ProxyHeader | None) -> None:
+        """Hand ``client`` to the loop (TLS handshake included) with its ``HttpConnection``."""
+        self.loop.create_task(self._connect(client, header))
+
+    async def _connect(self, client: socket.socket, header: ProxyHeader | None) -> None:
+        ctx = self.ssl_context
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: HttpConnection(self.shared, header),
+                client,
+                ssl=ctx,
+                ssl_handshake_timeout=(float(self.cfg.header_timeout) or 30.0) if ctx else None,
+            )
+        except Exception as exc:  # a failed TLS handshake, a client already gone
+            self.log.debug("Could not serve a connection: %r", exc)
+            client.close()
+
+    def connection_opened(self) -> None:
         self.conns += 1
         if self.conns >= self.max_conns and self.accepting:
-            self.accepting = False  # (the server is attaching this one: close it after)
-            self.loop.call_soon(self._pause_accepting)
-        return HttpConnection(self.shared)
+            self._pause_accepting()
 
     def connection_closed(self) -> None:
         self.conns -= 1
@@ -222,8 +180,6 @@ class AsgiWorker(Worker):
             self._resume_accepting()
 
     def _pause_accepting(self) -> None:
-        if self.accepting and self.alive:  # resumed meanwhile
-            return
         self.accepting = False
         for acceptor in self.acceptors:
             acceptor.pause()
@@ -231,8 +187,7 @@ class AsgiWorker(Worker):
     def _resume_accepting(self) -> None:
         self.accepting = True
         for acceptor in self.acceptors:
-            if acceptor.server is None:
-                self.loop.create_task(acceptor.start())
+            acceptor.start()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -259,12 +214,7 @@ class AsgiWorker(Worker):
     async def _main(self) -> None:
         self._signals.rearm()
         self.acceptors = [Acceptor(self, listener) for listener in self.listeners]
-        self.accepting = True
-        for acceptor in self.acceptors:
-            try:
-                await acceptor.start()
-            except OSError as exc:
-                self.log.error("Cannot serve %s: %s", acceptor.listener, exc)
+        self._resume_accepting()
         if not self.alive:
             self._request_stop()
         await self.stopped
@@ -312,14 +262,14 @@ class AsgiWorker(Worker):
 
     async def _shutdown(self) -> None:
         shared = self.shared
-        loop = self.loop
         shared.stopping = True
-        self.accepting = False
         self._pause_accepting()
+        for acceptor in self.acceptors:
+            acceptor.close()
         self.close_listeners(drain=False)  # no-op when the control thread did it
         while self.pending:  # connections taken from the backlog on TERM: serve them
             client, _addr, _listener, _at = self.pending.popleft()
-            loop.create_task(self._adopt(client))
+            self.adopt(client)
         for conn in list(shared.connections):
             conn.stop()
         for session in list(shared.websockets):
@@ -342,21 +292,6 @@ class AsgiWorker(Worker):
             await asyncio.sleep(0)
         if self.lifespan is not None:
             await self.lifespan.shutdown(max(1.0, deadline - _monotonic()))
-
-    async def _adopt(self, client: socket.socket) -> None:
-        try:
-            client.setblocking(False)
-            await self.loop.connect_accepted_socket(
-                self.protocol,
-                client,
-                ssl=self.ssl_context,
-                ssl_handshake_timeout=(float(self.cfg.header_timeout) or 30.0)
-                if self.ssl_context
-                else None,
-            )
-        except Exception as exc:
-            self.log.debug("Could not serve a connection from the backlog: %r", exc)
-            client.close()
 
     # -- the watchdog (its own thread) ------------------------------------------------------
 
