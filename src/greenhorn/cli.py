@@ -22,10 +22,15 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from greenhorn.config import ConfigError, Resolved, load_resolved, render, warn_stderr
+from greenhorn.config import Config, ConfigError, Resolved, load_resolved, render, warn_stderr
 from greenhorn.ipc import titles
 from greenhorn.ipc.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from greenhorn.wsgi.app import AppImportError, load_app, prepare_environment
+from greenhorn.wsgi.app import (
+    AppImportError,
+    app_label,
+    load_configured_app,
+    prepare_environment,
+)
 
 PROG = "greenhorn"
 
@@ -78,12 +83,12 @@ def _effective(resolved: Resolved) -> dict[str, tuple[str, str]]:
     return {"worker_class": (repr(runs), f"threads = {cfg.threads} runs {runs}")}
 
 
-def check_app(uri: str) -> int:
-    """Import the application named by `uri`: EXIT_OK, or EXIT_FAILURE with one line."""
+def check_app(cfg: Config) -> int:
+    """Import the application the settings name: EXIT_OK, or EXIT_FAILURE with one line."""
     try:
-        load_app(uri)
+        load_configured_app(cfg)
     except AppImportError as exc:
-        _error(f"cannot load application {uri!r}: {exc}")
+        _error(f"cannot load application {app_label(cfg)!r}: {exc}")
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -109,14 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render(resolved, _effective(resolved)))
         sys.stdout.flush()
         return EXIT_OK
-    if cfg.paste is not None:
-        _error(
-            f"--paste {cfg.paste}: serving a PasteDeploy application is not built yet; "
-            "give its module:attribute as APP_MODULE instead"
-        )
-        return EXIT_USAGE
-    if cfg.wsgi_app is None:
+    if cfg.wsgi_app is None and cfg.paste is None:
         _error("No application module specified.")
+        return EXIT_USAGE
+    if cfg.paste is not None and not os.path.isfile(cfg.paste.partition("#")[0]):
+        _error(str(resolved.invalid("paste", "no such file")))  # gunicorn: "... not found"
         return EXIT_USAGE
 
     start_cwd = _cwd()  # before --chdir: where a USR2 re-exec must start from
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"cannot prepare the environment: {exc}")
         return EXIT_USAGE
     if cfg.check_config:
-        return check_app(cfg.wsgi_app)
+        return check_app(cfg)
 
     from greenhorn.master.arbiter import Arbiter  # imported late: the CLI must not need it to check
 

@@ -24,6 +24,18 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     return [data]
 
 
+def paste_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[..., Any]:
+    """A PasteDeploy app factory (``use = call:compat:paste_factory``): the app says its
+    ``greeting`` (from its ini section) and the ``FOO`` global (``--paste-global``)."""
+    text = f"{local_conf.get('greeting')} {global_conf.get('FOO')}\n".encode()
+
+    def paste_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [text]
+
+    return paste_app
+
+
 class TaggedWorker(SyncWorker):
     """A sync worker that says which class it is when it starts serving."""
 

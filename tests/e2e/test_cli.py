@@ -173,7 +173,6 @@ def test_check_config_bad_application(tmp_path, app, needle):
         (["-u", "greenhorn-no-such-user", "a:app"], ["-u/--user", "no such user"]),
         (["--chdir", "/nonexistent", "a:app"], ["--chdir", "'/nonexistent': no such directory"]),
         (["--chdir", "/etc/hostname", "a:app"], ["--chdir", "'/etc/hostname': not a directory"]),
-        (["--paste", "app.ini"], ["--paste app.ini", "not built yet"]),
         (["a:create(x)"], ["APP_MODULE"]),
         ([], ["No application module specified."]),
     ],

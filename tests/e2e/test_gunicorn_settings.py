@@ -182,6 +182,64 @@ def test_zero_workers_and_threads_serve_with_one_single_threaded_worker(greenhor
     assert len(server.wait_workers(1)) == 1
 
 
+# --- PasteDeploy -----------------------------------------------------------------------------
+
+PASTE_INI = """\
+[app:main]
+use = call:compat:paste_factory
+greeting = hello from main
+
+[app:admin]
+use = call:compat:paste_factory
+greeting = hello from admin
+
+[loggers]
+keys = root, error
+
+[handlers]
+keys = stderr
+
+[formatters]
+keys = tagged
+
+[logger_root]
+level = INFO
+handlers = stderr
+
+[logger_error]
+level = INFO
+handlers = stderr
+propagate = 0
+qualname = gunicorn.error
+
+[handler_stderr]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = tagged
+
+[formatter_tagged]
+format = PASTE-LOG %(message)s
+"""
+
+
+def test_paste_serves_the_ini_files_application(greenhorn, tmp_path):
+    """``--paste app.ini`` (gunicorn's spelling ``--paster`` too) serves [app:main] with the
+    ``--paste-global`` values; ``app.ini#admin`` another section; the file's [loggers]
+    configure logging, as under gunicorn."""
+    (tmp_path / "app.ini").write_text(PASTE_INI)
+    check = run(tmp_path, "--check-config", "--pythonpath", str(APPS), "--paste", "app.ini#admin")
+    assert (check.returncode, check.stderr) == (0, "")
+    shown = printed(run(tmp_path, "--print-config", "--paste", "app.ini").stdout)
+    assert shown["logconfig"][0] == repr(str(tmp_path / "app.ini"))
+    assert shown["default_proc_name"][0] == repr(str(tmp_path / "app.ini"))
+    server = greenhorn("--paster", "app.ini", "--paste-global", "FOO=bar", cwd=tmp_path)
+    assert server.get("/").text == "hello from main bar\n"
+    assert "PASTE-LOG Booting worker" in server.log
+    missing = run(tmp_path, "nope:app", "--paste", "nope.ini")  # --paste wins, as in gunicorn
+    assert missing.returncode == 2 and "argument --paste/--paster" in missing.stderr
+    assert missing.stderr.strip().endswith("nope.ini': no such file"), missing.stderr
+
+
 # --- classes ---------------------------------------------------------------------------------
 
 

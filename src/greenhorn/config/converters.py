@@ -278,6 +278,18 @@ def split_paste_global(item: str) -> tuple[str, str]:
     return key.replace("\\=", "="), value.replace("\\=", "=")
 
 
+def paste_uri(value: object) -> str | None:
+    """A PasteDeploy config file, ``PATH`` or ``PATH#app_name``, made absolute against the
+    current directory, as gunicorn reads --paste (before --chdir applies)."""
+    if value is None:
+        return None
+    text = to_str(value)
+    path, hash_, name = text.partition("#")
+    if not path:
+        raise ValueError("expected a PasteDeploy config file, such as app.ini or app.ini#main")
+    return str(Path(path).expanduser().absolute()) + hash_ + name
+
+
 def paste_globals(value: object) -> list[str]:
     """``KEY=VALUE`` strings for PasteDeploy's global_conf (a single string is one item)."""
     items = str_list(value)

@@ -273,10 +273,15 @@ def merge(layers: Sequence[Layer]) -> Merged:
             sources[name] = layer.source
             subjects[name] = subject
     check_combinations(values)
-    # gunicorn names the processes after the application when no name was chosen.
-    if sources["default_proc_name"] == SOURCE_DEFAULT and values["wsgi_app"]:
-        values["default_proc_name"] = values["wsgi_app"]
-        sources["default_proc_name"] = sources["wsgi_app"]
+    # gunicorn names the processes after the application when no name was chosen: the
+    # --paste file (which wins over APP_MODULE), else APP_MODULE.
+    if sources["default_proc_name"] == SOURCE_DEFAULT:
+        if values["paste"]:
+            values["default_proc_name"] = os.path.abspath(str(values["paste"]).partition("#")[0])
+            sources["default_proc_name"] = sources["paste"]
+        elif values["wsgi_app"]:
+            values["default_proc_name"] = values["wsgi_app"]
+            sources["default_proc_name"] = sources["wsgi_app"]
     return Merged(values, sources, tuple(warnings), subjects)
 
 
@@ -461,4 +466,28 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = N
         layers.append(Layer(f"env {env_var}", env_values, "args", env_var))
     layers.append(Layer(SOURCE_CLI, cli, "args"))
     merged = merge(layers)
+    _paste_logging(merged)
     return Merged(merged.values, merged.sources, (*warnings, *merged.warnings), merged.subjects)
+
+
+def _paste_logging(merged: Merged) -> None:
+    """As gunicorn: a --paste file with a ``[loggers]`` section is also the logconfig,
+    unless a logging configuration was given."""
+    values, sources = merged.values, merged.sources
+    paste = values["paste"]
+    if not paste or any(sources[n] != SOURCE_DEFAULT for n in LOGGING_CONFIGS):
+        return
+    import configparser
+
+    path = os.path.abspath(paste.partition("#")[0])
+    parser = configparser.ConfigParser()
+    try:
+        parser.read([path])
+    except configparser.Error:
+        return  # not an ini file greenhorn can read: PasteDeploy will say so when loading
+    if parser.has_section("loggers"):
+        values["logconfig"] = path
+        sources["logconfig"] = f"{sources['paste']} (its [loggers])"
+
+
+LOGGING_CONFIGS = ("logconfig", "logconfig_dict", "logconfig_json")

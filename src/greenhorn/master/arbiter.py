@@ -250,15 +250,21 @@ class Arbiter:
 
         The exit statuses are gunicorn's: with ``--preload`` 1 whatever the failure; without
         it a missing module is what a worker would fail to boot on (3, ``exit_status``)."""
-        from greenhorn.wsgi.app import AppImportError, check_importable, exit_status, load_app
+        from greenhorn.wsgi.app import (
+            AppImportError,
+            app_label,
+            check_configured_app,
+            exit_status,
+            load_configured_app,
+        )
 
         try:
             if self.cfg.preload_app:
-                self.app = load_app(str(self.cfg.wsgi_app))
+                self.app = load_configured_app(self.cfg)
             else:
-                check_importable(self.cfg.wsgi_app)
+                check_configured_app(self.cfg)
         except AppImportError as exc:
-            self.log.error("Failed to load application %r: %s", self.cfg.wsgi_app, exc)
+            self.log.error("Failed to load application %r: %s", app_label(self.cfg), exc)
             return exits.EXIT_FAILURE if self.cfg.preload_app else exit_status(exc)
         return None
 

@@ -163,7 +163,7 @@ class Worker:
         self.exit(code)
 
     def _boot_and_run(self) -> int:
-        from greenhorn.wsgi.app import AppImportError, exit_status, load_app
+        from greenhorn.wsgi.app import AppImportError, app_label, exit_status, load_configured_app
 
         self.pid = os.getpid()
         cfg = self.cfg
@@ -174,9 +174,9 @@ class Worker:
         self.tmp.beat()
         if self.app is None:
             try:
-                self.app = load_app(cfg.wsgi_app or "")
+                self.app = load_configured_app(cfg)
             except AppImportError as exc:
-                self.log.error("Failed to load application %r: %s", cfg.wsgi_app, exc)
+                self.log.error("Failed to load application %r: %s", app_label(cfg), exc)
                 self.log.debug("Application import error", exc_info=exc)
                 return exit_status(exc)
         self.wsgi = self.app

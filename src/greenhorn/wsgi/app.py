@@ -19,7 +19,7 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
 from greenhorn.config.importer import (
@@ -41,11 +41,15 @@ __all__ = [
     "StartResponse",
     "WSGIApp",
     "add_pythonpath",
+    "app_label",
     "apply_chdir",
     "apply_raw_env",
+    "check_configured_app",
     "check_importable",
     "exit_status",
     "load_app",
+    "load_configured_app",
+    "load_paste",
     "parse_uri",
     "prepare_environment",
 ]
@@ -133,6 +137,74 @@ def load_app(uri: str) -> WSGIApp:
             f"(it is {type(obj).__name__})"
         )
     return cast("WSGIApp", obj)  # callable; PEP 3333 cannot be checked further here
+
+
+# --- PasteDeploy (--paste) ----------------------------------------------------------------
+
+
+def _paste_path(uri: str) -> tuple[str, str]:
+    """``app.ini#name`` -> (absolute path of the file, section name or "")."""
+    path, _, name = uri.partition("#")
+    return os.path.abspath(path), name
+
+
+def load_paste(uri: str, global_conf: Mapping[str, str] | None = None) -> WSGIApp:
+    """The application of a PasteDeploy config file, as gunicorn's ``--paste`` loads it:
+    ``app.ini`` serves its ``[app:main]``, ``app.ini#name`` its ``[app:name]``;
+    ``global_conf`` (``--paste-global``) is passed to the factories. Relative paths are
+    taken from the current directory. ``AppImportError`` (one line) on any failure."""
+    path, name = _paste_path(uri)
+    if not os.path.isfile(path):
+        raise AppImportError(f"PasteDeploy config file {path!r} not found")
+    try:
+        from paste.deploy import loadapp
+    except ImportError as exc:
+        raise AppImportError("--paste needs PasteDeploy: pip install PasteDeploy") from exc
+    config_uri = f"config:{path}" + (f"#{name}" if name else "")
+    try:
+        app: object = loadapp(
+            config_uri, relative_to=os.getcwd(), global_conf=dict(global_conf or {})
+        )
+    except Exception as exc:
+        raise AppImportError(
+            f"PasteDeploy could not load {uri!r}: {one_line(exc)}{where(exc)}"
+        ) from exc
+    if not callable(app):
+        raise AppImportError(f"PasteDeploy application {uri!r} is not callable")
+    return cast("WSGIApp", app)
+
+
+def paste_global_conf(items: Iterable[str]) -> dict[str, str]:
+    """``--paste-global KEY=VALUE`` items as PasteDeploy's global_conf."""
+    from greenhorn.config.converters import split_paste_global
+
+    return dict(split_paste_global(item) for item in items)
+
+
+def app_label(cfg: Config) -> str:
+    """The application as the log names it: APP_MODULE, or the --paste file."""
+    return str(cfg.paste if cfg.paste is not None else cfg.wsgi_app)
+
+
+def load_configured_app(cfg: Config) -> WSGIApp:
+    """The application the settings name: ``--paste`` (it wins, as in gunicorn), else
+    APP_MODULE."""
+    if cfg.paste is not None:
+        return load_paste(cfg.paste, paste_global_conf(cfg.raw_paste_global_conf))
+    return load_app(cfg.wsgi_app or "")
+
+
+def check_configured_app(cfg: Config) -> None:
+    """What the master checks without importing the application (see check_importable):
+    for --paste, that the file exists and PasteDeploy is installed."""
+    if cfg.paste is None:
+        check_importable(cfg.wsgi_app)
+        return
+    path, _ = _paste_path(cfg.paste)
+    if not os.path.isfile(path):
+        raise AppImportError(f"PasteDeploy config file {path!r} not found")
+    if importlib.util.find_spec("paste") is None:
+        raise AppImportError("--paste needs PasteDeploy: pip install PasteDeploy")
 
 
 # --- process set-up before the import ---------------------------------------------------

@@ -122,9 +122,11 @@ ROWS: tuple[Setting, ...] = (
         flags=("--pythonpath",), metavar="STRING", reloadable=False,
     ),
     Setting(
-        "paste", SECTION, c.to_opt_str, None,
+        "paste", SECTION, c.paste_uri, None,
         "Serve the application of a PasteDeploy config file (`app.ini`, or `app.ini#name` for "
-        "another app section than main) instead of APP_MODULE. Needs PasteDeploy installed.",
+        "another app section than main) instead of APP_MODULE. Needs PasteDeploy installed "
+        "(pip install PasteDeploy, or greenhorn's `[paste]` extra). A `[loggers]` section in "
+        "the file also configures logging, unless a logconfig setting is given.",
         flags=("--paste", "--paster"), metavar="STRING", reloadable=False,
     ),
     Setting(
