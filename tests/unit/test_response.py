@@ -316,10 +316,12 @@ def test_http11_keep_alive_without_length_is_chunked():
     assert "connection" not in names(head)
 
 
-def test_http11_without_keep_alive_and_length_is_close_delimited():
+def test_http11_without_keep_alive_and_length_is_chunked_and_closes():
+    # issue 19: a close-delimited body cut short looks complete; a chunked one lacks its
+    # last chunk, so HTTP/1.1 responses of unknown length are chunked also when closing
     head, framing, _ = run(keep_alive=False)
-    assert "transfer-encoding" not in names(head)
-    assert (framing.chunked, framing.keep_alive) == (False, False)
+    assert value(head, "Transfer-Encoding") == "chunked"
+    assert (framing.chunked, framing.keep_alive) == (True, False)
     assert value(head, "Connection") == "close"
 
 

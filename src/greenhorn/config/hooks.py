@@ -10,6 +10,9 @@ Rules:
   logs and swallows by default; `propagate=True` is for the places where a failure has to be
   visible to the caller (a worker whose `post_fork` or `post_worker_init` raised must not
   boot; the worker code decides the exit code).
+- A hook called while a request is served (`pre_request`, `post_request`) goes through
+  `call_request_hook`: whatever it raises, `SystemExit` included, is logged and contained,
+  so a hook can fail a request (the caller answers 500) but never the worker serving it.
 - This module imports nothing from `greenhorn.config`: `cfg` is only read with `getattr`,
   which keeps the settings table free to import the defaults from here.
 """
@@ -187,3 +190,27 @@ def call_hook(
             sys.stderr.write(f"greenhorn: exception in {name} hook\n{traceback.format_exc()}")
             sys.stderr.flush()
         return None
+
+
+def call_request_hook(
+    cfg: object,
+    name: str,
+    *args: object,
+    log: HookLogger,
+    leave: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """Call hook `name` while a request is served; False if it raised.
+
+    Everything it raises is logged with its traceback and contained: `SystemExit`,
+    `asyncio.CancelledError` and the rest of `BaseException` too, except the types in
+    `leave` (a greenlet being killed must die), which pass through.
+    """
+    hook: Callable[..., object] = getattr(cfg, name)
+    try:
+        hook(*args)
+    except BaseException as exc:
+        if isinstance(exc, leave):
+            raise
+        log.exception("Exception in %s hook", name)
+        return False
+    return True

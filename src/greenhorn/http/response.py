@@ -12,9 +12,12 @@ Rules:
   dropped: framing and connection management belong to the server (PEP 3333). An
   application's ``Connection: close`` is honoured by closing after the response.
 - Framing: the application's Content-Length is respected (the worker cuts a longer body and
-  closes after a shorter one); without it, HTTP/1.1 keep-alive responses are chunked and
-  everything else is delimited by closing the connection. HEAD, 1xx, 204 and 304 carry no
-  body; 204 and 1xx carry no Content-Length either.
+  closes after a shorter one); without it, a response to HTTP/1.1 is chunked, also when the
+  connection closes after it, so that a body cut short (an application error midway, a
+  timeout abort) lacks its last chunk and the client can tell (gunicorn frames the same
+  way). Only a response to HTTP/1.0, which has no chunked coding, is delimited by closing
+  the connection. HEAD, 1xx, 204 and 304 carry no body; 204 and 1xx carry no
+  Content-Length either.
 """
 
 from __future__ import annotations
@@ -336,7 +339,7 @@ def _build(
         lines += ("Content-Length: ", value, "\r\n")
     chunked = False
     if length is None and body_allowed:
-        if keep_alive and version >= (1, 1):
+        if version >= (1, 1):  # closing or not: a cut body must be detectable
             chunked = True
             lines.append("Transfer-Encoding: chunked\r\n")
         else:

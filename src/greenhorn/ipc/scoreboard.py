@@ -10,8 +10,10 @@ disk cannot block the heartbeat — gunicorn #1863) before forking, unlinks it a
 it ``MAP_SHARED``. Both processes keep the mapping.
 
 - Heartbeat = the file's mtime. The worker's *request loop* calls ``beat()`` (``os.utime``)
-  at most once a second; the master ``fstat``s. A side thread never beats, so a hung loop is
-  seen as hung.
+  every ``BEAT_PERIOD`` seconds, waking at least that often; the master ``fstat``s. A side
+  thread never beats, so a hung loop is seen as hung. A healthy loop's last beat is at most
+  ``BEAT_SLACK`` old, which the master adds to ``timeout`` before it calls a silent loop
+  stuck: a loop is never aborted before it has been stuck for ``timeout`` seconds.
 - Scoreboard = plain integers and doubles in the mapping, written by the worker with
   single-word stores (no locks: the master only reads, and a torn read of a counter is off by
   at most one request). Per-thread slots hold the request in flight and when it started.
@@ -33,6 +35,8 @@ from bisect import bisect_left
 from typing import TypedDict
 
 __all__ = [
+    "BEAT_PERIOD",
+    "BEAT_SLACK",
     "BoardSnapshot",
     "Scoreboard",
     "WorkerTmp",
@@ -40,6 +44,9 @@ __all__ = [
     "system_tmp_dir",
     "unlinked_file",
 ]
+
+BEAT_PERIOD = 0.5  # seconds between two heartbeats of a loop that is turning
+BEAT_SLACK = 2 * BEAT_PERIOD  # how old a turning loop's last beat can be (a wait, then a beat)
 
 # Counters (unsigned 64-bit) at the start of the mapping.
 OTHER_STATUS = 0  # responses with a status outside 1xx-5xx (an application's 6xx...)

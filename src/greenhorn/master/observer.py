@@ -190,6 +190,7 @@ class Observer:
                     busy=self.busy.get(pid, 0.0),
                     spawned_at=w.spawned_at,
                     lifetime=w.lifetime,
+                    slot_holds_loop=w.slot_holds_loop,
                 )
             )
         return out

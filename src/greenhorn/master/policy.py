@@ -10,6 +10,8 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+from greenhorn.ipc.scoreboard import BEAT_SLACK
+
 __all__ = [
     "Kill",
     "Plan",
@@ -48,6 +50,10 @@ class WorkerView:
     lifetime: float = (
         0.0  # seconds this worker may live (max_worker_lifetime + jitter), 0 = forever
     )
+    # A request in a slot holds the worker's loop (the sync worker; the asgi worker writes a
+    # blocked loop into a slot): its start is the loop's last sign of life. False for the
+    # threaded and green workers, whose loop keeps beating while requests run.
+    slot_holds_loop: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +90,17 @@ def kills(
 ) -> list[Kill]:
     """Late workers and what to send them: SIGABRT first, SIGKILL after ``ABORT_GRACE``.
 
-    A worker is late when its loop has not beaten for ``timeout`` seconds, or when one of
-    its requests has run for ``timeout`` seconds (threaded workers keep beating while a
-    request hangs). ``timeout`` 0 disables the check.
+    A worker is late when its loop has been stuck for ``timeout`` seconds (gunicorn's
+    meaning), and never before:
+
+    - a worker whose slot holds its loop (sync), with a request in flight: when that
+      request has run for ``timeout`` seconds (the loop last turned when it began);
+    - otherwise: when its heartbeat has been silent for ``timeout`` seconds plus
+      ``BEAT_SLACK`` (how old a turning loop's last beat may be). A threaded or green
+      worker's request that merely takes long keeps no worker from beating: the worker
+      logs it as a warning, and it runs on.
+
+    ``timeout`` 0 disables the check.
     """
     if timeout <= 0:
         return []
@@ -98,10 +112,11 @@ def kills(
             if now_mono - w.aborted_at >= ABORT_GRACE:
                 out.append(Kill(w.pid, signal.SIGKILL, "abort grace expired"))
             continue
-        if now_wall - w.last_beat > timeout:
+        if w.slot_holds_loop and w.oldest_request is not None:
+            if now_mono - w.oldest_request > timeout:
+                out.append(Kill(w.pid, signal.SIGABRT, "request"))
+        elif now_wall - w.last_beat > timeout + BEAT_SLACK:
             out.append(Kill(w.pid, signal.SIGABRT, "heartbeat"))
-        elif w.oldest_request is not None and now_mono - w.oldest_request > timeout:
-            out.append(Kill(w.pid, signal.SIGABRT, "request"))
     return out
 
 

@@ -31,13 +31,13 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, NoReturn, Protocol
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, ClassVar, NoReturn, Protocol
 
 from greenhorn.config import hooks
 from greenhorn.http.parser import Limits
 from greenhorn.ipc import exits, titles
-from greenhorn.ipc.scoreboard import BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
+from greenhorn.ipc.scoreboard import BEAT_PERIOD, BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
 from greenhorn.ipc.signals import WORKER_IGNORED, WORKER_SIGNALS, SignalPipe
 from greenhorn.workers import heap
 from greenhorn.workers.connection import Connection, TimeoutConnection
@@ -72,6 +72,16 @@ class Listening(Protocol):
     def port(self) -> int | None: ...
 
 
+class InFlight(Protocol):
+    """The requests a worker is serving, as its control thread sees them on a timeout
+    (``workers.handler.Handler``)."""
+
+    def answer_aborted(self) -> int:
+        """Answer every request in flight that has sent nothing yet with an error status
+        (the worker is about to die under it); return how many were answered."""
+        ...
+
+
 # A connection accepted from the backlog while stopping: (socket, peer, listener, when).
 Accepted = tuple[socket.socket, "SockAddr", Listening, float]
 
@@ -94,6 +104,12 @@ def limits_from(cfg: Config) -> Limits:
 
 class Worker:
     """One worker process. The master builds it, forks, and the child calls init_process."""
+
+    # A request in flight holds this worker type's loop (no heartbeat until it ends): the
+    # master times the request, not the heartbeat (``master.policy.kills``). Worker types
+    # whose loop keeps beating under requests (threads, greenlets) leave it False, and a
+    # request of theirs running past ``timeout`` is logged as a warning instead.
+    slot_holds_loop: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -144,6 +160,9 @@ class Worker:
             None  # the mask to restore once handlers are in
         )
         self._server_names: dict[Listening, tuple[str, str]] = {}  # listener -> SERVER_NAME/PORT
+        self.in_flight: InFlight | None = None  # the handler, once the worker type built it
+        self.stack_of: Callable[[int], str | None] = _no_stack  # a slot's stack (late warning)
+        self._warned: dict[int, float] = {}  # slot -> start of the late request logged
 
     def __repr__(self) -> str:
         return f"<Worker {self.pid}>"
@@ -262,9 +281,24 @@ class Worker:
                     time.monotonic() - started,
                 )
             self.log_green_stacks()
+            self.answer_aborted()
             hooks.call_hook(self.cfg, "worker_abort", self, log=self.log)
             self.exit(exits.WORKER_ABORTED)
         # HUP and WINCH are ignored by workers.
+
+    def answer_aborted(self) -> None:
+        """On a timeout abort: the clients of requests that have sent nothing yet get an
+        error status rather than an empty reply (``Handler.answer_aborted``)."""
+        in_flight = self.in_flight
+        if in_flight is None:
+            return
+        try:
+            answered = in_flight.answer_aborted()
+        except Exception:
+            self.log.exception("Could not answer the requests in flight")
+            return
+        if answered:
+            self.log.info("Answered %d request(s) in flight with 500", answered)
 
     def log_green_stacks(self) -> None:
         """faulthandler dumps OS threads only; under gevent/eventlet the request that hangs
@@ -389,14 +423,35 @@ class Worker:
         heap.release()
 
     def beat(self, now: float) -> None:
-        """Heartbeat from the request loop, at most once a second; also notice when the
-        master is gone (a worker never serves on as an orphan)."""
-        if now - self.tmp.last_beat >= 1.0:
+        """Heartbeat from the request loop, every ``BEAT_PERIOD``; also notice when the
+        master is gone (a worker never serves on as an orphan), and log the requests that
+        run past ``timeout`` on a worker whose loop beats while they run."""
+        if now - self.tmp.last_beat >= BEAT_PERIOD:
             self.tmp.beat(now)
             if os.getppid() != self.ppid and self.alive:
                 self.log.info("Parent changed, shutting down: %s", self)
                 self.alive = False
                 self.close_listeners(drain=False)
+            if self.timeout and not self.slot_holds_loop:
+                self.warn_late_requests(now)
+
+    def warn_late_requests(self, now: float) -> None:
+        """Log each request that has run past ``timeout`` once, as a warning with its
+        stack. It runs on: the master aborts a worker only when its loop stops beating."""
+        warned = self._warned
+        timeout = self.timeout
+        for slot, started, line in self.tmp.board.current():
+            if now - started <= timeout or warned.get(slot) == started:
+                continue
+            warned[slot] = started
+            stack = self.stack_of(slot)
+            self.log.warning(
+                "Request running for %.1fs, past the %ss timeout: %s%s",
+                now - started,
+                timeout,
+                line,
+                f"\n{stack.rstrip()}" if stack else "",
+            )
 
     def count_request(self) -> None:
         self.nr += 1
@@ -444,6 +499,10 @@ class Worker:
             except Exception:
                 pass
         os._exit(code)
+
+
+def _no_stack(slot: int) -> str | None:
+    return None
 
 
 def _not_loaded(environ: dict[str, object], start_response: object) -> list[bytes]:

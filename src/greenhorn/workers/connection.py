@@ -44,6 +44,7 @@ _LAST = socket.MSG_DONTWAIT | getattr(socket, "MSG_MORE", 0)  # the FIN will fol
 _SHUT_WR = socket.SHUT_WR
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _POLLOUT = select.POLLOUT | select.POLLERR | select.POLLHUP
+_READY_ONLY = 0.001  # seconds a socket call past its deadline may wait (TimeoutConnection)
 
 
 class Timeout(Exception):
@@ -330,12 +331,12 @@ class TimeoutConnection(Connection):
 
 
 def _remaining(deadline: float | None) -> float | None:
+    """The socket timeout for a call due by ``deadline``. Past it, the call may still take
+    what is ready (as ``Connection`` does with ``MSG_DONTWAIT``) but not wait for more: a
+    client reading a long stream as fast as it comes is never cut, a slow reader is."""
     if deadline is None:
         return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise Timeout()
-    return left
+    return max(deadline - time.monotonic(), _READY_ONLY)
 
 
 if TYPE_CHECKING:  # a connection is what the environ and the response write through

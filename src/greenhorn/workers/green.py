@@ -12,15 +12,22 @@ connection handler.
   ``keepalive`` seconds.
 - The heartbeat is written by a loop in the main greenlet: if application code blocks the
   hub, the heartbeat stops and the master aborts the worker, naming the request it was on.
+  A request that waits cooperatively past ``timeout`` leaves the hub free: it is logged
+  once as a warning with its greenlet's stack, and runs on (gunicorn's meaning of
+  ``timeout`` for these workers; aborting would cut every other connection).
 """
 
 from __future__ import annotations
 
+import sys
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
+from greenhorn.ipc.scoreboard import BEAT_PERIOD
 from greenhorn.workers.connection import TimeoutConnection
 from greenhorn.workers.handler import Handler
 
@@ -69,12 +76,14 @@ class GreenLoop:
         self.handler = Handler.for_worker(worker, keep_alive=self.keepalive > 0, multithread=True)
         self.pool = backend.pool(self.size)
         self.slots: deque[int] = deque(range(worker.tmp.board.slots))
+        self.greenlets: dict[int, object] = {}  # slot -> the greenlet serving it
+        worker.stack_of = self.stack_of
 
     def run(self) -> None:
         worker, backend = self.worker, self.backend
         for listener in worker.listeners:
             backend.pool(1).spawn(self.acceptor, listener)
-        interval = 1.0 if not worker.timeout else min(1.0, worker.timeout / 2.0)
+        interval = BEAT_PERIOD if not worker.timeout else min(BEAT_PERIOD, worker.timeout / 2.0)
         while worker.alive:
             worker.beat(time.monotonic())
             backend.sleep(interval)
@@ -115,14 +124,30 @@ class GreenLoop:
         if conn is None:
             slots.append(slot)
             return
+        greenlets = self.greenlets
+        greenlets[slot] = _current_greenlet()
         try:
             while True:
                 keep = self.handler.serve(conn, slot, idle=self.keepalive)
                 worker.count_request()
                 if not keep or not worker.alive:
                     break
-        except Exception:
+        except BaseException as exc:  # the handler contains what a request raises: a bug
+            if isinstance(exc, self.handler.leave):
+                raise
             worker.log.exception("Unexpected error serving a connection")
         finally:
+            greenlets.pop(slot, None)
             conn.close()
             slots.append(slot)
+
+    def stack_of(self, slot: int) -> str | None:
+        """The stack of the greenlet serving ``slot`` (the late-request warning)."""
+        frame: FrameType | None = getattr(self.greenlets.get(slot), "gr_frame", None)
+        return "".join(traceback.format_stack(frame)) if frame is not None else None
+
+
+def _current_greenlet() -> object:
+    greenlet = sys.modules.get("greenlet")
+    getcurrent = getattr(greenlet, "getcurrent", None)
+    return getcurrent() if getcurrent is not None else None

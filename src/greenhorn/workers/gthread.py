@@ -13,20 +13,28 @@ Why it is shaped like this:
   loop is needed; the main loop hands readable connections back to the pool and closes those
   idle for longer than ``keepalive`` seconds. Pipelined requests already in the buffer are
   served at once by the same thread.
-- **Heartbeat from the loop, timeouts per request.** The main loop beats even when every
-  thread is busy, so a stuck request does not look like a stuck worker; instead each thread
-  records its request in its scoreboard slot and the master aborts the worker when one
-  request exceeds ``timeout`` (logging that request and every thread's stack).
+- **Heartbeat from the loop; a slow request is not a stuck worker** (gunicorn's meaning of
+  ``timeout`` for threads). The main loop beats even when every thread is busy, and the
+  master aborts the worker only when that loop stops beating. A request that runs past
+  ``timeout`` (a long stream, a slow backend) is logged once as a warning with its thread's
+  stack, and runs on: aborting the worker would cut every other request in flight. The
+  sync worker differs: its loop *is* the request, so there the request is aborted.
+- **A pool that cannot shrink.** A thread contains whatever a request raises (SystemExit,
+  CancelledError...); if one dies anyway, the worker stops and the master replaces it, so
+  a worker never sits alive with fewer threads than it was given.
 """
 
 from __future__ import annotations
 
 import queue
 import select
+import sys
 import threading
 import time
+import traceback
 from typing import TYPE_CHECKING
 
+from greenhorn.ipc.scoreboard import BEAT_PERIOD
 from greenhorn.workers.base import Accepted, Worker
 from greenhorn.workers.connection import Connection
 from greenhorn.workers.handler import Handler
@@ -70,24 +78,29 @@ class ThreadWorker(Worker):
             for listener in self.listener_fds.values():
                 listener.sock.setblocking(False)
         self.poller.register(self._wake_r, select.EPOLLIN)
+        self.thread_died: str | None = None  # set by a pool thread that ends unexpectedly
+        self.idents: dict[int, int] = {}  # slot -> the pool thread serving it
         pool = [
-            threading.Thread(target=self._serve_loop, args=(i,), name=f"greenhorn-{i}", daemon=True)
+            threading.Thread(target=self._thread, args=(i,), name=f"greenhorn-{i}", daemon=True)
             for i in range(self.threads)
         ]
         for thread in pool:
             thread.start()
+        self.stack_of = self._stack_of
         with self.lock:
             self._update_listening()
         try:
             self._main_loop()
         finally:
             self._shutdown(pool)
+        if self.thread_died is not None:  # exit with a failure status: the master replaces us
+            raise RuntimeError(f"pool thread {self.thread_died} died")
 
     # -- main thread -------------------------------------------------------------------------
 
     def _main_loop(self) -> None:
         monotonic = time.monotonic
-        timeout = 1.0 if not self.timeout else min(1.0, self.timeout / 2.0)
+        timeout = BEAT_PERIOD if not self.timeout else min(BEAT_PERIOD, self.timeout / 2.0)
         if self.keepalive:
             timeout = min(timeout, max(0.05, self.keepalive / 2.0))
         poll = self.poller.poll
@@ -195,6 +208,29 @@ class ThreadWorker(Worker):
 
     # -- pool threads ------------------------------------------------------------------------
 
+    def _thread(self, slot: int) -> None:
+        """A pool thread's life: serve until told to stop. Should it end any other way, the
+        worker stops (and the master replaces it) rather than serve on with fewer threads."""
+        self.idents[slot] = threading.get_ident()
+        try:
+            self._serve_loop(slot)
+        except BaseException:
+            self.thread_died = threading.current_thread().name
+            try:
+                self.log.critical("Pool thread %s died; the worker stops", self.thread_died)
+                self.log.exception("The pool thread's exception")
+            except BaseException:
+                pass
+            self.alive = False
+            self.close_listeners(drain=False)
+            self.wake()
+
+    def _stack_of(self, slot: int) -> str | None:
+        """The stack of the pool thread serving ``slot`` (the late-request warning)."""
+        ident = self.idents.get(slot)
+        frame = sys._current_frames().get(ident) if ident is not None else None
+        return "".join(traceback.format_stack(frame)) if frame is not None else None
+
     def _serve_loop(self, slot: int) -> None:
         handler = self.handler
         get = self.tasks.get
@@ -203,25 +239,23 @@ class ThreadWorker(Worker):
             if item is None:
                 return
             keep = False
-            if isinstance(item, tuple):  # accepted by the main loop: made here (TLS handshake)
-                made = self.make_connection(*item)
-                if made is None:
-                    with self.lock:
-                        self.active -= 1
-                        self._update_listening()
-                    continue
-                conn = made
-            else:
-                conn = item
+            conn: Connection | None = None
             try:
-                while True:
+                # accepted by the main loop: the connection (and TLS) is made here
+                conn = self.make_connection(*item) if isinstance(item, tuple) else item
+                while conn is not None:
                     keep = handler.serve(conn, slot)
                     self.count_request()
                     if not keep or not self.alive or not conn.parser.buffered:
                         break
-            except Exception:
+            except BaseException:  # the handler contains what a request raises: a bug
                 self.log.exception("Unexpected error serving a connection")
                 keep = False
+            if conn is None:
+                with self.lock:
+                    self.active -= 1
+                    self._update_listening()
+                continue
             with self.lock:
                 self.active -= 1
                 if keep and self.alive:

@@ -12,14 +12,23 @@ Failure rules:
   closes; the worker lives. Nothing after a bad request is parsed.
 - An application error before the response head is sent answers 500 (traceback in the error
   log). After the head is sent, the connection is closed mid-body: the client sees a
-  truncated response rather than a wrong one.
+  truncated response rather than a wrong one (a chunked body then lacks its last chunk).
+  "Error" means any exception, ``SystemExit`` and ``asyncio.CancelledError`` included: a
+  request cannot end its worker (gunicorn answers 500 to ``sys.exit()`` too). Only a
+  greenlet being killed (``GreenletExit``) passes through.
+- A ``pre_request`` hook that raises is answered like an application error (500, traceback
+  logged, the application is not called); a ``post_request`` hook or the access log that
+  raises is logged only. Nothing raised while serving a request leaves ``serve``.
 - A bad status or header from the application is never sent (500 instead).
 - The iterable's ``close()`` is always called, also when the client went away.
+- On a timeout abort the control thread answers every request in flight that has sent
+  nothing yet with 500 (``answer_aborted``), so the client does not get an empty reply.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,6 +66,8 @@ __all__ = ["Handler", "ServingWorker"]
 
 DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
+ABORT_SEND_SECONDS = 0.5  # how long the timeout answer may take (the worker is dying)
+TIMEOUT_MESSAGE = "The request took longer than the server's timeout."
 _monotonic = time.monotonic
 
 
@@ -106,12 +117,14 @@ class Handler:
         self.pre_request = not hooks.is_default(cfg, "pre_request")
         self.post_request = not hooks.is_default(cfg, "post_request")
         self.no_body = Body(None)  # shared: a body-less request's wsgi.input never changes
+        self.leave = _leaving_exceptions()  # what a request may not contain (GreenletExit)
+        self.in_flight: dict[int, Response] = {}  # slot -> the response being made
 
     @classmethod
     def for_worker(cls, worker: Worker, *, keep_alive: bool, multithread: bool) -> Handler:
         """The handler a worker type serves with: its application, settings, log and
         scoreboard."""
-        return cls(
+        handler = cls(
             worker.wsgi,
             worker.cfg,
             worker.log,
@@ -120,6 +133,8 @@ class Handler:
             multithread=multithread,
             board=worker.tmp.board,
         )
+        worker.in_flight = handler
+        return handler
 
     # -- the request cycle -----------------------------------------------------------------
 
@@ -198,29 +213,48 @@ class Handler:
             )
             body = Body(source.pull, source.rest)
         environ: dict[str, Any] = {}
+        in_flight = self.in_flight
+        in_flight[slot] = resp
         try:
             environ = build_environ(self.base, req, conn, body, self.trust)
             environ["wsgi.early_hints"] = resp.early_hints
-            if self.pre_request:
-                hooks.call_hook(self.cfg, "pre_request", self.worker, req, propagate=True)
-            self._call_app(conn, req, resp, environ)
+            if self.pre_request and not hooks.call_request_hook(
+                self.cfg, "pre_request", self.worker, req, log=self.log, leave=self.leave
+            ):
+                self._error(conn, resp, 500, "Internal Server Error", "")
+            else:
+                self._call_app(conn, req, resp, environ)
         except ConflictingSchemeHeaders:
             self._error(conn, resp, 400, "Bad Request", "conflicting scheme headers")
             self.log.warning(
                 "Invalid request from ip=%s: conflicting scheme headers", conn.remote_addr
             )
+        except BaseException as exc:
+            if isinstance(exc, self.leave):
+                raise
+            self._failed(conn, req, resp)
         finally:
+            del in_flight[slot]
             duration = _monotonic() - now
             if board is not None:
                 board.finish(slot, resp.status_code or 500, duration, resp.sent)
             if self.post_request:
-                hooks.call_hook(
-                    self.cfg, "post_request", self.worker, req, environ, resp, log=self.log
+                hooks.call_request_hook(
+                    self.cfg,
+                    "post_request",
+                    self.worker,
+                    req,
+                    environ,
+                    resp,
+                    log=self.log,
+                    leave=self.leave,
                 )
             if self.log.access_enabled:
                 try:
                     self.log.access(req, resp, environ, duration)
-                except Exception:
+                except BaseException as exc:
+                    if isinstance(exc, self.leave):
+                        raise
                     self.log.exception("Error writing the access log")
         if source is not None:
             if not self._settle_body(conn, req, resp, source, body):
@@ -291,18 +325,45 @@ class Handler:
             resp.keep_alive = False
             if not resp.head_sent:
                 self._error(conn, resp, 500, "Internal Server Error", "")
-        except Exception:
-            self.log.exception("Error handling request %s %s", req.method, req.uri)
-            resp.keep_alive = False
-            if not resp.head_sent:
-                self._error(conn, resp, 500, "Internal Server Error", "")
+        except BaseException as exc:  # SystemExit, CancelledError...: a request cannot end us
+            if isinstance(exc, self.leave):
+                raise
+            self._failed(conn, req, resp)
         finally:
             close = None if result.__class__ is list else getattr(result, "close", None)
             if close is not None:
                 try:
                     close()
-                except Exception:
+                except BaseException as exc:
+                    if isinstance(exc, self.leave):
+                        raise
                     self.log.exception("Error closing the response iterable")
+
+    def _failed(self, conn: Connection, req: Request, resp: Response) -> None:
+        """The application (or ``pre_request``) raised: log it with its traceback; answer
+        500 if nothing was sent yet, else leave the body unfinished and close."""
+        self.log.exception("Error handling request %s %s", req.method, req.uri)
+        resp.keep_alive = False
+        if not resp.head_sent:
+            self._error(conn, resp, 500, "Internal Server Error", "")
+
+    def answer_aborted(self) -> int:
+        """The worker is being aborted (timeout): answer 500 to every request in flight
+        that has sent nothing yet, so its client gets a status instead of an empty reply.
+        Runs on the control thread while the request's own thread is stuck."""
+        answered = 0
+        for resp in tuple(self.in_flight.values()):
+            if resp.head_sent or resp.sent:
+                continue  # a head (or part of one) went out: the body stays unfinished
+            resp.head_sent = True
+            resp.status_code = 500
+            data = error_response(500, "Internal Server Error", TIMEOUT_MESSAGE, SERVER)
+            try:
+                resp._conn.send_last(data, _monotonic() + ABORT_SEND_SECONDS)
+            except (OSError, Timeout):
+                continue
+            answered += 1
+        return answered
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -376,6 +437,13 @@ class Handler:
         except (OSError, Timeout):
             pass
         conn.lingering_close(seconds=0.0)
+
+
+def _leaving_exceptions() -> tuple[type[BaseException], ...]:
+    """The exceptions that may cross a request: a greenlet being killed must die."""
+    greenlet = sys.modules.get("greenlet")
+    leave = getattr(greenlet, "GreenletExit", None)
+    return (leave,) if isinstance(leave, type) and issubclass(leave, BaseException) else ()
 
 
 def _has_length(headers: list[tuple[str, str]]) -> bool:

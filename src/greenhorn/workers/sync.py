@@ -20,7 +20,7 @@ import select
 import time
 from typing import TYPE_CHECKING
 
-from greenhorn.ipc.scoreboard import Scoreboard
+from greenhorn.ipc.scoreboard import BEAT_PERIOD, Scoreboard
 from greenhorn.workers.base import Worker
 from greenhorn.workers.handler import Handler
 
@@ -37,6 +37,8 @@ _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 class SyncWorker(Worker):
     """Serve one request per connection, one connection at a time."""
+
+    slot_holds_loop = True  # the loop is the request: the master times the request
 
     def run(self) -> None:
         handler = Handler.for_worker(self, keep_alive=False, multithread=False)
@@ -62,7 +64,7 @@ class SyncWorker(Worker):
         board: Scoreboard,
     ) -> None:
         monotonic = time.monotonic
-        idle_wait = 1.0 if not self.timeout else min(1.0, self.timeout / 2.0)
+        idle_wait = BEAT_PERIOD if not self.timeout else min(BEAT_PERIOD, self.timeout / 2.0)
         tmp = self.tmp
         accept = self.accept
         make_connection = self.make_connection
@@ -70,7 +72,7 @@ class SyncWorker(Worker):
         max_requests = self.max_requests
         while self.alive:
             now = monotonic()
-            if now - tmp.last_beat >= 1.0:
+            if now - tmp.last_beat >= BEAT_PERIOD:
                 board.flush()
                 self.beat(now)
             served = False
@@ -84,6 +86,8 @@ class SyncWorker(Worker):
                     continue
                 try:
                     serve(conn)
+                except Exception:  # the handler contains what a request raises: a bug
+                    self.log.exception("Unexpected error serving a connection")
                 finally:
                     conn.close()
                 self.nr += 1
@@ -122,6 +126,8 @@ class SyncWorker(Worker):
             return
         try:
             handler.serve(conn)
+        except Exception:
+            self.log.exception("Unexpected error serving a connection")
         finally:
             conn.close()
         self.count_request()

@@ -189,8 +189,10 @@ class Response:
         framing = self.framing
         if framing is None:
             return
-        if framing.chunked:
-            self._conn.send(LAST_CHUNK, self._deadline)
+        if framing.chunked:  # the last chunk, with the FIN when the connection closes
+            (self._conn.send if self.keep_alive else self._conn.send_last)(
+                LAST_CHUNK, self._deadline
+            )
         elif framing.length is not None and framing.body_allowed and self.sent < framing.length:
             self.keep_alive = False
 

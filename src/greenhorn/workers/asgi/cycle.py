@@ -370,12 +370,15 @@ class RequestCycle:
         req = self.req
         try:
             scope = http_scope(conn.template, req, shared.state, conn.scheme_for(req))
-            if shared.pre_request:
-                hooks.call_hook(shared.cfg, "pre_request", shared.worker, req, propagate=True)
+            if shared.pre_request and not hooks.call_request_hook(
+                shared.cfg, "pre_request", shared.worker, req, log=shared.log
+            ):
+                self._error(500, "Internal Server Error")
+                return
             await shared.app(scope, self.receive, self.send)
         except asyncio.CancelledError:
             shared.log.debug("Request %s %s cancelled: the client went away", req.method, req.uri)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: a request cannot end the worker
             self._failed(exc)
         else:
             if not self.complete and not self.gone:
@@ -399,7 +402,7 @@ class RequestCycle:
         finally:
             self._account()
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: BaseException) -> None:
         conn = self.conn
         log = conn.shared.log
         req = self.req
@@ -454,13 +457,13 @@ class RequestCycle:
         if shared.post_request or shared.access_enabled:
             environ = build_environ(shared.base_environ, req, conn, shared.no_body)
             if shared.post_request:
-                hooks.call_hook(
+                hooks.call_request_hook(
                     shared.cfg, "post_request", shared.worker, req, environ, self, log=shared.log
                 )
             if shared.access_enabled:
                 try:
                     shared.log.access(req, self, environ, duration)
-                except Exception:
+                except BaseException:
                     shared.log.exception("Error writing the access log")
         worker = shared.worker  # worker.count_request(), inlined (every request's path)
         worker.nr += 1

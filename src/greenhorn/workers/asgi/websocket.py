@@ -39,7 +39,7 @@ from greenhorn.asgi.app import Message
 from greenhorn.asgi.scope import template, websocket_scope
 from greenhorn.config import hooks
 from greenhorn.http.parser import Request
-from greenhorn.http.response import InvalidResponse, prepare_bytes
+from greenhorn.http.response import LAST_CHUNK, InvalidResponse, chunk, prepare_bytes
 from greenhorn.http.websocket import (
     BytesMessage,
     Close,
@@ -103,6 +103,7 @@ class WebSocketSession:
         self.headers: list[tuple[str, str]] = []
         self.sent = 0
         self.response_more = False  # a websocket.http.response body is under way
+        self.response_chunked = False  # ... framed in chunks (no Content-Length given)
         self.counted = False
 
     # -- opening ----------------------------------------------------------------------------
@@ -137,14 +138,17 @@ class WebSocketSession:
         shared = conn.shared
         req = self.req
         try:
-            if shared.pre_request:
-                hooks.call_hook(shared.cfg, "pre_request", shared.worker, req, propagate=True)
+            if shared.pre_request and not hooks.call_request_hook(
+                shared.cfg, "pre_request", shared.worker, req, log=shared.log
+            ):
+                self._deny(500, "Internal Server Error")
+                return
             await shared.app(scope, self.receive, self.send)
         except asyncio.CancelledError:
             shared.log.debug("WebSocket %s cancelled", req.uri)
         except ClientDisconnected:
             shared.log.debug("WebSocket %s: the application sent after the close", req.uri)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: a connection cannot end the worker
             if isinstance(exc, InvalidResponse):
                 shared.log.error("Error handling WebSocket %s: %s", req.uri, exc)
             else:
@@ -247,6 +251,7 @@ class WebSocketSession:
             self.status_code = framing.code
             self.state = RESPONDING
             self.response_more = True
+            self.response_chunked = framing.chunked
             self._gone(None)
             conn.transport.write(head)
             return
@@ -256,8 +261,10 @@ class WebSocketSession:
             body = bytes(message.get("body", b""))
             if body:
                 self.sent += len(body)
-                conn.transport.write(body)
+                conn.transport.write(chunk(body) if self.response_chunked else body)
             if not message.get("more_body", False):
+                if self.response_chunked:
+                    conn.transport.write(LAST_CHUNK)
                 self.response_more = False
                 self.state = CLOSED
                 conn.close(linger=True)
@@ -404,13 +411,13 @@ class WebSocketSession:
         if shared.post_request or shared.access_enabled:
             environ = build_environ(shared.base_environ, req, conn, shared.no_body)
             if shared.post_request:
-                hooks.call_hook(
+                hooks.call_request_hook(
                     shared.cfg, "post_request", shared.worker, req, environ, self, log=shared.log
                 )
             if shared.access_enabled:
                 try:
                     shared.log.access(req, self, environ, duration)
-                except Exception:
+                except BaseException:
                     shared.log.exception("Error writing the access log")
         worker = shared.worker
         worker.nr += 1

@@ -43,7 +43,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenhorn.ipc import exits
-from greenhorn.ipc.scoreboard import IN_FLIGHT, WS_OPEN
+from greenhorn.ipc.scoreboard import BEAT_PERIOD, IN_FLIGHT, WS_OPEN
 from greenhorn.workers.asgi.accept import Acceptor, ProxyFirst
 from greenhorn.workers.asgi.connection import HttpConnection
 from greenhorn.workers.asgi.shared import Shared
@@ -81,6 +81,8 @@ def new_loop(kind: str, log: Logger) -> asyncio.AbstractEventLoop | None:
 
 class AsgiWorker(Worker):
     """Serve an ASGI application from an event loop. See the module docstring."""
+
+    slot_holds_loop = True  # its slot is written only when the loop is blocked (the watchdog)
 
     @classmethod
     def slots_for(cls, cfg: Config) -> int:
@@ -239,7 +241,7 @@ class AsgiWorker(Worker):
             with self.stall_lock:
                 self.tmp.board.clear(0)
                 self.stall_marked = False
-        if now - self.tmp.last_beat >= 1.0:
+        if now - self.tmp.last_beat >= BEAT_PERIOD:
             board = self.tmp.board
             shared = self.shared
             board.counters[IN_FLIGHT] = len(shared.cycles)

@@ -1,0 +1,82 @@
+"""Requests that fail the way issue 19 found them failing, one per path, as a WSGI ``app``
+and an ASGI ``asgi`` twin (for -k asgi).
+
+- ``/exit?code=N``: ``sys.exit(N)`` inside the request;
+- ``/cancel``: raises ``asyncio.CancelledError`` (a BaseException);
+- ``/sleep?t=S``: sleeps (releasing the GIL);
+- ``/hold?t=S&then=R``: holds the GIL for S seconds in a C call (a thread or greenlet that
+  never lets the worker's loop run), then sleeps R more seconds without holding it;
+- ``/stream?n=N&t=S``: N lines, S seconds apart, without a Content-Length;
+- ``/fail-midway``: a first line without a Content-Length, then an exception;
+- anything else: ``ok <pid>``.
+
+With ``faults_hooks.py`` as the config, the path also picks what the request hooks do:
+``/pre-raise``, ``/pre-exit``, ``/post-raise``, ``/post-exit``.
+"""
+
+import asyncio
+import ctypes
+import os
+import sys
+import time
+from urllib.parse import parse_qs
+
+
+def _hold(seconds: float) -> float:
+    """Sleep in C with the GIL held; the seconds left if a signal cut it short."""
+    left = ctypes.PyDLL(None).sleep(int(seconds))  # PyDLL: the GIL is not released
+    return float(left)
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    qs = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    if path == "/exit":
+        sys.exit(int(qs.get("code", "3")))
+    if path == "/cancel":
+        raise asyncio.CancelledError()
+    if path == "/sleep":
+        time.sleep(float(qs.get("t", "1")))
+    if path == "/hold":
+        left = _hold(float(qs.get("t", "1")))
+        time.sleep(left + float(qs.get("then", "0")))
+    if path == "/stream":
+        n, pause = int(qs.get("n", "3")), float(qs.get("t", "0"))
+
+        def lines():
+            for i in range(n):
+                yield b"line %d\n" % i
+                time.sleep(pause)
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return lines()
+    if path == "/fail-midway":
+
+        def fail():
+            yield b"partial\n"
+            raise RuntimeError("failed midway")
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return fail()
+    body = f"ok {os.getpid()}\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    qs = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    if path == "/exit":
+        sys.exit(int(qs.get("code", "3")))
+    body = f"ok {os.getpid()}\n".encode()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
