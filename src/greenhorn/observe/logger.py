@@ -25,19 +25,22 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from greenhorn.config.importer import ImportFailed, parse_ref, resolve
 from greenhorn.observe.accesslog import DEFAULT_FORMAT, AccessFormat, Clock, json_line
+from greenhorn.observe.log_failures import LogFile, LogStream, WriteFailures, to_stderr
 
 if TYPE_CHECKING:
     from greenhorn.config import Config
     from greenhorn.http.parser import Request
     from greenhorn.observe.accesslog import Response
 
+_monotonic = time.monotonic
 ERROR_LOGGER = "greenhorn.error"
 ACCESS_LOGGER = "greenhorn.access"
 _ALIASES = MappingProxyType({ERROR_LOGGER: "gunicorn.error", ACCESS_LOGGER: "gunicorn.access"})
@@ -234,7 +237,7 @@ class Logger:
         self._clock = Clock()
         self._lock = threading.Lock()
         self._captured = False
-        self._direct: list[logging.Handler] | None = None
+        self._direct: list[LogStream | LogFile] | None = None
         self.setup(cfg)
 
     # -- configuration ------------------------------------------------------------------
@@ -280,7 +283,7 @@ class Logger:
         self.access_enabled = self._access_active
         self._direct = self._direct_handlers()
 
-    def _direct_handlers(self) -> list[logging.Handler] | None:
+    def _direct_handlers(self) -> list[LogStream | LogFile] | None:
         """The access handlers when lines can bypass LogRecord creation, else None.
 
         Only when every handler is one greenhorn installed for a file or a stream, with the
@@ -291,15 +294,17 @@ class Logger:
         handlers = log.handlers
         if not handlers or log.filters or log.propagate:
             return None
+        direct: list[LogStream | LogFile] = []
         for handler in handlers:
             if (
                 not getattr(handler, "_greenhorn_owned", False)
-                or type(handler) not in (logging.StreamHandler, logging.FileHandler)
+                or type(handler) not in (LogStream, LogFile)
                 or handler.filters
                 or handler.level != logging.NOTSET
             ):
                 return None
-        return list(handlers)
+            direct.append(handler)  # type: ignore[arg-type]  # (checked just above)
+        return direct
 
     def _drop_own_handlers(self) -> None:
         for name in (ERROR_LOGGER, ACCESS_LOGGER, *_ALIASES.values()):
@@ -314,7 +319,9 @@ class Logger:
         if log.name == ERROR_LOGGER:
             target = text(cfg, "errorlog") or "-"
             fmt = logging.Formatter(ERROR_FORMAT, DATE_FORMAT)
-            self._add(log, self._target_handler(target, sys.stderr), fmt)
+            # the error log's own failures are told on stderr (unless it is stderr)
+            report = None if target == "-" else to_stderr
+            self._add(log, self._target_handler(target, sys.stderr, "error", report), fmt)
             if setting(cfg, "syslog"):
                 self._add(log, self._syslog_handler(cfg), self._syslog_formatter(cfg, "error"))
             return
@@ -322,7 +329,8 @@ class Logger:
         if access is None and setting(cfg, "access_log_json"):
             access = "-"
         if access is not None:
-            self._add(log, self._target_handler(access, sys.stdout), logging.Formatter())
+            handler = self._target_handler(access, sys.stdout, "access", self._report_failure)
+            self._add(log, handler, logging.Formatter())
         if setting(cfg, "syslog") and not setting(cfg, "disable_redirect_access_to_syslog"):
             self._add(log, self._syslog_handler(cfg), self._syslog_formatter(cfg, "access"))
 
@@ -332,11 +340,20 @@ class Logger:
         handler._greenhorn_owned = True  # type: ignore[attr-defined]
         log.addHandler(handler)
 
-    def _target_handler(self, target: str, stream: TextIO) -> logging.Handler:
+    def _report_failure(self, message: str) -> None:
+        """Where a failing access log is reported: the error log."""
+        self.error_log.error(message)
+
+    def _target_handler(
+        self, target: str, stream: TextIO, kind: str, report: Callable[[str], None] | None
+    ) -> logging.Handler:
+        """The handler for a log target (``-``: ``stream``), which reports its own write
+        failures once (``log_failures``)."""
         if target == "-":
-            return logging.StreamHandler(stream)
+            name = "stdout" if stream is sys.stdout else "stderr"
+            return LogStream(stream, WriteFailures(f"the {kind} log ({name})", report))
         try:
-            handler = logging.FileHandler(target, encoding="utf-8", errors="backslashreplace")
+            handler = LogFile(target, WriteFailures(f"the {kind} log {target}", report))
         except OSError as exc:
             raise LogConfigError(f"cannot open log file {target!r}: {exc.strerror}") from None
         user, group = getattr(self.cfg, "user", None), getattr(self.cfg, "group", None)
@@ -475,18 +492,27 @@ class Logger:
         except Exception:
             self.error("access log failed:\n%s", traceback.format_exc())
 
-    def _write_direct(self, handlers: list[logging.Handler], line: str) -> None:
+    def _write_direct(self, handlers: list[LogStream | LogFile], line: str) -> None:
         text = line + "\n"
         for handler in handlers:
+            failures = handler.failures
+            if failures.retry_at and failures.skip(_monotonic()):
+                continue  # failing: counted, tried again later (log_failures.py)
             handler.acquire()
             try:
-                stream = handler.stream  # type: ignore[attr-defined]
+                stream = handler.stream
                 if stream is None:  # a FileHandler closed by someone: let it reopen itself
                     log = self.access_log
                     handler.handle(log.makeRecord(log.name, logging.INFO, "", 0, line, (), None))
-                else:
+                    continue
+                try:
                     stream.write(text)
                     stream.flush()
+                except OSError as exc:
+                    failures.failed(exc, _monotonic())
+                    continue
+                if failures.retry_at:
+                    failures.worked()
             finally:
                 handler.release()
 
