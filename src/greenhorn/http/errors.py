@@ -115,6 +115,14 @@ class InvalidContentLength(HTTPError):
     """Content-Length is not 1 to 18 ASCII digits."""
 
 
+class PayloadTooLarge(HTTPError):
+    """The body is larger than ``limit_request_body``: refused before it is read (a declared
+    Content-Length) or as soon as the chunked body passes the limit."""
+
+    code = 413
+    reason = "Content Too Large"
+
+
 class ConflictingFraming(HTTPError):
     """Both Transfer-Encoding and Content-Length: a request-smuggling shape."""
 

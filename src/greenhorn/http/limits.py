@@ -13,6 +13,7 @@ request. How each setting counts, as gunicorn counts it:
 - ``max_field_size`` (``limit_request_field_size``): a whole field line, its CRLF included
   (gunicorn's corpus case invalid/008: 8189 bytes + CRLF is over 8190). 0: ``MAX_FIELD_CAP``.
 - ``max_fields`` (``limit_request_fields``): field lines, up to ``MAX_FIELDS_CAP``.
+- ``max_body`` (``limit_request_body``): body bytes (after chunked decoding). 0: no limit.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Limits:
     permit_unconventional_http_method: bool = False
     permit_unconventional_http_version: bool = False
     strip_header_spaces: bool = False  # accept "Name : value" (gunicorn's setting)
+    max_body: int = 0  # limit_request_body: 0 means no limit
     line_limit: int = field(init=False, default=0)
     field_limit: int = field(init=False, default=0)
     fields_limit: int = field(init=False, default=0)

@@ -611,4 +611,6 @@ class Parser:
             value = lengths[0]
             if DIGITS_RE.fullmatch(value) is None:
                 raise errors.InvalidContentLength(f"invalid Content-Length {errors.excerpt(value)}")
-            request.content_length = int(value)
+            request.content_length = length = int(value)
+            if self._limits.max_body and length > self._limits.max_body:
+                raise errors.PayloadTooLarge(f"request body over {self._limits.max_body} bytes")
