@@ -66,7 +66,9 @@ GREENHORN_ONLY = {
     "workers_max": "--workers-max", "max_worker_memory": "--max-worker-memory",
     "max_worker_memory_hard": "--max-worker-memory-hard",
     "max_worker_lifetime": "--max-worker-lifetime", "metrics_bind": "--metrics-bind",
-    "control_socket": "--control-socket",
+    "control_socket": "--control-socket", "body_buffer_size": "--body-buffer-size",
+    "limit_request_body": "--limit-request-body",
+    "body_spool_threshold": "--body-spool-threshold",
 }  # fmt: skip
 
 CONFIG_FILE_ONLY = {

@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from greenhorn.config import Config
-from greenhorn.http.parser import Limits
+from greenhorn.http.parser import Limits, Parser
 from greenhorn.workers import handler as handler_module
+from greenhorn.workers.base import limits_from
 from greenhorn.workers.connection import Connection
-from greenhorn.workers.handler import Handler
+from greenhorn.workers.handler import CLOSE, READY, Handler
+from greenhorn.workers.handler import WAIT as PARKED
 from greenhorn.wsgi.response import Response
 
 WAIT = 5.0  # generous bound for every socket read and thread join
@@ -1087,3 +1089,125 @@ def test_slowloris_trickle_is_cut_at_the_head_deadline(rigs):
         stop.set()
         thread.join(WAIT)
     assert rig.reader.response().status == 408
+
+
+# -- waiting without holding the worker: poll_request, expire (issue 20) -------------------
+
+
+def test_poll_request_is_ready_when_the_whole_request_is_there(rigs):
+    rig = rigs(hello)
+    rig.send(request())
+    assert rig.handler.poll_request(rig.conn) == READY
+    assert rig.handler.run(rig.conn) is True
+    assert rig.reader.response().body == b"hello"
+    assert rig.conn.began == 0.0  # the next request's time starts at its first byte
+
+
+def test_poll_request_waits_for_a_partial_head_until_its_deadline(rigs):
+    rig = rigs(hello, cfg=short_timeouts())
+    rig.send(b"GET / HTTP/1.1\r\nHo")
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    assert rig.conn.deadline == pytest.approx(rig.conn.accepted_at + 0.2)
+    rig.send(b"st: x\r\n\r\n")
+    assert rig.handler.poll_request(rig.conn) == READY
+    assert rig.conn.request is not None and rig.conn.request.host == "x"
+
+
+def test_expire_answers_408_to_a_partial_head_and_closes_a_silent_one_quietly(rigs):
+    partial = rigs(hello, cfg=short_timeouts())
+    partial.send(b"GET / HTT")
+    assert partial.handler.poll_request(partial.conn) == PARKED
+    assert partial.handler.expire(partial.conn) == CLOSE
+    assert partial.reader.response().status == 408
+    silent = rigs(hello, cfg=short_timeouts())
+    assert silent.handler.poll_request(silent.conn) == PARKED
+    assert silent.handler.expire(silent.conn) == CLOSE
+    assert silent.reader.rest() == b""
+
+
+def test_expire_serves_a_request_that_arrived_while_the_worker_was_busy(rigs):
+    rig = rigs(hello, cfg=short_timeouts())
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    rig.send(request())
+    assert rig.handler.expire(rig.conn) == READY
+
+
+def test_a_small_body_is_read_before_the_application_runs(rigs):
+    rig = rigs(echo_body)
+    rig.send(request("/", "Content-Length: 10", method="POST", body=b"01234"))
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    rig.send(b"56789")
+    assert rig.handler.poll_request(rig.conn) == READY
+    assert rig.conn.parser.buffered == 10  # all of it, before the app asked
+    assert rig.handler.run(rig.conn) is True
+    assert rig.reader.response().body == b"0123456789"
+
+
+def test_a_chunked_body_is_decoded_before_the_application_runs(rigs):
+    rig = rigs(echo_body)
+    rig.send(request("/", "Transfer-Encoding: chunked", method="POST", body=b"3\r\nabc\r\n"))
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    rig.send(b"2\r\nde\r\n0\r\n\r\n")
+    assert rig.handler.poll_request(rig.conn) == READY
+    assert rig.conn.early is not None and rig.conn.early.done
+    assert rig.handler.run(rig.conn) is True
+    assert rig.reader.response().body == b"abcde"
+
+
+def test_of_a_larger_body_only_the_first_body_buffer_size_bytes_are_awaited(rigs):
+    cfg = dataclasses.replace(Config(), body_buffer_size=8)
+    rig = rigs(echo_body, cfg=cfg)
+    rig.send(request("/", "Content-Length: 20", method="POST", body=b"0123"))
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    rig.send(b"4567")
+    assert rig.handler.poll_request(rig.conn) == READY
+    rig.send(b"89abcdefghij")
+    assert rig.handler.run(rig.conn) is True
+    assert rig.reader.response().body == b"0123456789abcdefghij"
+
+
+def test_a_slow_body_waits_under_the_rate_floor_then_gets_408(rigs):
+    cfg = dataclasses.replace(Config(), header_timeout=0.2, body_min_rate=1000)
+    rig = rigs(echo_body, cfg=cfg)
+    rig.send(request("/", "Content-Length: 100", method="POST", body=b"x" * 9))
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    early = rig.conn.early
+    assert early is not None
+    assert rig.conn.deadline == pytest.approx(early.started + 0.2 + 10 / 1000)
+    assert rig.handler.expire(rig.conn) == CLOSE
+    assert rig.reader.response().status == 408
+
+
+def test_100_continue_is_sent_when_the_worker_starts_waiting_for_the_body(rigs):
+    rig = rigs(echo_body)
+    rig.send(request("/", "Content-Length: 5", "Expect: 100-continue", method="POST"))
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    assert rig.reader._take(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    rig.send(b"hello")
+    assert rig.handler.poll_request(rig.conn) == READY
+    assert rig.handler.run(rig.conn) is True
+    resp = rig.reader.response()
+    assert resp.body == b"hello" and b"100 Continue" not in resp.raw
+
+
+def test_a_body_over_limit_request_body_gets_413_without_100_continue(rigs):
+    rig = rigs(echo_body, cfg=dataclasses.replace(Config(), limit_request_body=4))
+    rig.conn.parser = Parser(limits_from(rig.handler.cfg))
+    rig.send(request("/", "Content-Length: 5", "Expect: 100-continue", method="POST"))
+    assert rig.handler.poll_request(rig.conn) == CLOSE
+    resp = rig.reader.response()
+    assert resp.status == 413 and b"100 Continue" not in resp.raw
+
+
+def test_a_kept_alive_connection_keeps_its_idle_deadline_until_a_byte_arrives(rigs):
+    rig = rigs(hello, cfg=short_timeouts())
+    rig.send(request())
+    assert rig.handler.poll_request(rig.conn) == READY
+    assert rig.handler.run(rig.conn) is True
+    rig.reader.response()
+    rig.conn.deadline = idle = time.monotonic() + 2.0  # the worker's keepalive
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    assert rig.conn.deadline == idle
+    rig.send(b"GET /")
+    assert rig.handler.poll_request(rig.conn) == PARKED
+    assert rig.conn.deadline is not None and rig.conn.deadline < idle  # header_timeout now

@@ -8,9 +8,10 @@ counts measured when this guard was written (see ``benchmarks/README.md``): rais
 on purpose, lower them when the path gets cheaper.
 
 The handler is built as ``SyncWorker.run`` builds it (``Config()`` defaults, the logger from
-``greenhorn.observe.create``, a real scoreboard), and each request is served the way
-``SyncWorker.serve`` serves an accepted connection, on a ``socketpair`` whose client side has
-already written the request.
+``greenhorn.observe.create``, a real scoreboard), and each request is served the way the sync
+worker's loop serves an accepted connection whose request is all there (``poll_request``
+says READY, ``run`` serves it, the connection is closed), on a ``socketpair`` whose client
+side has already written the request.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from greenhorn.config import Config
 from greenhorn.ipc.scoreboard import WorkerTmp, choose_tmp_dir
 from greenhorn.workers.base import limits_from
 from greenhorn.workers.connection import Connection
-from greenhorn.workers.handler import Handler
+from greenhorn.workers.handler import READY, Handler
 
 # Measured on 2026-11-25: 23 Python calls, 33 C calls, 4 socket system calls per request
 # (50 and 90 at first; 38 and 79 after the no-op hooks were skipped and the head was
@@ -92,7 +93,7 @@ class CountingSocket:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[Any], None]]:
-    """Serve one connection exactly as SyncWorker.serve does (minus accept)."""
+    """Serve one connection exactly as SyncWorker's loop does (minus accept)."""
     cfg = Config()
     tmp = WorkerTmp(choose_tmp_dir(None))
     tmp.board.buffer()  # as SyncWorker.run: counters published when idle
@@ -110,8 +111,9 @@ def serve() -> Iterator[Callable[[Any], None]]:
     def serve_one(sock: Any) -> None:
         server = ("127.0.0.1", "8000")
         conn = Connection(sock, ("127.0.0.1", 40000), server, limits, time.monotonic())
+        assert handler.poll_request(conn) == READY
         try:
-            handler.serve(conn)
+            handler.run(conn)
         finally:
             conn.close()
 

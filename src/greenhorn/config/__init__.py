@@ -188,6 +188,8 @@ class Config:
     limit_request_field_size: int = FROM_TABLE
     header_timeout: float = FROM_TABLE
     body_min_rate: int = FROM_TABLE
+    body_buffer_size: int = FROM_TABLE
+    limit_request_body: int = FROM_TABLE
     # Debugging
     reload: bool = FROM_TABLE
     reload_engine: Literal["auto", "poll", "inotify"] = FROM_TABLE
@@ -209,6 +211,7 @@ class Config:
     umask: int = FROM_TABLE
     initgroups: bool = FROM_TABLE
     tmp_upload_dir: str | None = FROM_TABLE
+    body_spool_threshold: int = FROM_TABLE
     secure_scheme_headers: dict[str, str] = FROM_TABLE
     forwarded_allow_ips: list[str] = FROM_TABLE
     pythonpath: list[str] = FROM_TABLE

@@ -99,6 +99,7 @@ def limits_from(cfg: Config) -> Limits:
         permit_unconventional_http_method=cfg.permit_unconventional_http_method,
         permit_unconventional_http_version=cfg.permit_unconventional_http_version,
         strip_header_spaces=cfg.strip_header_spaces,
+        max_body=cfg.limit_request_body,
     )
 
 

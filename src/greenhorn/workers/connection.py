@@ -20,14 +20,14 @@ import socket
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from greenhorn.http.parser import Limits, Parser
+from greenhorn.http.parser import Limits, Parser, Request
 
 if TYPE_CHECKING:
     from greenhorn.http.proxy import ProxyHeader
     from greenhorn.wsgi.environ import Client
     from greenhorn.wsgi.response import Sender
 
-__all__ = ["Connection", "SockAddr", "Timeout", "TimeoutConnection"]
+__all__ = ["Connection", "EarlyBody", "SockAddr", "Timeout", "TimeoutConnection"]
 
 # A peer's address as accept() returns it: (host, port[, flow, scope]), or a UNIX path.
 SockAddr = tuple[Any, ...] | str
@@ -51,6 +51,20 @@ class Timeout(Exception):
     """A read or write did not complete before its deadline."""
 
 
+class EarlyBody:
+    """The start of a request body, read while the connection waited in the worker's poller
+    (``handler.poll_request``): since when, and for a chunked body the decoded bytes so far
+    and whether they are the whole body. A Content-Length body stays in the parser's buffer.
+    """
+
+    __slots__ = ("data", "done", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.data = bytearray()
+        self.done = False
+
+
 class Connection:
     """A client socket, what the environ needs to know about it, and its parser.
 
@@ -60,14 +74,19 @@ class Connection:
 
     __slots__ = (
         "accepted_at",
+        "began",
         "closed",
+        "deadline",
+        "early",
         "linger",
         "parser",
         "peer",
         "proxy",
+        "proxy_bytes",
         "registered",
         "remote_addr",
         "remote_port",
+        "request",
         "requests",
         "scheme",
         "server_name",
@@ -97,8 +116,14 @@ class Connection:
         self.accepted_at = now
         self.requests = 0
         self.closed = False
-        self.registered = False  # known to a poller (threaded worker keep-alive)
+        self.registered = False  # known to a poller (parked at least once)
         self.linger = False  # request body left unread: drain briefly on close (no RST)
+        # waiting for a request without holding a worker (handler.poll_request):
+        self.began = now  # when this request's first byte came (0.0: none yet); accept time
+        self.deadline: float | None = None  # when waiting for more bytes gives up
+        self.request: Request | None = None  # a parsed head, ready or waiting for its body
+        self.early: EarlyBody | None = None  # the part of its body read before the app runs
+        self.proxy_bytes: bytes | None = b""  # a PROXY header in progress; None once settled
 
     def apply_proxy(self, header: ProxyHeader) -> None:
         """Take the client's address from a PROXY protocol header (``http.proxy``)."""

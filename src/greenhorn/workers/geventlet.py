@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import eventlet
+    import eventlet.hubs
     from eventlet import greenpool
 
 from greenhorn.workers.base import Worker
@@ -64,6 +65,15 @@ class EventletWorker(Worker):
     @classmethod
     def slots_for(cls, cfg: Config) -> int:
         return max(1, int(cfg.worker_connections))
+
+    def init_process(self) -> NoReturn:
+        # A hub (and epoll set) of this process's own, before any green thread (the control
+        # thread) is started on one: the hub eventlet made in the master is shared by every
+        # worker after fork(), and one worker's registrations then steal another's events (a
+        # worker whose pool was full left its idle sibling deaf to the listening socket:
+        # found by the flood tests of issue 20).
+        eventlet.hubs.use_hub()
+        super().init_process()
 
     def run(self) -> None:
         run_green(self, _Eventlet())

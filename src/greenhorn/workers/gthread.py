@@ -1,5 +1,6 @@
-"""The threaded worker: a pool of threads serves requests; idle keep-alive connections wait
-in ``epoll`` without holding a thread.
+"""The threaded worker: a pool of threads runs requests; every connection that is waiting for
+bytes (a new one whose head is incomplete, a small body still arriving, an idle keep-alive
+one) waits in ``epoll`` without holding a thread.
 
 Why it is shaped like this:
 
@@ -8,11 +9,13 @@ Why it is shaped like this:
   listens only while it has a free thread (and room under ``worker_connections``): when the
   pool is full the listeners leave the poller, and the kernel's backlog goes to a sibling
   that has capacity. Listeners use ``EPOLLEXCLUSIVE`` so one connection wakes one worker.
-- **Keep-alive without a thread.** After a response the connection is re-armed in epoll
-  (``EPOLLONESHOT``) by the thread that served it, so no wake-up round trip through the main
-  loop is needed; the main loop hands readable connections back to the pool and closes those
-  idle for longer than ``keepalive`` seconds. Pipelined requests already in the buffer are
-  served at once by the same thread.
+- **Threads only for complete requests.** The main loop accepts, receives what a new
+  connection has sent and parses it (``Handler.poll_request``, never waiting); a request
+  whose head (and small body) is complete goes to the pool, anything else is parked
+  (``parking.py``) until it is readable again or its deadline passes. So a thousand silent
+  or slowloris connections cost a thousand parked sockets, not the threads. After a
+  response the thread that served it re-arms the connection in epoll itself (no wake-up
+  round trip); pipelined requests already in the buffer are served at once by that thread.
 - **Heartbeat from the loop; a slow request is not a stuck worker** (gunicorn's meaning of
   ``timeout`` for threads). The main loop beats even when every thread is busy, and the
   master aborts the worker only when that loop stops beating. A request that runs past
@@ -22,6 +25,8 @@ Why it is shaped like this:
 - **A pool that cannot shrink.** A thread contains whatever a request raises (SystemExit,
   CancelledError...); if one dies anyway, the worker stops and the master replaces it, so
   a worker never sits alive with fewer threads than it was given.
+
+TLS connections are handshaken and read by a pool thread under the head deadline, as before.
 """
 
 from __future__ import annotations
@@ -37,22 +42,23 @@ from typing import TYPE_CHECKING
 from greenhorn.ipc.scoreboard import BEAT_PERIOD
 from greenhorn.workers.base import Accepted, Worker
 from greenhorn.workers.connection import Connection
-from greenhorn.workers.handler import Handler
+from greenhorn.workers.handler import CLOSE, READY, WAIT, Handler
+from greenhorn.workers.parking import ParkingLot, connection_limit
 
 if TYPE_CHECKING:
     import socket
 
     from greenhorn.config import Config
     from greenhorn.workers.base import Listening
+    from greenhorn.workers.connection import SockAddr
 
 __all__ = ["ThreadWorker"]
 
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
-_ONESHOT_IN = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
 
 
 class ThreadWorker(Worker):
-    """Threads serve requests; the main loop accepts, parks and heartbeats."""
+    """Threads serve requests; the main loop accepts, reads heads, parks and heartbeats."""
 
     @classmethod
     def slots_for(cls, cfg: Config) -> int:
@@ -61,13 +67,13 @@ class ThreadWorker(Worker):
     def run(self) -> None:
         cfg = self.cfg
         self.threads = max(1, int(cfg.threads))
-        self.max_conns = max(self.threads, int(cfg.worker_connections))
+        self.max_conns = max(self.threads, connection_limit(int(cfg.worker_connections)))
         self.keepalive = float(cfg.keepalive)
         self.handler = Handler.for_worker(self, keep_alive=self.keepalive > 0, multithread=True)
         self.poller = select.epoll()
         self.lock = threading.Lock()
         self.active = 0  # connections queued for or being served by a thread
-        self.parked: dict[int, tuple[Connection, float]] = {}  # fd -> (conn, parked at)
+        self.lot = ParkingLot(self.poller, self.max_conns, self.log)  # waiting for bytes
         self.listening = False
         self.tasks: queue.SimpleQueue[Connection | Accepted | None] = queue.SimpleQueue()
         with self._closing:  # a TERM during boot may already have closed the listeners
@@ -101,31 +107,39 @@ class ThreadWorker(Worker):
     def _main_loop(self) -> None:
         monotonic = time.monotonic
         timeout = BEAT_PERIOD if not self.timeout else min(BEAT_PERIOD, self.timeout / 2.0)
-        if self.keepalive:
-            timeout = min(timeout, max(0.05, self.keepalive / 2.0))
         poll = self.poller.poll
+        lot = self.lot
         while self.alive:
             now = monotonic()
             self.beat(now)
+            with self.lock:
+                wait = lot.wait_time(now, timeout)
             try:
-                events = poll(timeout)
+                events = poll(wait)
             except InterruptedError:
                 continue
             if not events and self.heap_pending and not self.active:  # idle for a whole wait
                 self.release_heap()
-            for fd, _ in events:
-                if fd in self.listener_fds:
-                    self._accept(self.listener_fds[fd])
-                elif fd == self._wake_r:
-                    self.drain_wake()
-                else:
-                    item = self.parked.pop(fd, None)
-                    if item is not None:
-                        self._submit(item[0])
-            self._expire_idle(monotonic())
+            self._dispatch(events)
+
+    def _dispatch(self, events: list[tuple[int, int]]) -> None:
+        for fd, _ in events:
+            if fd in self.listener_fds:
+                self._accept(self.listener_fds[fd])
+            elif fd == self._wake_r:
+                self.drain_wake()
+            else:
+                with self.lock:
+                    conn = self.lot.take(fd)
+                if conn is not None:
+                    self._advance(conn, expired=False)
+        with self.lock:
+            expired = self.lot.expired(time.monotonic())
+        for conn in expired:
+            self._advance(conn, expired=True)
 
     def _accept(self, listener: Listening) -> None:
-        """Take connections while a thread is free (one wake-up may cover several)."""
+        """Take connections while there is room (one wake-up may cover several)."""
         while True:
             with self.lock:
                 if not self.listening:
@@ -133,9 +147,44 @@ class ThreadWorker(Worker):
             accepted = self.accept(listener)
             if accepted is None:
                 return
-            client, addr = accepted
-            # the Connection (and a TLS handshake) is made by the pool thread
-            self._submit((client, addr, listener, time.monotonic()))
+            self._take_new(accepted[0], accepted[1], listener, time.monotonic())
+
+    def _take_new(
+        self, client: socket.socket, addr: SockAddr, listener: Listening, accepted_at: float
+    ) -> None:
+        if self.ssl_context is not None:  # the handshake is made by the pool thread
+            self._submit((client, addr, listener, accepted_at))
+            return
+        conn = self.make_connection(client, addr, listener, accepted_at)
+        if conn is not None:
+            self._advance(conn, expired=False)
+
+    def _advance(self, conn: Connection, expired: bool) -> None:
+        """A parked or new connection: to a thread when its request is ready, else park it
+        again or close it."""
+        if conn.__class__ is not Connection:  # TLS: its thread reads the head under deadline
+            if expired:
+                conn.close()
+                with self.lock:
+                    self._update_listening()
+            else:
+                self._submit(conn)
+            return
+        handler = self.handler
+        try:
+            state = handler.expire(conn) if expired else handler.poll_request(conn)
+        except Exception:  # the handler contains what a request raises: a bug
+            self.log.exception("Unexpected error serving a connection")
+            state = CLOSE
+        if state == READY:
+            self._submit(conn)
+            return
+        with self.lock:
+            if state == WAIT and (self.alive or conn.began):  # stopping: no idle keep-alive
+                self.lot.park(conn)
+            else:
+                conn.close()
+            self._update_listening()
 
     def _submit(self, conn: Connection | Accepted) -> None:
         with self.lock:
@@ -145,7 +194,7 @@ class ThreadWorker(Worker):
 
     def _update_listening(self) -> None:
         """Listen only while a thread is free and connections are under the cap (lock held)."""
-        room = self.active < self.threads and self.active + len(self.parked) < self.max_conns
+        room = self.active < self.threads and self.active + len(self.lot) < self.max_conns
         want = room and self.alive and self._listeners_open
         if want == self.listening:
             return
@@ -158,26 +207,6 @@ class ThreadWorker(Worker):
                     self.poller.unregister(fd)
             except (OSError, ValueError, KeyError):
                 pass
-
-    def _expire_idle(self, now: float) -> None:
-        if not self.parked:
-            return
-        limit = self.keepalive
-        expired = False
-        for fd, (conn, since) in list(self.parked.items()):
-            if now - since >= limit and self.parked.pop(fd, None) is not None:
-                self._unpark(conn)
-                conn.close()
-                expired = True
-        if expired:  # room under worker_connections again: maybe listen again
-            with self.lock:
-                self._update_listening()
-
-    def _unpark(self, conn: Connection) -> None:
-        try:
-            self.poller.unregister(conn.sock)
-        except (OSError, ValueError, KeyError):
-            pass
 
     def forget_listener(self, sock: socket.socket) -> None:
         poller = getattr(self, "poller", None)
@@ -192,13 +221,29 @@ class ThreadWorker(Worker):
                 pass
 
     def _shutdown(self, pool: list[threading.Thread]) -> None:
-        """Stop: idle keep-alive connections close now, in-flight requests finish."""
-        for fd, (conn, _) in list(self.parked.items()):
-            self.parked.pop(fd, None)
-            self._unpark(conn)
-            conn.close()
+        """Stop: idle keep-alive connections close now; requests in flight, connections
+        taken from the backlog and new ones still arriving are served (or expire)."""
+        with self.lock:
+            parked = self.lot.all()
+        for conn in parked:
+            if conn.requests and not conn.parser.buffered:  # idle between two requests
+                conn.close()
+            else:
+                with self.lock:
+                    self.lot.park(conn)
         while self.pending:
-            self._submit(self.pending.popleft())
+            self._take_new(*self.pending.popleft())
+        while True:
+            with self.lock:
+                if not self.lot:
+                    break
+                wait = self.lot.wait_time(time.monotonic(), 0.5)
+            self.beat(time.monotonic())
+            try:
+                events = self.poller.poll(wait)
+            except InterruptedError:
+                continue
+            self._dispatch(events)
         for _ in pool:
             self.tasks.put(None)
         for thread in pool:
@@ -241,13 +286,11 @@ class ThreadWorker(Worker):
             keep = False
             conn: Connection | None = None
             try:
-                # accepted by the main loop: the connection (and TLS) is made here
+                # TLS (a tuple from the main loop): the handshake, then the head under its
+                # deadline; a plain connection comes with its request ready
                 conn = self.make_connection(*item) if isinstance(item, tuple) else item
-                while conn is not None:
-                    keep = handler.serve(conn, slot)
-                    self.count_request()
-                    if not keep or not self.alive or not conn.parser.buffered:
-                        break
+                if conn is not None:
+                    keep = self._serve(handler, conn, slot)
             except BaseException:  # the handler contains what a request raises: a bug
                 self.log.exception("Unexpected error serving a connection")
                 keep = False
@@ -259,21 +302,26 @@ class ThreadWorker(Worker):
             with self.lock:
                 self.active -= 1
                 if keep and self.alive:
-                    self._park(conn)
+                    if not conn.began:  # idle until the next request's first byte
+                        conn.deadline = time.monotonic() + self.keepalive
+                    self.lot.park(conn)
                 else:
                     conn.close()
                 self._update_listening()
 
-    def _park(self, conn: Connection) -> None:
-        """Wait for the next request on ``conn`` in epoll (lock held)."""
-        fd = conn.fileno()
-        self.parked[fd] = (conn, time.monotonic())
-        try:
-            if not conn.registered:
-                self.poller.register(fd, _ONESHOT_IN)
-                conn.registered = True
-            else:
-                self.poller.modify(fd, _ONESHOT_IN)
-        except (OSError, ValueError):
-            self.parked.pop(fd, None)
-            conn.close()
+    def _serve(self, handler: Handler, conn: Connection, slot: int) -> bool:
+        """Serve the connection's requests while they are ready; True to park it."""
+        if conn.__class__ is not Connection:  # TLS
+            while True:
+                keep = handler.serve(conn, slot)
+                self.count_request()
+                if not keep or not self.alive or not conn.parser.buffered:
+                    return keep
+        while True:
+            keep = handler.run(conn, slot)
+            self.count_request()
+            if not keep or not self.alive or not conn.parser.buffered:
+                return keep
+            state = handler.poll_request(conn)  # pipelined: the next head is (partly) here
+            if state != READY:
+                return state == WAIT

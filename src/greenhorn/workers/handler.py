@@ -6,6 +6,18 @@ thread pool, greenlet); ``Handler.serve`` does the rest: read the head under a d
 build the environ, call the application, write the response with correct framing, log, count,
 and say whether the connection may carry another request.
 
+Two ways in, one request cycle:
+
+- ``poll_request`` + ``run`` (sync and gthread workers, plain sockets): ``poll_request`` never
+  waits. It takes what the client has sent so far and says READY (a complete head, and a
+  small body or the first ``body_buffer_size`` bytes of a larger one: ``run`` it now), WAIT
+  (park the connection until it is readable again or ``conn.deadline``; ``expire`` then) or
+  CLOSE. So a slow or silent client waits in the worker's poller and never holds the worker
+  or a thread; the application runs only for a request whose head is complete. On the
+  common path (the whole request came with the connection) it costs one ``recv``.
+- ``serve`` (gevent and eventlet greenlets, TLS connections): receives the head under its
+  deadline, blocking the greenlet or thread, then ``run``.
+
 Failure rules:
 
 - A protocol error answers with the error's own status (``errors.HTTPError.code``) and
@@ -28,21 +40,23 @@ Failure rules:
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from greenhorn.config import hooks
-from greenhorn.http import errors
+from greenhorn.http import errors, proxy
+from greenhorn.http.body import Data, EndOfMessage
 from greenhorn.http.parser import EOF, NEED_DATA, Request
-from greenhorn.http.response import InvalidResponse, error_response
+from greenhorn.http.response import CONTINUE, InvalidResponse, error_response
 from greenhorn.ipc.scoreboard import REJECTED, Scoreboard
 from greenhorn.workers.base import error_stream
-from greenhorn.workers.connection import Connection, Timeout
+from greenhorn.workers.connection import RECV_SIZE, Connection, EarlyBody, Timeout
 from greenhorn.workers.heap import LARGE_BODY
 from greenhorn.workers.proxy_gate import ProxyGate
-from greenhorn.workers.request_body import BodySource
+from greenhorn.workers.request_body import BodySource, Spool
 from greenhorn.wsgi.environ import (
     ConflictingSchemeHeaders,
     ErrorsStream,
@@ -62,13 +76,20 @@ if TYPE_CHECKING:
     from greenhorn.workers.base import Worker
     from greenhorn.wsgi.app import WSGIApp
 
-__all__ = ["Handler", "ServingWorker"]
+__all__ = ["CLOSE", "READY", "WAIT", "Handler", "ServingWorker"]
 
 DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
 ABORT_SEND_SECONDS = 0.5  # how long the timeout answer may take (the worker is dying)
 TIMEOUT_MESSAGE = "The request took longer than the server's timeout."
+SEND_MARGIN = 2.0  # the response send deadline comes this long before the worker timeout
 _monotonic = time.monotonic
+_DONTWAIT = socket.MSG_DONTWAIT
+
+# poll_request's verdicts
+CLOSE = 0  # finished: the client left, or was answered with an error
+READY = 1  # a request is ready: run() it
+WAIT = 2  # more bytes are needed: park the connection until readable or conn.deadline
 
 
 class ServingWorker(Protocol):
@@ -102,7 +123,11 @@ class Handler:
         self.board = board
         self.header_timeout = float(cfg.header_timeout) or None
         self.min_rate = int(cfg.body_min_rate)
-        self.send_timeout = float(cfg.timeout) if cfg.timeout else None
+        # a client that does not take its response is cut before the master finds the
+        # worker late (its heartbeat may be a second old, and the master looks once a
+        # second): the worker lives, and only that connection is lost
+        timeout = float(cfg.timeout)
+        self.send_timeout = max(timeout - SEND_MARGIN, timeout / 2) if timeout else None
         self.sendfile = cfg.sendfile is not False
         self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), dict(cfg.secure_scheme_headers))
         script_name = os.environ.get("SCRIPT_NAME")
@@ -119,6 +144,8 @@ class Handler:
         self.no_body = Body(None)  # shared: a body-less request's wsgi.input never changes
         self.leave = _leaving_exceptions()  # what a request may not contain (GreenletExit)
         self.in_flight: dict[int, Response] = {}  # slot -> the response being made
+        self.body_buffer = int(cfg.body_buffer_size)
+        self.spool = Spool(int(cfg.body_spool_threshold), cfg.tmp_upload_dir)
 
     @classmethod
     def for_worker(cls, worker: Worker, *, keep_alive: bool, multithread: bool) -> Handler:
@@ -176,9 +203,13 @@ class Handler:
             return False
         except OSError:
             return False
-        if event is EOF:
+        if event is EOF or not self._admit(conn, event, begun):  # type: ignore[arg-type]
             return False
-        req: Request = event  # type: ignore[assignment]
+        return self.run(conn, slot)
+
+    def _admit(self, conn: Connection, req: Request, begun: float) -> bool:
+        """A head has been parsed: settle what depends on the peer, count it, keep it on the
+        connection. False if it was refused (answered and closed)."""
         if req.forwarded is not None:  # SCRIPT_NAME... count only from a trusted proxy
             try:
                 settle_forwarded(req, self.trust.trusts(conn.peer), self.cfg.header_map)
@@ -187,9 +218,128 @@ class Handler:
                 return False
         conn.requests += 1
         req.accepted_at = begun
-        return self._run(conn, req, slot)
+        conn.request = req
+        return True
 
-    def _run(self, conn: Connection, req: Request, slot: int) -> bool:
+    # -- waiting without holding the worker --------------------------------------------------
+
+    def poll_request(self, conn: Connection) -> int:
+        """Take what the client has sent, without waiting: READY, WAIT or CLOSE (see the
+        module docstring). On WAIT ``conn.deadline`` says how long the wait may last; a
+        kept-alive connection on which nothing has arrived keeps the deadline its worker
+        gave it (``keepalive``)."""
+        req = conn.request
+        if req is None:
+            parser = conn.parser
+            sock = conn.sock
+            try:
+                if (
+                    self.proxy_gate.on
+                    and conn.proxy_bytes is not None
+                    and not self._poll_proxy_header(conn)
+                ):
+                    return CLOSE if conn.closed else self._wait_for_head(conn)
+                event = parser.next_event() if parser.buffered else NEED_DATA
+                while event is NEED_DATA:
+                    try:
+                        data = sock.recv(RECV_SIZE, _DONTWAIT)
+                    except BlockingIOError:
+                        return self._wait_for_head(conn)
+                    event = parser.receive(data)
+            except errors.HTTPError as exc:
+                self.reject(conn, exc)
+                return CLOSE
+            except OSError:
+                return CLOSE
+            if event is EOF:
+                return CLOSE
+            head: Request = event  # type: ignore[assignment]  # not NEED_DATA, not EOF
+            if not self._admit(conn, head, conn.began or _monotonic()):
+                return CLOSE
+            if not (self.body_buffer and (head.chunked or head.content_length)):
+                return READY
+            req = head
+        return self._poll_body(conn, req)
+
+    def _wait_for_head(self, conn: Connection) -> int:
+        if not conn.began:  # a kept-alive connection: the head's time starts at its first byte
+            if not conn.parser.buffered:
+                return WAIT
+            conn.began = _monotonic()
+        conn.deadline = conn.began + self.header_timeout if self.header_timeout else None
+        return WAIT
+
+    def _poll_body(self, conn: Connection, req: Request) -> int:
+        """The head is in: READY once the body (or its first ``body_buffer`` bytes) is too."""
+        parser = conn.parser
+        early = conn.early
+        chunked = req.chunked
+        need = 0 if chunked else min(req.content_length or 0, self.body_buffer)
+        if not chunked and parser.buffered >= need:  # the bytes stay in the parser's buffer
+            return READY
+        if early is None:
+            early = conn.early = EarlyBody(_monotonic())
+            if req.expect_continue and not parser.buffered:
+                req.expect_continue = False  # asked for now, before the application runs
+                try:
+                    conn.sock.send(CONTINUE, _DONTWAIT)  # 25 bytes: a new socket has room
+                except OSError:
+                    return CLOSE
+        sock = conn.sock
+        try:
+            while True:
+                if chunked:
+                    event = parser.next_event()
+                    while type(event) is Data:
+                        early.data += event.data
+                        if len(early.data) >= self.body_buffer:
+                            return READY
+                        event = parser.next_event()
+                    if type(event) is EndOfMessage:
+                        early.done = True
+                        return READY
+                elif parser.buffered >= need:
+                    return READY
+                try:
+                    data = sock.recv(RECV_SIZE, _DONTWAIT)
+                except BlockingIOError:
+                    break
+                if not data:
+                    raise errors.IncompleteRequest("connection closed inside the request body")
+                parser.feed(data)
+        except errors.HTTPError as exc:
+            self.reject(conn, exc)
+            return CLOSE
+        except OSError:
+            return CLOSE
+        if self.min_rate:
+            seen = parser.buffered + len(early.data)
+            grace = self.header_timeout or 0.0
+            conn.deadline = early.started + grace + (seen + 1) / self.min_rate
+        else:
+            conn.deadline = None
+        return WAIT
+
+    def expire(self, conn: Connection) -> int:
+        """A parked connection reached its deadline: one last look (the worker may have been
+        busy while the bytes arrived), then 408 for a request begun, a quiet close else."""
+        state = self.poll_request(conn)
+        if state != WAIT:
+            return state
+        if conn.request is not None:
+            self.reject(conn, errors.BodyTimeout("request body arrived too slowly"))
+        elif conn.parser.buffered:
+            self.reject(conn, errors.HeadTimeout("request head not received in time"))
+        else:
+            conn.close()
+        return CLOSE
+
+    # -- the request cycle, once the head is in ---------------------------------------------
+
+    def run(self, conn: Connection, slot: int = 0) -> bool:
+        """Serve ``conn.request``; return True if the connection may carry another one."""
+        req: Request = conn.request  # type: ignore[assignment]
+        conn.request = None
         now = _monotonic()
         req.started_at = now
         board = self.board
@@ -209,8 +359,15 @@ class Handler:
         body = self.no_body
         if req.chunked or req.content_length:
             source = BodySource(
-                conn, req, self.min_rate, self.header_timeout or 0.0, resp.send_continue
+                conn,
+                req,
+                self.min_rate,
+                self.header_timeout or 0.0,
+                resp.send_continue,
+                self.spool,
+                conn.early,
             )
+            conn.early = None
             body = Body(source.pull, source.rest)
         environ: dict[str, Any] = {}
         in_flight = self.in_flight
@@ -265,6 +422,7 @@ class Handler:
             conn.parser.start_next()
         except RuntimeError:
             return False
+        conn.began = 0.0  # the next request begins with its first byte
         return True
 
     def _settle_body(
@@ -368,8 +526,9 @@ class Handler:
     # -- helpers ---------------------------------------------------------------------------
 
     def _read_proxy_header(self, conn: Connection, begun: float) -> bool:
-        """Consume an optional PROXY protocol header (``proxy_gate.py``); False means close
-        the connection. A trusted header's addresses replace the peer's."""
+        """Consume an optional PROXY protocol header (``proxy_gate.py``), waiting for it
+        under the head deadline (``serve``); False means close the connection. A trusted
+        header's addresses replace the peer's."""
         deadline = begun + self.header_timeout if self.header_timeout else None
 
         def more(seen: bytes) -> bytes | None:
@@ -380,9 +539,40 @@ class Handler:
             got = self.proxy_gate.read(conn.remote_addr, more)
         except (Timeout, OSError):
             return False
-        if got is None:
+        return got is not None and self._pass_proxy_header(conn, *got)
+
+    def _poll_proxy_header(self, conn: Connection) -> bool:
+        """The same without waiting (``poll_request``): True once the header is settled,
+        False to wait for more bytes (kept in ``conn.proxy_bytes``), or when it was refused
+        (the connection is closed then)."""
+        saved = conn.proxy_bytes or b""
+
+        def more(seen: bytes) -> bytes | None:
+            if len(seen) < len(saved):  # what came before this wake-up, first
+                return saved
+            try:
+                chunk = conn.sock.recv(RECV_SIZE, _DONTWAIT)
+            except BlockingIOError:
+                conn.proxy_bytes = seen
+                raise
+            return seen + chunk if chunk else None
+
+        try:
+            got = self.proxy_gate.read(conn.remote_addr, more)
+        except BlockingIOError:
             return False
-        header, data = got
+        except OSError:
+            got = None
+        conn.proxy_bytes = None
+        if got is None:
+            conn.lingering_close(seconds=0.0)
+            return False
+        return self._pass_proxy_header(conn, *got)
+
+    def _pass_proxy_header(
+        self, conn: Connection, header: proxy.ProxyHeader | None, data: bytes
+    ) -> bool:
+        """Apply a header the gate let through, and hand the bytes after it to the parser."""
         if header is not None:
             conn.apply_proxy(header)
             data = data[header.consumed :]

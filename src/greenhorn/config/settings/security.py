@@ -48,5 +48,23 @@ ROWS: tuple[Setting, ...] = (
         "body is read; slower clients are disconnected. 0 disables. (greenhorn only)",
         flags=("--body-min-rate",), metavar="BYTES",
     ),
+    Setting(
+        "body_buffer_size", SECTION, c.int_range(0), 65536,
+        "Request body bytes the sync and gthread workers receive before calling the "
+        "application. A body up to this size is read whole, and of a larger one its first "
+        "this many bytes, while the connection waits in the worker's poller: a slow upload "
+        "holds neither a worker nor a thread (body_min_rate still applies). A request with "
+        "`Expect: 100-continue` gets its `100 Continue` then. 0 calls the application as soon "
+        "as the head is in. (greenhorn only)",
+        flags=("--body-buffer-size",), metavar="BYTES",
+    ),
+    Setting(
+        "limit_request_body", SECTION, c.int_range(0), 0,
+        "The largest request body accepted, in bytes (after chunked decoding). A larger "
+        "Content-Length gets 413 before any of the body is read (and without `100 Continue`); "
+        "a chunked body gets 413 once it passes the limit. 0 means no limit. (greenhorn only: "
+        "nginx's client_max_body_size)",
+        flags=("--limit-request-body",), metavar="BYTES",
+    ),
 )
 # fmt: on

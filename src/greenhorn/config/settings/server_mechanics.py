@@ -93,9 +93,19 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "tmp_upload_dir", SECTION, c.to_opt_str, None,
-        "The directory for spooling large request bodies. Unset uses the system temporary "
+        "The directory for spooling large request bodies (see body_spool_threshold), as an "
+        "unlinked file that disappears with its request. Unset uses the system temporary "
         "directory.",
         metavar="DIR",
+    ),
+    Setting(
+        "body_spool_threshold", SECTION, c.int_range(0), 1048576,
+        "Request bodies read whole and larger than this many bytes go to a file first. When "
+        "the application reads such a body whole (`wsgi.input.read()`), it is received into "
+        "an unlinked file in tmp_upload_dir and read back once all of it has arrived: memory "
+        "grows with the bytes received, never with a declared Content-Length. 0 spools every "
+        "body read whole. (greenhorn only)",
+        flags=("--body-spool-threshold",), metavar="BYTES",
     ),
     Setting(
         "secure_scheme_headers", SECTION, c.header_dict,

@@ -44,9 +44,12 @@ ROWS: tuple[Setting, ...] = (
         "worker_connections", SECTION,
         c.at_least(1, 1000, "no connection would be served (gunicorn accepts 0 and then "
                    "serves nothing); using 1000"), 1000,
-        "The most simultaneous client connections one worker holds, for the gthread, gevent, "
-        "eventlet and asgi workers (open WebSockets count). 0 is taken as the default, with a "
-        "warning.",
+        "The most client connections one worker holds at once. For sync workers these are "
+        "the connections waiting for the rest of their request; for gthread, those and the "
+        "ones in its threads or kept alive; for gevent, eventlet and asgi, the connections "
+        "they serve (open WebSockets count). Past it, a worker stops accepting and new "
+        "connections wait in the listen queue. Sync and gthread lower it to fit the "
+        "open-file limit (ulimit -n). 0 is taken as the default, with a warning.",
         flags=("--worker-connections",), metavar="INT",
     ),
     Setting(
