@@ -164,8 +164,9 @@ def test_limit_request_body_answers_413_before_reading(greenhorn, kind):
 
 @pytest.mark.parametrize("kind", ["sync", "gthread"])
 def test_a_client_that_never_reads_is_cut_at_the_send_deadline(greenhorn, kind):
-    """A large response to a client that never reads it: the send deadline (before the
-    worker timeout) frees the worker, which lives; the next client is served."""
+    """A large response to a client that never reads it: the send deadline (for sync,
+    ahead of the master's timeout check) frees the worker, which lives; the next client is
+    served."""
     workers = ("-k", "gthread", "--threads", "1") if kind == "gthread" else ()
     s = greenhorn("bodies:app", "-w", "1", "-t", "4", *workers, ready_path="/")
     (pid,) = s.wait_workers(1)

@@ -82,7 +82,7 @@ DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection ali
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
 ABORT_SEND_SECONDS = 0.5  # how long the timeout answer may take (the worker is dying)
 TIMEOUT_MESSAGE = "The request took longer than the server's timeout."
-SEND_MARGIN = 2.0  # the response send deadline comes this long before the worker timeout
+SEND_MARGIN = 2.0  # a sync response's send deadline comes this long before the timeout
 _monotonic = time.monotonic
 _DONTWAIT = socket.MSG_DONTWAIT
 
@@ -123,11 +123,13 @@ class Handler:
         self.board = board
         self.header_timeout = float(cfg.header_timeout) or None
         self.min_rate = int(cfg.body_min_rate)
-        # a client that does not take its response is cut before the master finds the
-        # worker late (its heartbeat may be a second old, and the master looks once a
-        # second): the worker lives, and only that connection is lost
+        # a client that does not take its response is cut at the timeout; where the master
+        # times the request itself (sync), SEND_MARGIN earlier, so that the worker lives and
+        # only that connection is lost (the master looks about once a second)
         timeout = float(cfg.timeout)
-        self.send_timeout = max(timeout - SEND_MARGIN, timeout / 2) if timeout else None
+        if timeout and getattr(worker, "slot_holds_loop", False):
+            timeout = max(timeout - SEND_MARGIN, timeout / 2)
+        self.send_timeout = timeout or None
         self.sendfile = cfg.sendfile is not False
         self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), dict(cfg.secure_scheme_headers))
         script_name = os.environ.get("SCRIPT_NAME")
