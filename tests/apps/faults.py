@@ -5,7 +5,8 @@ and an ASGI ``asgi`` twin (for -k asgi).
 - ``/cancel``: raises ``asyncio.CancelledError`` (a BaseException);
 - ``/sleep?t=S``: sleeps (releasing the GIL);
 - ``/hold?t=S&then=R``: holds the GIL for S seconds in a C call (a thread or greenlet that
-  never lets the worker's loop run), then sleeps R more seconds without holding it;
+  never lets the worker's loop run), then sleeps R more seconds without holding it (after
+  0.2 s without it, so that the previous request, e.g. the readiness probe, has ended);
 - ``/stream?n=N&t=S``: N lines, S seconds apart, without a Content-Length;
 - ``/fail-midway``: a first line without a Content-Length, then an exception;
 - anything else: ``ok <pid>``.
@@ -38,6 +39,7 @@ def app(environ, start_response):
     if path == "/sleep":
         time.sleep(float(qs.get("t", "1")))
     if path == "/hold":
+        time.sleep(0.2)  # the thread that served the previous request finishes first
         left = _hold(float(qs.get("t", "1")))
         time.sleep(left + float(qs.get("then", "0")))
     if path == "/stream":
