@@ -53,7 +53,9 @@ OTHER_STATUS = 0  # responses with a status outside 1xx-5xx (an application's 6x
 STATUS_1XX = 1  # ... STATUS_5XX = 5: responses by status class
 IN_FLIGHT = 6  # requests in flight that hold no slot (the asgi worker's gauge, ~4x a second)
 BOOTED = 7  # 1 once post_worker_init has run (the worker is ready)
-DRAIN = 8  # set by the master before a full stop: accept the backlog, then close listeners
+DRAIN = 8  # set by the master before a stop: accept the backlog, then close listeners
+# ... with this value the stop is final (no other master shares the sockets): stop the port
+DRAIN_FINAL = 2
 REJECTED = 9  # requests refused by the parser (4xx/5xx before the app)
 BYTES_OUT = 10
 RELOAD = 11  # set by a worker (--reload saw a change): the master reloads once

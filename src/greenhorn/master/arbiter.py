@@ -714,7 +714,9 @@ class Arbiter:
         if graceful and self.cfg.shutdown_delay > 0:
             graceful = self.delay_shutdown(float(self.cfg.shutdown_delay))
         if graceful:
-            self.table.drain()
+            # the port stops taking connections only when nothing outlives this master
+            final = not self.handover.shared_sockets and self.listeners.all_bound_here()
+            self.table.drain(final=final)
         self.listeners.close(unlink=not self.handover.shared_sockets)
         self.table.kill_all(signal.SIGTERM if graceful else signal.SIGQUIT)
         deadline = time.monotonic() + self.cfg.graceful_timeout

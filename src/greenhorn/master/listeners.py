@@ -564,6 +564,11 @@ class Listeners:
     def close(self, unlink: bool) -> None:
         close_listeners(self.sockets, unlink=unlink)
 
+    def all_bound_here(self) -> bool:
+        """Every socket was bound by this master: none outlives it in systemd, in whoever
+        passed ``fd://N`` or in a USR2 parent (so a full stop may change them for good)."""
+        return all(listener.origin == "bind" for listener in self.sockets)
+
     def backlog(self) -> int:
         """Connections waiting in the kernel's accept queues, all listeners together."""
         return sum(accept_queue(listener.sock) or 0 for listener in self.sockets)

@@ -23,7 +23,7 @@ import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from greenhorn.ipc.scoreboard import BOOTED, DRAIN, RELOAD
+from greenhorn.ipc.scoreboard import BOOTED, DRAIN, DRAIN_FINAL, RELOAD
 
 if TYPE_CHECKING:
     from greenhorn.observe.logger import Logger
@@ -93,10 +93,12 @@ class WorkerTable:
         worker.retire_reason = reason
         self.kill(int(worker.pid), signal.SIGTERM)
 
-    def drain(self) -> None:
-        """Before a full stop: each worker accepts what the kernel queued, then closes."""
+    def drain(self, final: bool) -> None:
+        """Before a full stop: each worker accepts what the kernel queued, then closes.
+        ``final``: no other master shares the sockets, so the workers also stop the port
+        from taking new connections before their last accept (``Worker.close_listeners``)."""
         for worker in self.workers.values():
-            worker.tmp.board.counters[DRAIN] = 1
+            worker.tmp.board.counters[DRAIN] = DRAIN_FINAL if final else 1
 
     # -- questions ---------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -37,7 +38,15 @@ from typing import IO, TYPE_CHECKING, ClassVar, NoReturn, Protocol
 from greenhorn.config import hooks
 from greenhorn.http.parser import Limits
 from greenhorn.ipc import exits, titles
-from greenhorn.ipc.scoreboard import BEAT_PERIOD, BOOTED, DRAIN, EXIT_REASON, RELOAD, WorkerTmp
+from greenhorn.ipc.scoreboard import (
+    BEAT_PERIOD,
+    BOOTED,
+    DRAIN,
+    DRAIN_FINAL,
+    EXIT_REASON,
+    RELOAD,
+    WorkerTmp,
+)
 from greenhorn.ipc.signals import WORKER_IGNORED, WORKER_SIGNALS, SignalPipe
 from greenhorn.workers import heap
 from greenhorn.workers.connection import Connection, TimeoutConnection
@@ -260,8 +269,11 @@ class Worker:
     def on_signal(self, sig: int) -> None:
         """React to one signal (control thread; the request loop may be busy)."""
         if sig == signal.SIGTERM:
+            # drain first, then stop the loop: a loop that saw alive False before the
+            # drain was done could leave with connections accepted for it unserved
+            drain = self.tmp.board.counters[DRAIN]
+            self.close_listeners(drain=bool(drain), final=drain == DRAIN_FINAL)
             self.alive = False
-            self.close_listeners(drain=bool(self.tmp.board.counters[DRAIN]))
             self.wake()
         elif sig in (signal.SIGINT, signal.SIGQUIT):
             self.alive = False
@@ -317,8 +329,14 @@ class Worker:
         if stacks:
             self.log.critical("Greenlet stacks (%d):\n%s", len(stacks), "\n".join(stacks).rstrip())
 
-    def close_listeners(self, drain: bool) -> None:
-        """Stop listening. With ``drain``, first accept what the kernel already queued."""
+    def close_listeners(self, drain: bool, final: bool = False) -> None:
+        """Stop listening. With ``drain``, first accept what the kernel already queued.
+
+        With ``final`` (a full stop: no other master shares the sockets) the port first
+        stops taking new connections (``stop_new_connections``), so that the last accept
+        empties the queue for good: a connection the kernel completed after it would be
+        reset by the close, under a request its client has already sent. Clients that
+        connect from then on are refused, as they would be a moment later anyway."""
         with self._closing:
             if not self._listeners_open:
                 return
@@ -326,6 +344,8 @@ class Worker:
             for listener in self.listeners:
                 sock = listener.sock
                 if drain:
+                    if final:
+                        stop_new_connections(sock)
                     sock.setblocking(False)  # green sockets would wait for a new client
                     while True:
                         try:
@@ -500,6 +520,30 @@ class Worker:
             except Exception:
                 pass
         os._exit(code)
+
+
+# A classic BPF program of one instruction, "return 0": drop the packet (SO_ATTACH_FILTER).
+_SO_ATTACH_FILTER = 26
+_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, k = 0
+
+
+def stop_new_connections(sock: socket.socket) -> bool:
+    """Make a listening TCP socket drop every incoming packet, so that the kernel completes
+    no new connection on it (a client's SYN goes unanswered, and its retry finds the port
+    closed). The filter stays on the socket for good: only for a full stop of sockets this
+    server bound itself (``Listeners.all_bound_here``). False where it cannot be done (not
+    Linux, not TCP); the stop then proceeds as before."""
+    if sys.platform != "linux" or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    import ctypes
+
+    program = ctypes.create_string_buffer(_DROP_ALL)
+    fprog = struct.pack("@HP", 1, ctypes.addressof(program))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
 
 
 def _no_stack(slot: int) -> str | None:
