@@ -183,25 +183,99 @@ def test_nginx_chunked_post_framed_by_content_length():
     assert summary(evs)[1:] == [("body", b"chunky"), EOF]
 
 
-def test_environ_from_a_uwsgi_request():
-    """The existing environ builder takes the request as it is: PATH_INFO comes back as the
-    proxy decoded it, headers as HTTP_* keys, the length and type as CGI keys."""
+def _environ(pairs, body=b"", conn_addr=("192.0.2.1", 5000), base_script=None):
     from greenhorn.workers.connection import Connection
-    from greenhorn.wsgi.environ import base_environ, build_environ
+    from greenhorn.wsgi.environ import base_environ, build_uwsgi_environ
     from greenhorn.wsgi.input import Body
 
+    (req, *_) = events(packet(pairs) + body)
+    conn = Connection(object(), conn_addr, ("greenhorn.local", "8000"), Limits(), 0.0)
+    base = base_environ(multithread=False, errors=sys.stderr, script_name=base_script)
+    return req, build_uwsgi_environ(base, req, conn, Body(None))
+
+
+def test_environ_from_a_uwsgi_request():
+    """The proxy's CGI variables as it sent them, the headers as HTTP_* keys, PATH_INFO as
+    the proxy decoded it, the length and type as CGI keys; the client's address, not the
+    connection's."""
     replace = {"CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "3", "PATH_INFO": "/caf\xe9/%41 b?"}
     pairs = [(k, replace.get(k, v)) for k, v in NGINX_GET]
-    (req, *_) = events(packet(pairs) + b"abc")
-    conn = Connection(
-        object(), (req.remote_addr, int(req.remote_port)), ("x", "80"), Limits(), 0.0, req.scheme
-    )
-    env = build_environ(base_environ(multithread=False, errors=sys.stderr), req, conn, Body(None))
+    _, env = _environ(pairs, b"abc")
     assert env["PATH_INFO"] == "/caf\xe9/%41 b?"
     assert env["QUERY_STRING"] == "x=1&y=%2F" and env["REQUEST_URI"] == "/a%20b/c?x=1&y=%2F"
     assert env["REMOTE_ADDR"] == "203.0.113.7" and env["REMOTE_PORT"] == "56656"
     assert env["HTTP_X_DUP"] == "one,two" and env["HTTP_HOST"] == "127.0.0.1"
     assert env["CONTENT_TYPE"] == "text/plain" and env["CONTENT_LENGTH"] == "3"
+    assert env["DOCUMENT_ROOT"] == "/etc/nginx/html" and env["REQUEST_SCHEME"] == "http"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1" and env["wsgi.url_scheme"] == "http"
+    # SERVER_NAME was empty: the Host's; SERVER_PORT is nginx's
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "38410")
+    assert env["SCRIPT_NAME"] == ""
+
+
+def test_environ_leaves_out_what_is_empty_or_dotted():
+    pairs = [*NGINX_GET, ("wsgi.url_scheme", "https"), ("wsgi.input", "x"), ("UWSGI_APPID", "a")]
+    req, env = _environ(pairs)
+    assert req.extensions and req.vars["wsgi.input"] == "x"
+    assert env["wsgi.url_scheme"] == "https"  # gunicorn reads this variable too
+    assert env["wsgi.input"] is not None and env["wsgi.input"] != "x"
+    assert env["UWSGI_APPID"] == "a"
+    assert "CONTENT_LENGTH" not in env and "CONTENT_TYPE" not in env  # nginx sent them empty
+
+
+def test_environ_takes_what_the_proxy_left_out_from_the_connection():
+    pairs = [("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/x"), ("HTTPS", "on")]
+    _, env = _environ(pairs)
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("192.0.2.1", "5000")
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("greenhorn.local", "8000")
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1" and env["wsgi.url_scheme"] == "https"
+    _, env = _environ([*pairs, ("HTTP_HOST", "shop.example")])
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("shop.example", "443")
+
+
+def test_environ_reports_the_clients_protocol():
+    """nginx says HTTP/2.0 for an HTTP/2 client: so does the environ (the HTTP path's
+    builder would say HTTP/1.0 for anything but 1.1)."""
+    pairs = [(k, "HTTP/2.0" if k == "SERVER_PROTOCOL" else v) for k, v in NGINX_GET]
+    req, env = _environ(pairs)
+    assert req.version == (2, 0) and env["SERVER_PROTOCOL"] == "HTTP/2.0"
+
+
+@pytest.mark.parametrize(
+    "script, base_script, path_info, expected",
+    [
+        ("/app", None, "/app/users/1", ("/app", "/users/1")),
+        ("/app", None, "/app", ("/app", "")),
+        ("/app", None, "/application", ("/app", "/application")),  # not at a segment boundary
+        (None, "/mnt", "/mnt/x", ("/mnt", "/x")),  # the SCRIPT_NAME environment variable
+        ("/app", "/mnt", "/app/x", ("/app", "/x")),  # the proxy's wins
+    ],
+)
+def test_environ_script_name(script, base_script, path_info, expected):
+    pairs = [("REQUEST_METHOD", "GET"), ("PATH_INFO", path_info)]
+    if script is not None:
+        pairs.append(("SCRIPT_NAME", script))
+    _, env = _environ(pairs, base_script=base_script)
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == expected
+
+
+def test_asgi_scope_from_a_uwsgi_request():
+    from greenhorn.asgi.scope import template, uwsgi_scope
+
+    pairs = [(k, "HTTP/2.0" if k == "SERVER_PROTOCOL" else v) for k, v in NGINX_GET]
+    (req, *_) = events(packet([*pairs, ("SCRIPT_NAME", "/a b")]))
+    base = template("http", ("10.0.0.1", 8000), ("10.0.0.2", 4000), False, "/mnt")
+    scope = uwsgi_scope(base, req, None)
+    assert scope["client"] == ("203.0.113.7", 56656)
+    assert scope["server"] == ("127.0.0.1", 38410)
+    assert scope["http_version"] == "2" and scope["scheme"] == "http"
+    assert (scope["root_path"], scope["path"], scope["raw_path"]) == ("/a b", "/a b/c", b"/a%20b/c")
+    assert scope["query_string"] == b"x=1&y=%2F"
+    assert uwsgi_scope(base, req, None, "https")["scheme"] == "https"  # a trusted header
+    (req, *_) = events(packet([("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/x")]))
+    scope = uwsgi_scope(base, req, None)
+    assert scope["client"] == ("10.0.0.2", 4000) and scope["server"] == ("10.0.0.1", 8000)
+    assert (scope["root_path"], scope["path"], scope["http_version"]) == ("/mnt", "/mnt/x", "1.1")
 
 
 @pytest.mark.parametrize(
@@ -214,6 +288,7 @@ def test_environ_from_a_uwsgi_request():
         ({"REQUEST_SCHEME": "https"}, "https"),
         ({"UWSGI_SCHEME": "https"}, "https"),
         ({"UWSGI_SCHEME": "http", "HTTPS": "on"}, "http"),
+        ({"wsgi.url_scheme": "https"}, "https"),
     ],
 )
 def test_scheme(variables, scheme):
@@ -381,6 +456,8 @@ OK = [("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/")]
         (packet([*OK, ("SERVER_PORT", "80a")]), uwsgi.InvalidVar, "SERVER_PORT"),
         (packet([*OK, ("REMOTE_PORT", "65536")]), uwsgi.InvalidVar, "REMOTE_PORT"),
         (packet([*OK, ("UWSGI_SCHEME", "gopher")]), uwsgi.InvalidVar, "UWSGI_SCHEME"),
+        (packet([*OK, ("wsgi.url_scheme", "ftp")]), uwsgi.InvalidVar, "wsgi.url_scheme"),
+        (packet([*OK, ("a.b", "1"), ("a.b", "2")]), uwsgi.DuplicateVar, "a.b"),
         (packet([*OK, ("QUERY_STRING", "a b")]), uwsgi.InvalidVar, "QUERY_STRING"),
         (packet([("REQUEST_METHOD", "G(T"), ("REQUEST_URI", "/")]), errors.InvalidMethod, "method"),
         (

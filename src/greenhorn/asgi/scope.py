@@ -23,8 +23,16 @@ from typing import Any
 from urllib.parse import unquote
 
 from greenhorn.http.parser import Request
+from greenhorn.http.uwsgi import UwsgiRequest
 
-__all__ = ["ASGI_VERSION", "header_list", "http_scope", "template", "websocket_scope"]
+__all__ = [
+    "ASGI_VERSION",
+    "header_list",
+    "http_scope",
+    "template",
+    "uwsgi_scope",
+    "websocket_scope",
+]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 # What the worker supports beyond the core messages (ASGI extensions).
@@ -117,6 +125,43 @@ def http_scope(
         scope["scheme"] = scheme
     if state is not None:
         scope["state"] = state.copy()
+    return scope
+
+
+def uwsgi_scope(
+    base: dict[str, Any],
+    req: UwsgiRequest,
+    state: dict[str, Any] | None,
+    scheme: str | None = None,
+) -> dict[str, Any]:
+    """The ``http`` scope of a request that came as a uwsgi packet: as ``http_scope``, with
+    what the proxy's variables say instead of the connection's: ``client`` (REMOTE_ADDR and
+    REMOTE_PORT: the client's address, not the proxy's), ``server`` (SERVER_NAME, else the
+    Host, and SERVER_PORT), ``scheme`` (``req.scheme``, unless a trusted proxy's
+    secure-scheme header said otherwise: ``scheme``), ``http_version`` (SERVER_PROTOCOL:
+    nginx says HTTP/2.0 for an HTTP/2 client) and, when the proxy sent a SCRIPT_NAME, the
+    ``root_path`` (nginx's PATH_INFO is the whole path: it is not prefixed again)."""
+    variables = req.vars
+    script_name = variables.get("SCRIPT_NAME")
+    if script_name is not None:
+        base = {**base, "root_path": ""}
+    scope = http_scope(base, req, state, scheme or req.scheme)
+    if script_name is not None:
+        scope["root_path"] = script_name
+    major, minor = req.version
+    scope["http_version"] = f"{major}.{minor}" if major < 2 else str(major)
+    addr = variables.get("REMOTE_ADDR")
+    if addr:
+        port = variables.get("REMOTE_PORT")
+        scope["client"] = (addr, int(port) if port else 0)
+    port = variables.get("SERVER_PORT")
+    if port:
+        name = variables.get("SERVER_NAME")
+        if not name:
+            name = req.host or ""
+            if ":" in name and not name.endswith("]"):
+                name = name.rpartition(":")[0]
+        scope["server"] = (name, int(port))
     return scope
 
 

@@ -220,6 +220,8 @@ class Config:
     root_path: str = FROM_TABLE
     proxy_protocol: Literal["off", "v1", "v2", "auto"] = FROM_TABLE
     proxy_allow_ips: list[str] = FROM_TABLE
+    protocol: Literal["http", "uwsgi"] = FROM_TABLE
+    uwsgi_allow_ips: list[str] = FROM_TABLE
     permit_obsolete_folding: bool = FROM_TABLE
     strip_header_spaces: bool = FROM_TABLE
     permit_unconventional_http_method: bool = FROM_TABLE

@@ -64,7 +64,6 @@ __all__ = [
     "UnsupportedModifier",
     "UwsgiParser",
     "UwsgiRequest",
-    "parse_vars",
 ]
 
 MAX_PACKET = 65535  # datasize is 16 bits: no packet is larger
@@ -113,7 +112,7 @@ class UwsgiRequest(Request):
     when the proxy sent no PATH_INFO.
     """
 
-    __slots__ = ("scheme", "vars")
+    __slots__ = ("extensions", "scheme", "vars")
 
     def __init__(
         self,
@@ -130,6 +129,7 @@ class UwsgiRequest(Request):
         self.vars = variables
         self.scheme = scheme
         self.keep_alive = False
+        self.extensions = False  # a dotted name among the variables (``wsgi.url_scheme``)
 
     @property
     def remote_addr(self) -> str:
@@ -165,29 +165,6 @@ class UwsgiRequest(Request):
         return f"<UwsgiRequest {self.method} {self.uri!r} from {self.remote_addr or '?'}>"
 
 
-def parse_vars(block: bytes | bytearray) -> list[tuple[str, str]]:
-    """Split a packet's variable block into (key, value) pairs, in order, latin-1 text.
-    Raises ``InvalidPacket`` when a size points past the block or bytes are left over."""
-    text = block.decode("latin-1")  # once: latin-1 keeps byte offsets as str offsets
-    out: list[tuple[str, str]] = []
-    append = out.append
-    pos = 0
-    end = len(text)
-    try:
-        while pos < end:  # the sizes are read from the text: cheaper than bytes here
-            key_end = pos + 2 + (ord(text[pos]) | ord(text[pos + 1]) << 8)
-            if key_end == pos + 2:
-                break  # an empty name
-            value_end = key_end + 2 + (ord(text[key_end]) | ord(text[key_end + 1]) << 8)
-            append((text[pos + 2 : key_end], text[key_end + 2 : value_end]))
-            pos = value_end
-    except IndexError:
-        pos = -1
-    if pos != end:
-        _diagnose(text)  # a size lied somewhere: name the first problem
-    return out
-
-
 def _diagnose(text: str) -> None:
     """Walk a block whose sizes do not add up, and raise for the first one that lies."""
     pos = 0
@@ -208,14 +185,18 @@ def _diagnose(text: str) -> None:
     raise AssertionError("_diagnose() on a valid block")  # pragma: no cover
 
 
-# Variable names seen before: "" for a CGI variable, the header name for HTTP_*. A proxy
-# sends the same few names on every request, so each is validated once. Bounded.
+# Variable names seen before, as ``_classify`` returns them. A proxy sends the same few
+# names on every request, so each is validated once. Bounded.
 _KEYS: dict[str, str] = {}
 _KEYS_MAX = 1024
 
 
 def _classify(key: str) -> str:
-    """Validate a variable name; return "" for a CGI variable or its header name."""
+    """Validate a variable name; return "" for a CGI variable, its header name for HTTP_*,
+    or "." + the name for a dotted (extension) name such as ``wsgi.url_scheme``, which the
+    parser sets apart with the headers (rare: off the common path)."""
+    if not key:
+        raise InvalidPacket("empty variable name")
     if not key.isascii() or TOKEN_RE.fullmatch(key) is None:
         raise InvalidPacket(f"invalid variable name {errors.excerpt(key)}")
     name = ""
@@ -223,6 +204,8 @@ def _classify(key: str) -> str:
         name = key[5:].replace("_", "-")
         if not name:
             raise InvalidPacket("variable HTTP_ names no header")
+    elif "." in key:
+        name = "." + key
     if len(_KEYS) >= _KEYS_MAX:
         _KEYS.clear()
     _KEYS[key] = name
@@ -231,7 +214,11 @@ def _classify(key: str) -> str:
 
 _HEAD, _BODY, _DONE, _ERROR = range(4)
 # Request headers that describe the proxy's framing of the body, not ours.
-_FRAMING = frozenset(("HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_TRANSFER_ENCODING"))
+_FRAMING = {  # header name -> its variable
+    "CONTENT-LENGTH": "HTTP_CONTENT_LENGTH",
+    "CONTENT-TYPE": "HTTP_CONTENT_TYPE",
+    "TRANSFER-ENCODING": "HTTP_TRANSFER_ENCODING",
+}
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 _VERSION_RE = re.compile(r"HTTP/([0-9])\.([0-9])")
 _VERSIONS = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0), "HTTP/2.0": (2, 0)}
@@ -320,6 +307,13 @@ class UwsgiParser:
         self.feed(data)
         return self.next_event()
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes received after the current message (as the HTTP
+        parser's; a uwsgi request never switches protocols, but the interface is one)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def body_left(self) -> int | None:
         """Body bytes not yet returned as ``Data``; None outside a body. As the HTTP
         parser's, for a handler that receives a large body straight from the socket."""
@@ -357,7 +351,7 @@ class UwsgiParser:
             if size >= 4 + datasize:
                 block = bytes(buf[4 : 4 + datasize])
                 del buf[: 4 + datasize]
-                request = self._request(parse_vars(block))
+                request = self._request(block)
                 length = request.content_length
                 self._body = ContentLengthReader(length) if length else None
                 self._state = _BODY
@@ -370,28 +364,77 @@ class UwsgiParser:
             return EOF
         return NEED_DATA
 
-    def _request(self, pairs: list[tuple[str, str]]) -> UwsgiRequest:
-        """The Request the variables describe (see the module docstring for the rules)."""
-        limits = self._limits
+    def _request(self, block: bytes) -> UwsgiRequest:
+        """The Request a packet's variable block describes (see the module docstring for the
+        rules). One pass over the block: the sizes are read from the bytes, the names and
+        values sliced from one latin-1 decoding of it (same offsets), and each variable goes
+        straight to ``variables`` or ``headers``; a block whose sizes do not add up is
+        walked again by ``_diagnose`` to name the lie."""
+        text = block.decode("latin-1")
+        end = len(block)
+        known = _KEYS
         variables: dict[str, str] = {}
         headers: list[tuple[str, str]] = []
-        framing: dict[str, str] = {}
-        host_seen = False
-        field_limit = limits.field_limit
-        for key, value in pairs:
-            name = _KEYS.get(key)
-            if name is None:
-                name = _classify(key)
-            if not name:
-                if key in variables:
+        append = headers.append
+        pos = 0
+        try:
+            while pos < end:
+                key_end = pos + 2 + (block[pos] | block[pos + 1] << 8)
+                value_end = key_end + 2 + (block[key_end] | block[key_end + 1] << 8)
+                if value_end > end:
+                    break
+                key = text[pos + 2 : key_end]
+                pos = value_end
+                name = known.get(key)
+                if name is None:
+                    name = _classify(key)
+                if name:
+                    append((name, text[key_end + 2 : value_end]))
+                elif key in variables:
                     raise DuplicateVar(f"variable {key} sent twice")
-                variables[key] = value
+                else:
+                    variables[key] = text[key_end + 2 : value_end]
+        except IndexError:
+            pos = -1
+        if pos != end:
+            _diagnose(text)
+        framing: dict[str, str] = {}
+        extensions = False
+        if headers:
+            headers, extensions = self._headers(headers, framing, variables)
+        request = self._build(variables, headers, framing)
+        if len(request.headers) > self._limits.fields_limit:
+            raise errors.TooManyHeaders(f"more than {self._limits.fields_limit} header fields")
+        request.extensions = extensions
+        return request
+
+    def _headers(
+        self, pairs: list[tuple[str, str]], framing: dict[str, str], variables: dict[str, str]
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """The HTTP_* variables as header fields: the field size limit, values stripped and
+        free of control characters, one Host. The proxy's framing headers go to ``framing``
+        (by variable name) instead: they describe the proxy's body, not ours. Dotted names
+        (``_classify``) go to ``variables``; the flag returned says there was one."""
+        limit = self._limits.field_limit
+        headers: list[tuple[str, str]] = []
+        host_seen = False
+        extensions = False
+        for name, value in pairs:
+            if name[0] == ".":
+                dotted = name[1:]
+                if dotted in variables:
+                    raise DuplicateVar(f"variable {dotted} sent twice")
+                variables[dotted] = value
+                extensions = True
                 continue
-            if len(name) + len(value) + 2 > field_limit:
-                raise errors.HeaderFieldTooLarge(f"header field over {field_limit} bytes")
-            if key in _FRAMING:
+            if len(name) + len(value) + 2 > limit:
+                raise errors.HeaderFieldTooLarge(f"header field over {limit} bytes")
+            key = _FRAMING.get(name)
+            if key is not None:
                 if key in framing:
                     raise errors.DuplicateHeader(f"{key} repeated")
+                if BAD_VALUE_RE.search(value):
+                    raise errors.InvalidHeader(f"control character in value of {key}")
                 framing[key] = value
                 continue
             if name == "HOST":
@@ -404,13 +447,7 @@ class UwsgiParser:
             for name, value in headers:
                 if BAD_VALUE_RE.search(value):
                     raise errors.InvalidHeader(f"control character in value of {name}")
-        for key, value in framing.items():
-            if BAD_VALUE_RE.search(value):
-                raise errors.InvalidHeader(f"control character in value of {key}")
-        request = self._build(variables, headers, framing)
-        if len(request.headers) > limits.fields_limit:
-            raise errors.TooManyHeaders(f"more than {limits.fields_limit} header fields")
-        return request
+        return headers, extensions
 
     def _build(
         self, variables: dict[str, str], headers: list[tuple[str, str]], framing: dict[str, str]
@@ -488,11 +525,12 @@ class UwsgiParser:
 
     @staticmethod
     def _scheme(variables: dict[str, str]) -> str:
-        scheme = variables.get("UWSGI_SCHEME")
-        if scheme is not None:
-            if scheme not in ("http", "https"):
-                raise InvalidVar(f"invalid UWSGI_SCHEME {errors.excerpt(scheme)}")
-            return scheme
+        for key in ("UWSGI_SCHEME", "wsgi.url_scheme"):  # (gunicorn reads the second)
+            scheme = variables.get(key)
+            if scheme is not None:
+                if scheme not in ("http", "https"):
+                    raise InvalidVar(f"invalid {key} {errors.excerpt(scheme)}")
+                return scheme
         if variables.get("HTTPS", "").lower() in ("on", "1"):
             return "https"
         return "https" if variables.get("REQUEST_SCHEME") == "https" else "http"

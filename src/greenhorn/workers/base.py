@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, ClassVar, NoReturn, Protocol
 
 from greenhorn.config import hooks
 from greenhorn.http.parser import Limits
+from greenhorn.http.uwsgi import UwsgiParser
 from greenhorn.ipc import exits, titles
 from greenhorn.ipc.scoreboard import (
     BEAT_PERIOD,
@@ -148,6 +149,7 @@ class Worker:
         jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests_jitter else 0
         self.max_requests = cfg.max_requests + jitter if cfg.max_requests > 0 else sys.maxsize
         self.limits = limits_from(cfg)
+        self.uwsgi = cfg.protocol == "uwsgi"  # connections speak uwsgi packets, not HTTP/1.x
         self.pending: deque[Accepted] = deque()  # connections accepted from the backlog on stop
         # master-side bookkeeping (the same object lives in the master's WORKERS table)
         self.server: object = None  # the arbiter (gunicorn's worker.server)
@@ -410,15 +412,16 @@ class Worker:
         server = self._server_names.get(listener)
         if server is None:
             server = self.server_name(listener)
+        parser = UwsgiParser(self.limits) if self.uwsgi else None
         if self.ssl_context is None:
-            return cls(client, addr, server, self.limits, accepted_at)
+            return cls(client, addr, server, self.limits, accepted_at, "http", parser)
         from greenhorn.workers import tls
 
         deadline = accepted_at + (float(self.cfg.header_timeout) or 30.0)
         tls_sock = tls.handshake(self.ssl_context, client, deadline, self.cfg, self.log)
         if tls_sock is None:
             return None
-        conn = TimeoutConnection(tls_sock, addr, server, self.limits, accepted_at, "https")
+        conn = TimeoutConnection(tls_sock, addr, server, self.limits, accepted_at, "https", parser)
         header = tls.proxy_header(tls_sock)  # a PROXY header comes before TLS
         if header is not None:
             conn.apply_proxy(header)

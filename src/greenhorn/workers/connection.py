@@ -21,16 +21,19 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from greenhorn.http.parser import Limits, Parser, Request
+from greenhorn.http.uwsgi import UwsgiParser
 
 if TYPE_CHECKING:
     from greenhorn.http.proxy import ProxyHeader
     from greenhorn.wsgi.environ import Client
     from greenhorn.wsgi.response import Sender
 
-__all__ = ["Connection", "EarlyBody", "SockAddr", "Timeout", "TimeoutConnection"]
+__all__ = ["Connection", "EarlyBody", "RequestParser", "SockAddr", "Timeout", "TimeoutConnection"]
 
 # A peer's address as accept() returns it: (host, port[, flow, scope]), or a UNIX path.
 SockAddr = tuple[Any, ...] | str
+# What reads requests off a connection: HTTP/1.x, or uwsgi packets (``--protocol uwsgi``).
+RequestParser = Parser | UwsgiParser
 
 RECV_SIZE = 65536
 LINGER_SECONDS = 0.5
@@ -102,7 +105,9 @@ class Connection:
         limits: Limits,
         now: float,
         scheme: str = "http",
+        parser: RequestParser | None = None,
     ) -> None:
+        """``parser``: the connection's request parser when it is not HTTP/1.x's."""
         self.sock = sock
         if addr.__class__ is tuple:
             self.peer = self.remote_addr = addr[0]
@@ -112,7 +117,7 @@ class Connection:
         self.server_name, self.server_port = server
         self.scheme = scheme
         self.proxy: tuple[str, str, str] | None = None  # PROXY_PROTOCOL, _ADDR, _PORT
-        self.parser = Parser(limits)
+        self.parser: RequestParser = Parser(limits) if parser is None else parser
         self.accepted_at = now
         self.requests = 0
         self.closed = False

@@ -51,6 +51,7 @@ from greenhorn.http import errors, proxy
 from greenhorn.http.body import Data, EndOfMessage
 from greenhorn.http.parser import EOF, NEED_DATA, Request
 from greenhorn.http.response import CONTINUE, InvalidResponse, error_response
+from greenhorn.http.uwsgi import UwsgiRequest
 from greenhorn.ipc.scoreboard import REJECTED, Scoreboard
 from greenhorn.workers.base import error_stream
 from greenhorn.workers.connection import RECV_SIZE, Connection, EarlyBody, Timeout
@@ -63,6 +64,7 @@ from greenhorn.wsgi.environ import (
     FileWrapper,
     base_environ,
     build_environ,
+    build_uwsgi_environ,
     multiprocess,
     settle_forwarded,
 )
@@ -140,6 +142,8 @@ class Handler:
             multiprocess=multiprocess(cfg.workers, cfg.workers_max),
         )
         self.proxy_gate = ProxyGate(cfg.proxy_protocol, cfg.proxy_allow_ips, log)
+        self.uwsgi = cfg.protocol == "uwsgi"  # requests come as uwsgi packets
+        self.uwsgi_peers = ProxyTrust(list(cfg.uwsgi_allow_ips), {})  # who may send them
         # default (no-op) hooks are skipped on the hot path
         self.pre_request = not hooks.is_default(cfg, "pre_request")
         self.post_request = not hooks.is_default(cfg, "post_request")
@@ -211,7 +215,12 @@ class Handler:
 
     def _admit(self, conn: Connection, req: Request, begun: float) -> bool:
         """A head has been parsed: settle what depends on the peer, count it, keep it on the
-        connection. False if it was refused (answered and closed)."""
+        connection. False if it was refused (answered and closed). A uwsgi peer outside
+        ``uwsgi_allow_ips`` is refused here, once its packet is in: answering before would
+        close on the unread packet, and the proxy would get a reset instead of the 403."""
+        if self.uwsgi and conn.requests == 0 and not self.uwsgi_peers.trusts(conn.peer):
+            self.refuse_uwsgi(conn)
+            return False
         if req.forwarded is not None:  # SCRIPT_NAME... count only from a trusted proxy
             try:
                 settle_forwarded(req, self.trust.trusts(conn.peer), self.cfg.header_map)
@@ -375,7 +384,10 @@ class Handler:
         in_flight = self.in_flight
         in_flight[slot] = resp
         try:
-            environ = build_environ(self.base, req, conn, body, self.trust)
+            if self.uwsgi and isinstance(req, UwsgiRequest):
+                environ = build_uwsgi_environ(self.base, req, conn, body, self.trust)
+            else:
+                environ = build_environ(self.base, req, conn, body, self.trust)
             environ["wsgi.early_hints"] = resp.early_hints
             if self.pre_request and not hooks.call_request_hook(
                 self.cfg, "pre_request", self.worker, req, log=self.log, leave=self.leave
@@ -617,6 +629,24 @@ class Handler:
             resp.head_sent = True
         except (OSError, Timeout):
             pass
+
+    def refuse_uwsgi(self, conn: Connection) -> None:
+        """A uwsgi connection from a peer outside ``uwsgi_allow_ips``: log, count, answer
+        403 and close (what is already received is read first, so the close sends no reset
+        before the proxy reads the answer; the worker never waits for more)."""
+        self.log.warning(
+            "uWSGI request from ip=%s refused: not in uwsgi_allow_ips (--uwsgi-allow-from)",
+            conn.peer,
+        )
+        if self.board is not None:
+            self.board.counters[REJECTED] += 1
+        try:
+            deadline = _monotonic() + REJECT_SEND_SECONDS
+            message = "uWSGI requests from this address are not allowed"
+            conn.send_last(error_response(403, "Forbidden", message, SERVER), deadline)
+        except (OSError, Timeout):
+            pass
+        conn.lingering_close(seconds=0.0)
 
     def reject(self, conn: Connection, exc: errors.HTTPError) -> None:
         """Answer a protocol error with its status, log it, count it, and close."""

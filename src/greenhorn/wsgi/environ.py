@@ -21,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 from greenhorn import SERVER_SOFTWARE
 from greenhorn.http import errors
 from greenhorn.http.parser import Request
+from greenhorn.http.uwsgi import UwsgiRequest
 from greenhorn.wsgi.input import Body
 from greenhorn.wsgi.trust import ProxyTrust
 
@@ -30,6 +31,7 @@ __all__ = [
     "FileWrapper",
     "base_environ",
     "build_environ",
+    "build_uwsgi_environ",
     "multiprocess",
     "settle_forwarded",
 ]
@@ -214,6 +216,84 @@ def build_environ(
         env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
     if forwarded is not None:
         env.update(forwarded)  # SCRIPT_NAME, PATH_INFO, REMOTE_USER... as the proxy says
+    if trust is not None and not env.keys().isdisjoint(trust.keys):
+        _apply_scheme_headers(env, req, conn, trust)
+    return env
+
+
+def build_uwsgi_environ(
+    base: dict[str, Any],
+    req: UwsgiRequest,
+    conn: Client,
+    body: Body,
+    trust: ProxyTrust | None = None,
+) -> dict[str, Any]:
+    """The environ of a request that came as a uwsgi packet (``--protocol uwsgi``).
+
+    The proxy's CGI variables go in as it sent them (DOCUMENT_ROOT, HTTPS, REQUEST_SCHEME,
+    anything set with ``uwsgi_param``), as uWSGI does; names with a dot never do. Then the
+    server's own keys, from the request the parser made of them: REQUEST_METHOD, PATH_INFO
+    (without SCRIPT_NAME, the proxy's when it sent one), QUERY_STRING, REQUEST_URI,
+    CONTENT_LENGTH and CONTENT_TYPE (only when not empty), the headers as HTTP_* keys, and
+    ``wsgi.url_scheme`` (UWSGI_SCHEME, HTTPS or REQUEST_SCHEME; a trusted proxy's
+    secure-scheme header still applies). REMOTE_ADDR, REMOTE_PORT, SERVER_NAME,
+    SERVER_PORT and SERVER_PROTOCOL are the proxy's (the client's address, not the
+    proxy's: gunicorn puts the proxy's there), the connection's or the Host's when the
+    proxy left them out or empty.
+    """
+    variables = req.vars
+    env = base.copy()
+    if req.extensions:
+        env.update({k: v for k, v in variables.items() if "." not in k})
+    else:
+        env.update(variables)
+    pop = env.pop
+    pop("CONTENT_LENGTH", None)  # from the headers below, when there is one
+    pop("CONTENT_TYPE", None)
+    path = req.path
+    script_name = variables.get("SCRIPT_NAME")
+    if script_name is None:
+        script_name = base["SCRIPT_NAME"]
+    else:
+        env["SCRIPT_NAME"] = script_name
+    if "%" in path or script_name:
+        path = _path_info(path, script_name, None)
+    env["REQUEST_METHOD"] = req.method
+    env["PATH_INFO"] = path
+    env["QUERY_STRING"] = req.query
+    env["RAW_URI"] = env["REQUEST_URI"] = req.uri
+    if not variables.get("SERVER_PROTOCOL"):
+        env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == (1, 1) else "HTTP/1.0"
+    if not variables.get("REMOTE_ADDR"):
+        env["REMOTE_ADDR"] = conn.remote_addr
+        env["REMOTE_PORT"] = conn.remote_port
+    elif not variables.get("REMOTE_PORT"):
+        env["REMOTE_PORT"] = ""
+    scheme = env["wsgi.url_scheme"] = req.scheme
+    env["wsgi.input"] = body
+    env["greenhorn.socket"] = env["gunicorn.socket"] = conn.sock
+    cache = _KEY_CACHE
+    for name, value in req.headers:
+        key = cache.get(name)
+        if key is None:
+            key = _environ_key(name)
+        if key in env:
+            env[key] += "," + value
+        else:
+            env[key] = value
+    if not variables.get("SERVER_NAME") or not variables.get("SERVER_PORT"):
+        host = req.host
+        if host:
+            server = _HOST_CACHE.get(host)
+            if server is None:
+                server = _split_host(host)
+            server = (server[0], server[1] or ("443" if scheme == "https" else "80"))
+        else:
+            server = (conn.server_name, conn.server_port)
+        env["SERVER_NAME"] = variables.get("SERVER_NAME") or server[0]
+        env["SERVER_PORT"] = variables.get("SERVER_PORT") or server[1]
+    if conn.proxy is not None:
+        env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
     if trust is not None and not env.keys().isdisjoint(trust.keys):
         _apply_scheme_headers(env, req, conn, trust)
     return env

@@ -166,6 +166,21 @@ ROWS: tuple[Setting, ...] = (
         flags=("--proxy-allow-from",), metavar="STRING",
     ),
     Setting(
+        "protocol", SECTION, c.choice("http", "uwsgi"), "http",
+        "The protocol the listeners speak: `http` (HTTP/1.x) or `uwsgi`, the uWSGI binary "
+        "protocol that nginx's `uwsgi_pass` sends (with `include uwsgi_params`). With "
+        "`uwsgi`, the client's address, the scheme and the other variables come from the "
+        "proxy, every response closes its connection, and only uwsgi_allow_ips may connect.",
+        flags=("--protocol",), metavar="STRING",
+    ),
+    Setting(
+        "uwsgi_allow_ips", SECTION, c.addr_list, ["127.0.0.1", "::1"],
+        "Comma-separated addresses or networks allowed to send uWSGI protocol requests "
+        "(with `--protocol uwsgi`); `*` allows everyone. Unix socket peers are always "
+        "allowed. A connection from anyone else is answered 403 and closed, with a warning.",
+        flags=("--uwsgi-allow-from",), metavar="STRING",
+    ),
+    Setting(
         "permit_obsolete_folding", SECTION, c.to_bool, False,
         "Accept header values continued on the next line (obsolete line folding) instead of "
         "refusing them with 400.",

@@ -43,6 +43,7 @@ from greenhorn.http import errors
 from greenhorn.http.parser import EOF, NEED_DATA, Data, Parser, Request
 from greenhorn.http.proxy import ProxyHeader
 from greenhorn.http.response import error_response
+from greenhorn.http.uwsgi import UwsgiParser
 from greenhorn.ipc.scoreboard import REJECTED
 from greenhorn.workers.asgi.cycle import RequestCycle
 from greenhorn.workers.asgi.shared import (
@@ -53,6 +54,7 @@ from greenhorn.workers.asgi.shared import (
     Finished,
     Shared,
 )
+from greenhorn.workers.connection import RequestParser
 from greenhorn.wsgi.environ import ConflictingSchemeHeaders, settle_forwarded
 from greenhorn.wsgi.response import SERVER
 
@@ -103,7 +105,9 @@ class HttpConnection(asyncio.Protocol):
         self.shared = shared
         self.proxy_header = proxy_header  # read before a TLS handshake (accept.ProxyFirst)
         self.transport: Any = None
-        self.parser = Parser(shared.limits)
+        self.parser: RequestParser = (
+            UwsgiParser(shared.limits) if shared.uwsgi else Parser(shared.limits)
+        )
         self.cycle: RequestCycle | None = None
         self.ws: Any = None  # the WebSocketSession after an upgrade
         self.phase = NEW
@@ -159,6 +163,8 @@ class HttpConnection(asyncio.Protocol):
         elif shared.proxy_gate.on and not secure:
             self.proxy_buf = b""
         shared.worker.connection_opened()
+        if shared.uwsgi and not shared.uwsgi_peers.trusts(self.peer):
+            self.refuse_uwsgi()
 
     def data_received(self, data: bytes) -> None:
         if self.proxy_buf is not None:
@@ -412,6 +418,20 @@ class HttpConnection(asyncio.Protocol):
             self._next_head()
 
     # -- ending -------------------------------------------------------------------------------
+
+    def refuse_uwsgi(self) -> None:
+        """A uwsgi connection from a peer outside ``uwsgi_allow_ips``: log, count, answer
+        403 and close (lingering: the proxy sent its packet at once, and closing on unread
+        bytes would reset the connection before it reads the answer)."""
+        shared = self.shared
+        shared.log.warning(
+            "uWSGI request from ip=%s refused: not in uwsgi_allow_ips (--uwsgi-allow-from)",
+            self.peer,
+        )
+        shared.board.counters[REJECTED] += 1
+        self.proxy_buf = None
+        self.write_error(403, "Forbidden", "uWSGI requests from this address are not allowed")
+        self.close(linger=True, seconds=LINGER_SECONDS)
 
     def reject(self, exc: errors.HTTPError) -> None:
         """Answer a protocol error with its status, log it, count it, and close."""

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from greenhorn.asgi.app import Message
-from greenhorn.asgi.scope import http_scope
+from greenhorn.asgi.scope import http_scope, uwsgi_scope
 from greenhorn.config import hooks
 from greenhorn.http import errors
 from greenhorn.http.parser import NEED_DATA, Data, EndOfMessage, Request
@@ -28,9 +28,10 @@ from greenhorn.http.response import (
     prepare_bytes,
     reason_phrase,
 )
+from greenhorn.http.uwsgi import UwsgiRequest
 from greenhorn.ipc.scoreboard import REJECTED
 from greenhorn.workers.asgi.shared import BODY_HIGH, Host
-from greenhorn.wsgi.environ import ConflictingSchemeHeaders, build_environ
+from greenhorn.wsgi.environ import ConflictingSchemeHeaders, build_environ, build_uwsgi_environ
 from greenhorn.wsgi.response import SERVER
 
 __all__ = ["RequestCycle"]
@@ -369,7 +370,10 @@ class RequestCycle:
         shared = conn.shared
         req = self.req
         try:
-            scope = http_scope(conn.template, req, shared.state, conn.scheme_for(req))
+            if shared.uwsgi and isinstance(req, UwsgiRequest):
+                scope = uwsgi_scope(conn.template, req, shared.state, conn.scheme_for(req))
+            else:
+                scope = http_scope(conn.template, req, shared.state, conn.scheme_for(req))
             if shared.pre_request and not hooks.call_request_hook(
                 shared.cfg, "pre_request", shared.worker, req, log=shared.log
             ):
@@ -455,7 +459,10 @@ class RequestCycle:
         status = self.status_code or 500
         shared.board.count(status, duration, self.sent)
         if shared.post_request or shared.access_enabled:
-            environ = build_environ(shared.base_environ, req, conn, shared.no_body)
+            if shared.uwsgi and isinstance(req, UwsgiRequest):
+                environ = build_uwsgi_environ(shared.base_environ, req, conn, shared.no_body)
+            else:
+                environ = build_environ(shared.base_environ, req, conn, shared.no_body)
             if shared.post_request:
                 hooks.call_request_hook(
                     shared.cfg, "post_request", shared.worker, req, environ, self, log=shared.log

@@ -15,8 +15,9 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from greenhorn.config import hooks
-from greenhorn.http.parser import Limits, Parser, Request
+from greenhorn.http.parser import Limits, Request
 from greenhorn.ipc.scoreboard import Scoreboard
+from greenhorn.workers.connection import RequestParser
 from greenhorn.workers.proxy_gate import ProxyGate
 from greenhorn.wsgi.environ import Client
 from greenhorn.wsgi.input import Body
@@ -93,7 +94,7 @@ class Host(Client, Protocol):
 
     shared: Shared
     transport: Any  # asyncio.Transport (uvloop's is not a subclass)
-    parser: Parser
+    parser: RequestParser
     reading: bool
     write_paused: bool
     closed: bool
@@ -146,6 +147,8 @@ class Shared:
         self.header_map = cfg.header_map
         self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), dict(cfg.secure_scheme_headers))
         self.proxy_gate = ProxyGate(cfg.proxy_protocol, cfg.proxy_allow_ips, worker.log)
+        self.uwsgi = cfg.protocol == "uwsgi"  # requests come as uwsgi packets
+        self.uwsgi_peers = ProxyTrust(list(cfg.uwsgi_allow_ips), {})  # who may send them
         self.max_message_size = int(cfg.websocket_max_message_size)
         self.cfg = cfg
         # default (no-op) hooks are skipped on the hot path
