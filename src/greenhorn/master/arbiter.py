@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from greenhorn.config import Config, Server
     from greenhorn.observe.logger import Logger
     from greenhorn.workers.base import Worker
-    from greenhorn.wsgi.app import WSGIApp
+    from greenhorn.wsgi.app import AppSource, WSGIApp
 
 __all__ = ["Arbiter"]
 
@@ -75,8 +75,15 @@ BOOT_FAILURES = {
 class Arbiter:
     """The master process. Attributes read by hooks keep gunicorn's names."""
 
-    def __init__(self, cfg: Config, argv: list[str] | None = None, cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        argv: list[str] | None = None,
+        cwd: str | None = None,
+        source: AppSource | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.source = source  # the Python API's application object (greenhorn.app.base)
         self.log: Logger = None  # type: ignore[assignment]  # set first thing in start()
         self.pid = os.getpid()
         self.app: WSGIApp | None = None  # the application, with --preload
@@ -228,6 +235,15 @@ class Arbiter:
         setup = getattr(self.worker_class, "setup", None)
         if callable(setup):
             setup()
+        check = getattr(self.worker_class, "check_config", None)  # gunicorn's class hook
+        if callable(check):
+            try:
+                check(self.cfg, self.log)
+            except Exception as exc:
+                self.log.error(
+                    "Worker class %r refuses the settings: %s", self.cfg.worker_class, exc
+                )
+                return exits.EXIT_USAGE
         return None
 
     def size(self) -> int | None:
@@ -255,13 +271,13 @@ class Arbiter:
             app_label,
             check_configured_app,
             exit_status,
-            load_configured_app,
+            load_configured,
         )
 
         try:
             if self.cfg.preload_app:
-                self.app = load_configured_app(self.cfg)
-            else:
+                self.app = load_configured(self.cfg, self.source)
+            elif self.source is None:
                 check_configured_app(self.cfg)
         except AppImportError as exc:
             self.log.error("Failed to load application %r: %s", app_label(self.cfg), exc)
@@ -474,7 +490,7 @@ class Arbiter:
         except OSError as exc:
             self.log.error("Cannot make a worker's heartbeat file: %s; retrying", exc)
             return None
-        self.call_hook("pre_fork", self, worker)
+        self.call_hook("pre_fork", self, worker.for_hooks())
         # Signals stay blocked across fork until the child has its own handlers: a TERM
         # sent to a just-forked worker is then held, not lost (or fed to our pipe).
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
@@ -499,7 +515,14 @@ class Arbiter:
         if owner is not None:
             os.fchown(tmp.fileno(), owner[0], owner[1])
         worker = self.worker_class(
-            self.table.next_age(), self.pid, self.LISTENERS, self.app, cfg, self.log, tmp
+            self.table.next_age(),
+            self.pid,
+            self.LISTENERS,
+            self.app,
+            cfg,
+            self.log,
+            tmp,
+            self.source,
         )
         worker.server = self
         worker.generation = self.generation
@@ -514,7 +537,7 @@ class Arbiter:
         self.signals.close(restore=False)
         self.endpoints.close_in_child()
         try:
-            hooks.call_hook(self.cfg, "post_fork", self, worker, propagate=True)
+            hooks.call_hook(self.cfg, "post_fork", self, worker.for_hooks(), propagate=True)
         except BaseException:
             self.log.exception("post_fork hook failed")
             os._exit(exits.WORKER_BOOT_ERROR)
@@ -560,7 +583,7 @@ class Arbiter:
             reason = self.report_exit(worker, code, was_killed, booted)
             self.observer.forget(worker, reason)
             worker.tmp.close()
-            self.call_hook("child_exit", self, worker)
+            self.call_hook("child_exit", self, worker.for_hooks())
 
     def report_exit(self, worker: Worker, code: int, killed: bool, booted: bool) -> str:
         """Log why a worker ended (never lose the reason); return it as a short label.
@@ -581,7 +604,10 @@ class Arbiter:
             if sig == signal.SIGKILL and not killed:
                 self.log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
                 return "oom-or-killed"
-            self.log.warning("Worker (pid:%s) was sent SIG%s!", pid, signame(sig))
+            if sig == signal.SIGTERM:  # asked to stop, and it re-raised TERM (uvicorn): info
+                self.log.info("Worker (pid:%s) was sent SIGTERM!", pid)
+            else:
+                self.log.warning("Worker (pid:%s) was sent SIG%s!", pid, signame(sig))
             return "signal"
         if code == 0:
             reason = worker.retire_reason or worker.exit_reason

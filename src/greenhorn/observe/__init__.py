@@ -24,7 +24,8 @@ __all__ = ["create"]
 
 
 def create(cfg: Config) -> Logger:
-    """Instantiate the configured ``logger_class`` (gunicorn's rules, statsd included)."""
+    """Instantiate the configured ``logger_class`` (gunicorn's rules, statsd included); a
+    class written for gunicorn gets gunicorn's ``cfg`` and is adapted (``gunicorn_log``)."""
     spec = setting(cfg, "logger_class")
     statsd_on = setting(cfg, "statsd_host") is not None
     cls: type
@@ -42,5 +43,11 @@ def create(cfg: Config) -> Logger:
     install = getattr(cls, "install", None)
     if callable(install):
         install()
+    from greenhorn.observe.gunicorn_log import GuestLogger, is_gunicorn_logger
+
+    if is_gunicorn_logger(cls):  # built on gunicorn.glogging.Logger: gunicorn's cfg, adapted
+        from greenhorn.config.gunicorn_cfg import GunicornConfig
+
+        return GuestLogger(cls(GunicornConfig(cfg)), cfg)
     logger: Logger = cls(cfg)
     return logger

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from greenhorn.observe.logger import Logger
     from greenhorn.workers.connection import SockAddr
     from greenhorn.workers.reload_watcher import Watched
-    from greenhorn.wsgi.app import WSGIApp
+    from greenhorn.wsgi.app import AppSource, WSGIApp
 
 __all__ = ["Listening", "Worker", "limits_from"]
 
@@ -131,12 +131,14 @@ class Worker:
         cfg: Config,
         log: Logger,
         tmp: WorkerTmp,
+        source: AppSource | None = None,
     ) -> None:
         self.age = age
         self.pid: int | str = "[booting]"
         self.ppid = ppid
         self.listeners = listeners
         self.app = app
+        self.source = source  # the Python API's application object, which loads the app
         self.wsgi: WSGIApp = app if app is not None else _not_loaded  # set once loaded
         self.cfg = cfg
         self.log = log
@@ -194,7 +196,7 @@ class Worker:
         self.exit(code)
 
     def _boot_and_run(self) -> int:
-        from greenhorn.wsgi.app import AppImportError, app_label, exit_status, load_configured_app
+        from greenhorn.wsgi.app import AppImportError, app_label, exit_status, load_configured
 
         self.pid = os.getpid()
         cfg = self.cfg
@@ -205,7 +207,7 @@ class Worker:
         self.tmp.beat()
         if self.app is None:
             try:
-                self.app = load_configured_app(cfg)
+                self.app = load_configured(cfg, self.source)
             except AppImportError as exc:
                 self.log.error("Failed to load application %r: %s", app_label(cfg), exc)
                 self.log.debug("Application import error", exc_info=exc)
@@ -496,6 +498,11 @@ class Worker:
         status stops the boot: ``exits.WORKER_BOOT_ERROR`` makes the master stop."""
         return None
 
+    def for_hooks(self) -> HookWorker:
+        """The worker object hooks receive: this one (a worker class written for gunicorn
+        hands over the object of that class instead, ``workers/guest.py``)."""
+        return self
+
     def run(self) -> None:
         raise NotImplementedError
 
@@ -510,7 +517,7 @@ class Worker:
         except Exception:
             pass
         try:
-            hooks.call_hook(self.cfg, "worker_exit", None, self, log=self.log)
+            hooks.call_hook(self.cfg, "worker_exit", self.server, self, log=self.log)
         except Exception:  # the logger itself failed: leave anyway
             pass
         try:

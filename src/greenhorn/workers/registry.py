@@ -102,6 +102,10 @@ def load_worker_class(name: str, threads: int = 1) -> type[Worker]:
             raise
     if not isinstance(cls, type):
         raise ImportFailed(f"worker class {name!r} is not a class")
+    from greenhorn.workers.guest import host_for, is_gunicorn_worker
+
+    if is_gunicorn_worker(cls):  # written for gunicorn: hosted through gunicorn's contract
+        return host_for(cls)
     worker_class: type[Worker] = cls
     return worker_class
 

@@ -20,7 +20,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from greenhorn.config.importer import (
     APPLICATION,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AppImportError",
+    "AppSource",
     "StartResponse",
     "WSGIApp",
     "add_pythonpath",
@@ -48,6 +49,7 @@ __all__ = [
     "check_importable",
     "exit_status",
     "load_app",
+    "load_configured",
     "load_configured_app",
     "load_paste",
     "parse_uri",
@@ -205,6 +207,30 @@ def check_configured_app(cfg: Config) -> None:
         raise AppImportError(f"PasteDeploy config file {path!r} not found")
     if importlib.util.find_spec("paste") is None:
         raise AppImportError("--paste needs PasteDeploy: pip install PasteDeploy")
+
+
+class AppSource(Protocol):
+    """An object that loads the application itself: the Python API's ``BaseApplication``
+    (``greenhorn.app.base``), whose ``wsgi()`` calls its ``load()`` once."""
+
+    def wsgi(self) -> WSGIApp: ...
+
+
+def load_configured(cfg: Config, source: AppSource | None = None) -> WSGIApp:
+    """The application to serve: ``source.wsgi()`` when the Python API gave an application
+    object, else the one the settings name. ``AppImportError`` (one line) when it fails; an
+    exception from ``source`` counts as the application's own code failing (status 3)."""
+    if source is None:
+        return load_configured_app(cfg)
+    try:
+        app = source.wsgi()
+    except AppImportError:
+        raise
+    except Exception as exc:
+        raise AppImportError(f"load() raised {one_line(exc)}{where(exc)}", importing=True) from exc
+    if not callable(app):
+        raise AppImportError(f"load() returned {type(app).__name__}, not an application")
+    return app
 
 
 # --- process set-up before the import ---------------------------------------------------
