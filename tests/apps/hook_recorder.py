@@ -110,17 +110,26 @@ def worker_abort(worker):
 
 
 def pre_request(worker, req):
+    req.seen_by_pre_request = True  # hooks keep their own state on the request
     _write(
         "pre_request",
         path=req.path,
         request_missing=_missing(req, REQUEST_ATTRS),
         req_number=getattr(req, "req_number", None),
         scheme=getattr(req, "scheme", None),
+        peer_is_address=isinstance(getattr(req, "peer_addr", None), tuple),
     )
 
 
 def post_request(worker, req, environ, resp):
-    _write("post_request", path=req.path, status=str(getattr(resp, "status", "")))
+    _write(
+        "post_request",
+        path=req.path,
+        status=str(getattr(resp, "status", "")),
+        req_number=getattr(req, "req_number", None),
+        trailers=[list(t) for t in getattr(req, "trailers", None) or []],
+        kept_state=getattr(req, "seen_by_pre_request", False),
+    )
 
 
 def child_exit(server, worker):

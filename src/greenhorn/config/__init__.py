@@ -17,19 +17,22 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from greenhorn.config.converters import to_octal
 from greenhorn.config.hooks import HOOK_DEFAULTS, HookLogger, SSLContextFactory
 from greenhorn.config.layers import Merged, resolve
 from greenhorn.config.setting import ConfigError, Setting
 from greenhorn.config.settings import BY_NAME, SECTIONS, SETTINGS
-from greenhorn.http.parser import Request  # hooks receive it; http/ imports nothing back
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = [
     "SETTINGS",
     "Config",
     "ConfigError",
+    "HookRequest",
     "HookResponse",
     "HookWorker",
     "Resolved",
@@ -82,6 +85,73 @@ class HookWorker(Protocol):
     @property
     def log(self) -> Log: ...
 
+    @property
+    def ppid(self) -> int: ...
+
+    @property
+    def timeout(self) -> int | float: ...
+
+    @property
+    def booted(self) -> bool: ...
+
+    @property
+    def aborted(self) -> bool: ...
+
+    @property
+    def sockets(self) -> list[socket.socket]: ...
+
+    @property
+    def app(self) -> object: ...
+
+    @property
+    def tmp(self) -> object: ...  # its notify() beats the heartbeat, as gunicorn's
+
+    def notify(self) -> None: ...
+
+
+class HookRequest(Protocol):
+    """A request, as ``pre_request`` and ``post_request`` see it (gunicorn's attributes;
+    ``workers/hook_request.RequestView``)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def query(self) -> str: ...
+
+    @property
+    def fragment(self) -> str: ...
+
+    @property
+    def version(self) -> tuple[int, int]: ...
+
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
+
+    @property
+    def trailers(self) -> list[tuple[str, str]]: ...
+
+    @property
+    def body(self) -> object: ...
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def peer_addr(self) -> object: ...  # (host, port), or "" for a UNIX socket
+
+    @property
+    def remote_addr(self) -> object: ...
+
+    @property
+    def req_number(self) -> int: ...
+
 
 class Server(Protocol):
     """The master, as ``on_starting``, ``when_ready``, ``pre_fork``... see it."""
@@ -102,6 +172,15 @@ class Server(Protocol):
 
     @property
     def proc_name(self) -> str: ...
+
+    @property
+    def timeout(self) -> int: ...
+
+    @property
+    def master_name(self) -> str: ...
+
+    @property
+    def LISTENERS(self) -> Sequence[object]: ...
 
 
 class HookResponse(Protocol):
@@ -124,8 +203,8 @@ ServerHook = Callable[[Server], object]
 ServerWorkerHook = Callable[[Server, HookWorker], object]
 WorkerExitHook = Callable[["Server | None", HookWorker], object]  # None: called in the worker
 WorkerHook = Callable[[HookWorker], object]
-RequestHook = Callable[[HookWorker, Request], object]
-PostRequestHook = Callable[[HookWorker, Request, dict[str, Any], HookResponse], object]
+RequestHook = Callable[[HookWorker, HookRequest], object]
+PostRequestHook = Callable[[HookWorker, HookRequest, dict[str, Any], HookResponse], object]
 NWorkersChangedHook = Callable[[Server, int, "int | None"], object]
 # returns an ssl.SSLContext (workers/tls.py checks it): named ``object`` here so that reading
 # Config's types does not load ssl, which a server without TLS never does

@@ -307,6 +307,10 @@ class WorkerTmp:
         os.utime(self._fd)
         self.last_beat = time.monotonic() if now is None else now
 
+    def notify(self) -> None:
+        """gunicorn's name for a beat (``worker.tmp.notify()`` in hooks written for it)."""
+        self.beat()
+
     def last_update(self) -> float:
         """Seconds since the epoch of the last beat (master side)."""
         return os.fstat(self._fd).st_mtime

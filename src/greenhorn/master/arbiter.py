@@ -120,6 +120,15 @@ class Arbiter:
         self.scaler.set_target(count)
 
     @property
+    def timeout(self) -> int:
+        return self.cfg.timeout
+
+    @property
+    def master_name(self) -> str:
+        """gunicorn's ``Master``, ``Master.2`` while we are the new master of an upgrade."""
+        return "Master.2" if self.handover.upgrading else "Master"
+
+    @property
     def worker_age(self) -> int:
         return self.table.spawned
 
@@ -432,7 +441,7 @@ class Arbiter:
                 self.log.debug("SIGWINCH ignored. Not daemonized")
         return None
 
-    def workers_changed(self, new: int, old: int) -> None:
+    def workers_changed(self, new: int, old: int | None) -> None:
         """The worker target changed (the scaler calls this)."""
         self.call_hook("nworkers_changed", self, new, old)
 
@@ -665,11 +674,11 @@ class Arbiter:
             self.log.setup(cfg)
         except (LogConfigError, OSError) as exc:
             self.log.error("Reload: cannot set up logging, keeping the old setup: %s", exc)
+        self.scaler.reconfigure(cfg)  # nworkers_changed, before on_reload as in gunicorn
         if list(cfg.bind) != list(old.bind):
             self.rebind()
         self.call_hook("on_reload", self)
         titles.set_title(titles.master_title(self.proc_name))
-        self.scaler.reconfigure(cfg)
         self.manage_workers()
 
     def rebind(self) -> None:

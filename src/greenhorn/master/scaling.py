@@ -47,7 +47,7 @@ class Scaler:
         cfg: Config,
         log: Logger,
         table: WorkerTable,
-        on_change: Callable[[int, int], None],
+        on_change: Callable[[int, int | None], None],
     ) -> None:
         self.cfg = cfg
         self.log = log
@@ -89,17 +89,21 @@ class Scaler:
     def reconfigure(self, cfg: Config) -> None:
         """After HUP: a fixed ``workers`` count in the new settings becomes the target.
         (The scaling and recycling settings keep their start-up values, as they always
-        have: only ``workers`` changes on a reload.)"""
+        have: only ``workers`` changes on a reload.) ``on_change`` hears of it even when
+        the count stays, as gunicorn calls ``nworkers_changed`` on every reload."""
+        old = self.target
         if cfg.workers != "auto" and not (cfg.workers_min or cfg.workers_max):
-            self.set_target(max(1, int(cfg.workers)))
+            self.target = max(1, int(cfg.workers))
+        self.on_change(self.target, old)
 
     # -- sizing ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Set the first target (no ``on_change``: nothing changed yet). ``auto`` without
-        ``--worker-memory`` starts one worker and sizes the rest once its memory is known
-        (``measured``)."""
+        """Set the first target (``on_change(target, None)``, as gunicorn calls
+        ``nworkers_changed`` at boot). ``auto`` without ``--worker-memory`` starts one
+        worker and sizes the rest once its memory is known (``measured``)."""
         self.target = self._initial()
+        self.on_change(self.target, None)
 
     def _initial(self) -> int:
         cfg = self.cfg

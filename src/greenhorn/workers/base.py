@@ -181,6 +181,23 @@ class Worker:
     def __repr__(self) -> str:
         return f"<Worker {self.pid}>"
 
+    # -- gunicorn's names ------------------------------------------------------------------
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets (gunicorn's ``worker.sockets``)."""
+        return [listener.sock for listener in self.listeners]
+
+    @property
+    def aborted(self) -> bool:
+        """The master sent it SIGABRT after ``timeout`` (gunicorn's ``worker.aborted``)."""
+        return self.aborted_at is not None
+
+    def notify(self) -> None:
+        """Beat the heartbeat now (gunicorn's ``worker.notify()``); the request loops beat
+        on their own, at most once a second."""
+        self.tmp.beat()
+
     # -- boot ------------------------------------------------------------------------------
 
     def init_process(self) -> NoReturn:

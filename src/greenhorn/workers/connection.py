@@ -60,12 +60,13 @@ class EarlyBody:
     and whether they are the whole body. A Content-Length body stays in the parser's buffer.
     """
 
-    __slots__ = ("data", "done", "started")
+    __slots__ = ("data", "done", "started", "trailers")
 
     def __init__(self, started: float) -> None:
         self.started = started
         self.data = bytearray()
         self.done = False
+        self.trailers: list[tuple[str, str]] | None = None  # with done: the chunked trailer
 
 
 class Connection:

@@ -56,6 +56,7 @@ from greenhorn.ipc.scoreboard import REJECTED, Scoreboard
 from greenhorn.workers.base import error_stream
 from greenhorn.workers.connection import RECV_SIZE, Connection, EarlyBody, Timeout
 from greenhorn.workers.heap import LARGE_BODY
+from greenhorn.workers.hook_request import RequestView, address
 from greenhorn.workers.proxy_gate import ProxyGate
 from greenhorn.workers.request_body import BodySource, Spool
 from greenhorn.wsgi.environ import (
@@ -308,6 +309,7 @@ class Handler:
                         event = parser.next_event()
                     if type(event) is EndOfMessage:
                         early.done = True
+                        early.trailers = event.trailers
                         return READY
                 elif parser.buffered >= need:
                     return READY
@@ -383,14 +385,17 @@ class Handler:
         environ: dict[str, Any] = {}
         in_flight = self.in_flight
         in_flight[slot] = resp
+        hook_req: RequestView | None = None
         try:
             if self.uwsgi and isinstance(req, UwsgiRequest):
                 environ = build_uwsgi_environ(self.base, req, conn, body, self.trust)
             else:
                 environ = build_environ(self.base, req, conn, body, self.trust)
             environ["wsgi.early_hints"] = resp.early_hints
+            if self.pre_request or self.post_request:
+                hook_req = self._hook_request(conn, req, body, source, environ)
             if self.pre_request and not hooks.call_request_hook(
-                self.cfg, "pre_request", self.worker, req, log=self.log, leave=self.leave
+                self.cfg, "pre_request", self.worker, hook_req, log=self.log, leave=self.leave
             ):
                 self._error(conn, resp, 500, "Internal Server Error", "")
             else:
@@ -414,7 +419,7 @@ class Handler:
                     self.cfg,
                     "post_request",
                     self.worker,
-                    req,
+                    hook_req or self._hook_request(conn, req, body, source, environ),
                     environ,
                     resp,
                     log=self.log,
@@ -538,6 +543,29 @@ class Handler:
         return answered
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _hook_request(
+        conn: Connection,
+        req: Request,
+        body: Body,
+        source: BodySource | None,
+        environ: dict[str, Any],
+    ) -> RequestView:
+        """The request as hooks see it (gunicorn's attributes; only when a hook is set)."""
+        try:
+            peer = conn.sock.getpeername()
+        except OSError:
+            peer = (conn.peer, 0)
+        return RequestView(
+            req,
+            body=body,
+            scheme=str(environ.get("wsgi.url_scheme", conn.scheme)),
+            peer_addr=peer if isinstance(peer, tuple) else "",
+            remote_addr=address(conn.remote_addr, conn.remote_port),
+            req_number=conn.requests,
+            trailers=None if source is None else source.get_trailers,
+        )
 
     def _read_proxy_header(self, conn: Connection, begun: float) -> bool:
         """Consume an optional PROXY protocol header (``proxy_gate.py``), waiting for it

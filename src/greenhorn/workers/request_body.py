@@ -54,6 +54,7 @@ class BodySource:
         "send_continue",
         "spool",
         "started",
+        "trailers",
     )
 
     def __init__(
@@ -77,10 +78,12 @@ class BodySource:
         self.expected = req.content_length or 0  # 0 for chunked: size unknown
         self.head = b""  # a chunked body's start, decoded before the application ran
         self.done = False  # ... and it was the whole body
+        self.trailers: list[tuple[str, str]] | None = None  # a chunked body's, once read
         if early is not None:  # the rate clock started when the worker began to wait for it
             self.started = early.started
             self.head = bytes(early.data)
             self.done = early.done
+            self.trailers = early.trailers
 
     def _begin(self) -> None:
         """First read: send ``100 Continue`` if asked for, start the min-rate clock."""
@@ -121,8 +124,13 @@ class BodySource:
                     raise errors.BodyTimeout("request body arrived too slowly") from None
                 continue
             if event.__class__ is EndOfMessage:
+                self.trailers = event.trailers
                 return b""
             raise errors.IncompleteRequest("unexpected event in the body")
+
+    def get_trailers(self) -> list[tuple[str, str]]:
+        """The chunked trailer fields, once the whole body was read (else [])."""
+        return list(self.trailers or ())
 
     def rest(self, limit: int | None) -> bytes | None:
         """All the rest of the body in one bytes object, or None (more than ``limit`` bytes

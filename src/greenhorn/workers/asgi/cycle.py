@@ -30,7 +30,7 @@ from greenhorn.http.response import (
 )
 from greenhorn.http.uwsgi import UwsgiRequest
 from greenhorn.ipc.scoreboard import REJECTED
-from greenhorn.workers.asgi.shared import BODY_HIGH, Host
+from greenhorn.workers.asgi.shared import BODY_HIGH, Host, hook_request
 from greenhorn.wsgi.environ import ConflictingSchemeHeaders, build_environ, build_uwsgi_environ
 from greenhorn.wsgi.response import SERVER
 
@@ -57,6 +57,7 @@ class RequestCycle:
         "gone",
         "head_sent",
         "headers",
+        "hook_req",  # set only when a request hook is configured
         "keep_alive",
         "paused_at",
         "rate_started",
@@ -374,11 +375,13 @@ class RequestCycle:
                 scope = uwsgi_scope(conn.template, req, shared.state, conn.scheme_for(req))
             else:
                 scope = http_scope(conn.template, req, shared.state, conn.scheme_for(req))
-            if shared.pre_request and not hooks.call_request_hook(
-                shared.cfg, "pre_request", shared.worker, req, log=shared.log
-            ):
-                self._error(500, "Internal Server Error")
-                return
+            if shared.pre_request:
+                self.hook_req = hook_request(conn, req)
+                if not hooks.call_request_hook(
+                    shared.cfg, "pre_request", shared.worker, self.hook_req, log=shared.log
+                ):
+                    self._error(500, "Internal Server Error")
+                    return
             await shared.app(scope, self.receive, self.send)
         except asyncio.CancelledError:
             shared.log.debug("Request %s %s cancelled: the client went away", req.method, req.uri)
@@ -464,8 +467,9 @@ class RequestCycle:
             else:
                 environ = build_environ(shared.base_environ, req, conn, shared.no_body)
             if shared.post_request:
+                view = getattr(self, "hook_req", None) or hook_request(conn, req)
                 hooks.call_request_hook(
-                    shared.cfg, "post_request", shared.worker, req, environ, self, log=shared.log
+                    shared.cfg, "post_request", shared.worker, view, environ, self, log=shared.log
                 )
             if shared.access_enabled:
                 try:

@@ -18,6 +18,7 @@ from greenhorn.config import hooks
 from greenhorn.http.parser import Limits, Request
 from greenhorn.ipc.scoreboard import Scoreboard
 from greenhorn.workers.connection import RequestParser
+from greenhorn.workers.hook_request import RequestView
 from greenhorn.workers.proxy_gate import ProxyGate
 from greenhorn.wsgi.environ import Client
 from greenhorn.wsgi.input import Body
@@ -102,6 +103,8 @@ class Host(Client, Protocol):
     remote_addr: str
     template: dict[str, Any]
     cycle: Any
+    client: tuple[str, int] | None  # the peer (the PROXY header's client once applied)
+    requests: int  # requests read on this connection so far
 
     def pause_reading(self) -> None: ...
 
@@ -163,3 +166,17 @@ class Shared:
         self.access_enabled = bool(self.log.access_enabled)
         self.scheme_names = frozenset(self.trust.headers)  # secure_scheme_headers, UPPER
         self.clock = time.monotonic()  # the sweep's clock (4 times a second), for deadlines
+
+
+def hook_request(conn: Host, req: Request) -> RequestView:
+    """The request as ``pre_request``/``post_request`` see it (gunicorn's attributes; an
+    ASGI request has no body reader: ``body`` is None)."""
+    peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
+    return RequestView(
+        req,
+        body=None,
+        scheme=conn.scheme_for(req) or conn.scheme,
+        peer_addr=(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else "",
+        remote_addr=conn.client or "",
+        req_number=conn.requests,
+    )

@@ -58,7 +58,7 @@ from greenhorn.http.websocket import (
     rejection_response,
 )
 from greenhorn.ipc.scoreboard import REJECTED, WS_TOTAL
-from greenhorn.workers.asgi.shared import Host
+from greenhorn.workers.asgi.shared import Host, hook_request
 from greenhorn.wsgi.environ import build_environ
 from greenhorn.wsgi.response import SERVER
 
@@ -138,11 +138,13 @@ class WebSocketSession:
         shared = conn.shared
         req = self.req
         try:
-            if shared.pre_request and not hooks.call_request_hook(
-                shared.cfg, "pre_request", shared.worker, req, log=shared.log
-            ):
-                self._deny(500, "Internal Server Error")
-                return
+            if shared.pre_request:
+                self.hook_req = hook_request(conn, req)
+                if not hooks.call_request_hook(
+                    shared.cfg, "pre_request", shared.worker, self.hook_req, log=shared.log
+                ):
+                    self._deny(500, "Internal Server Error")
+                    return
             await shared.app(scope, self.receive, self.send)
         except asyncio.CancelledError:
             shared.log.debug("WebSocket %s cancelled", req.uri)
@@ -411,8 +413,9 @@ class WebSocketSession:
         if shared.post_request or shared.access_enabled:
             environ = build_environ(shared.base_environ, req, conn, shared.no_body)
             if shared.post_request:
+                view = getattr(self, "hook_req", None) or hook_request(conn, req)
                 hooks.call_request_hook(
-                    shared.cfg, "post_request", shared.worker, req, environ, self, log=shared.log
+                    shared.cfg, "post_request", shared.worker, view, environ, self, log=shared.log
                 )
             if shared.access_enabled:
                 try:
