@@ -46,15 +46,16 @@ OPTIONAL_EXTRAS = {"greenhorn.workers.ggevent": "gevent", "greenhorn.workers.gev
 
 # The rooms, and the rooms each must never import (DEVELOPERS.md, "Nevers"). A room may
 # import itself, http/ (sans-IO, imports nothing) and the others not listed.
-ROOMS = ("config", "master", "workers", "http", "wsgi", "asgi", "observe", "ipc")
+ROOMS = ("config", "master", "workers", "http", "wsgi", "asgi", "observe", "ipc", "app")
 NEVERS: dict[str, tuple[str, ...]] = {
     "http": (*(r for r in ROOMS if r != "http"), "<flat>", "<root>"),  # nothing outside http/
     "ipc": (*(r for r in ROOMS if r != "ipc"), "<flat>", "<root>"),  # nothing outside ipc/
-    "workers": ("master",),
-    "observe": ("master", "workers"),
-    "config": ("master", "workers"),
-    "wsgi": ("workers", "master"),
-    "asgi": ("workers", "master"),
+    "workers": ("master", "app"),
+    "observe": ("master", "workers", "app"),
+    "config": ("master", "workers", "app"),
+    "wsgi": ("workers", "master", "app"),
+    "asgi": ("workers", "master", "app"),
+    "master": ("app",),  # the Python API (app/) sits on top of the master, as the CLI does
 }
 # At most six modules sit flat in src/greenhorn; everything else lives in a room.
 FLAT_MODULES = frozenset(("__init__.py", "__main__.py", "cli.py", "ctl.py"))
@@ -258,6 +259,7 @@ INJECTED = {
     "config": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from greenhorn.master import policy",
     "wsgi": "import importlib\nimportlib.import_module('greenhorn.workers.handler')",
     "asgi": "from greenhorn.workers.asgi.shared import Shared",
+    "master": "from greenhorn.app.base import BaseApplication",
 }
 
 

@@ -38,7 +38,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from greenhorn import __version__
@@ -81,9 +81,17 @@ class Arbiter:
         argv: list[str] | None = None,
         cwd: str | None = None,
         source: AppSource | None = None,
+        reload_config: Callable[[], Config | None] | None = None,
+        exec_argv: Sequence[str] | None = None,
     ) -> None:
+        """``argv``: the command line after the program name (read again on HUP); ``cwd``:
+        where it was started. The Python API (``greenhorn.app.base``) also gives
+        ``source``, the object whose ``wsgi()`` loads the application, ``reload_config``,
+        what HUP reads the settings from instead of ``argv``, and ``exec_argv``, the whole
+        command USR2 re-executes (its script instead of ``greenhorn``)."""
         self.cfg = cfg
-        self.source = source  # the Python API's application object (greenhorn.app.base)
+        self.source = source
+        self.reload_config = reload_config
         self.log: Logger = None  # type: ignore[assignment]  # set first thing in start()
         self.pid = os.getpid()
         self.app: WSGIApp | None = None  # the application, with --preload
@@ -95,7 +103,9 @@ class Arbiter:
         self.halt: tuple[int, str] | None = None  # (exit code, reason): stop the server
         self.table = WorkerTable()
         self.listeners = Listeners()
-        self.handover = HandOver(list(argv or []), cwd if cwd is not None else os.getcwd())
+        self.handover = HandOver(
+            list(argv or []), cwd if cwd is not None else os.getcwd(), exec_argv=exec_argv
+        )
         self.scaler = Scaler(cfg, self.log, self.table, self.workers_changed)
         self.observer = Observer()
         self.endpoints = Endpoints()
@@ -663,7 +673,7 @@ class Arbiter:
 
     def reload(self) -> None:
         """HUP: new settings, new generation of workers, old one retired once it is up."""
-        cfg = self.handover.load(self.argv, self.cfg, self.log)
+        cfg = self.handover.load(self.argv, self.cfg, self.log, self.reload_config)
         if cfg is None:
             return
         self.handover.begin(self.cfg)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
 from greenhorn.config import Config, ConfigError, load
@@ -59,8 +59,16 @@ MASTER_PID_ENV = "GREENHORN_PID"
 class HandOver:
     """The state of HUP reloads (generations) and USR2 upgrades (the other master)."""
 
-    def __init__(self, argv: list[str], cwd: str, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        cwd: str,
+        environ: Mapping[str, str] = os.environ,
+        exec_argv: Sequence[str] | None = None,
+    ) -> None:
         self.argv = argv  # the command line to re-execute (USR2)
+        # the whole command USR2 execs: greenhorn with argv, or the Python API's script
+        self.exec_argv = list(exec_argv) if exec_argv else None
         self.cwd = cwd  # where the command was started (before --chdir)
         self.generation = 0  # bumped on every reload
         self.previous_cfg: Config | None = None  # while a reload is not yet confirmed
@@ -89,12 +97,21 @@ class HandOver:
 
     # -- HUP ---------------------------------------------------------------------------------
 
-    def load(self, argv: list[str], current: Config, log: Logger) -> Config | None:
-        """The settings again (systemd hears RELOADING=1), or None (logged) when they do
-        not load: the current configuration stays."""
+    def load(
+        self,
+        argv: list[str],
+        current: Config,
+        log: Logger,
+        source: Callable[[], Config | None] | None = None,
+    ) -> Config | None:
+        """The settings again (systemd hears RELOADING=1), from ``argv`` or from
+        ``source`` (the Python API's ``load_config``), or None (logged) when they do not
+        load: the current configuration stays."""
         systemd.reloading()
         try:
-            cfg = load(argv, os.environ)
+            cfg = source() if source is not None else load(argv, os.environ)
+            if cfg is None:
+                raise ConfigError("the application gave no settings")
         except ConfigError as exc:
             log.error("Reload failed, keeping the current configuration: %s", exc)
             systemd.ready()
@@ -162,8 +179,8 @@ class HandOver:
             environ.update(listeners.hand_over())
             environ[MASTER_PID_ENV] = str(master_pid)
             os.chdir(self.cwd)
-            argv = [sys.executable, "-m", "greenhorn", *self.argv]
-            os.execve(sys.executable, argv, environ)
+            argv = self.exec_argv or [sys.executable, "-m", "greenhorn", *self.argv]
+            os.execve(argv[0], argv, environ)
         finally:
             os._exit(exits.EXIT_FAILURE)
 
