@@ -18,6 +18,7 @@ def app(environ, start_response):
         "CONTENT_TYPE",
         "CONTENT_LENGTH",
         "SCRIPT_NAME",
+        "REMOTE_USER",
         "wsgi.url_scheme",
         "HTTP_HOST",
     )

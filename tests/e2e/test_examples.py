@@ -68,6 +68,22 @@ def test_hello_example_as_in_the_readme(plain_greenhorn):
     assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
+def test_worker_type_written_against_greenhorn(plain_greenhorn):
+    """docs/custom-classes.md: examples/one_at_a_time.py, a worker type on greenhorn's
+    base class, serves hello:app and honours max_requests (the base class's count)."""
+    s = plain_greenhorn(
+        "--chdir", "examples", "-k", "one_at_a_time:OneAtATime", "--max-requests", "2",
+        "hello:app",
+    )  # fmt: skip
+    for n in (1, 2):
+        r = wait_until(lambda: _get(s), 10, what="hello answering")
+        assert r.text == "Hello from greenhorn!\n"
+        s.wait_for_log(rf"OneAtATime served request {n}")
+    s.wait_for_log(r"Autorestarting worker after current request")
+    assert wait_until(lambda: _get(s), 10).status_code == 200  # its replacement
+    assert s.stop() == 0
+
+
 def test_flask_example(greenhorn):
     pytest.importorskip("flask")
     s = greenhorn("--chdir", str(EXAMPLES), "-w", "2", "flask_app:app")

@@ -132,3 +132,36 @@ def test_untrusted_peer_forwarder_headers_follow_header_map(greenhorn, header_ma
         assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/shop/cart")
         carried = env["headers"].get("HTTP_SCRIPT_NAME")
         assert carried == ("/shop" if header_map == "dangerous" else None)
+
+
+def test_remote_user_from_a_trusted_proxy_is_only_a_header(greenhorn):
+    """REMOTE_USER listed in forwarder_headers: the application sees HTTP_REMOTE_USER, as
+    under gunicorn 27, never REMOTE_USER itself (what frameworks read as a user the server
+    authenticated): a header a proxy forgot to strip must not log anyone in."""
+    s = greenhorn(
+        "-w", "1", "--forwarder-headers", "SCRIPT_NAME,PATH_INFO,REMOTE_USER", "echo:app"
+    )  # fmt: skip
+    env = info(forwarded(s, "/a", "REMOTE_USER: mallory"))
+    assert env["REMOTE_USER"] is None
+    assert env["headers"]["HTTP_REMOTE_USER"] == "mallory"
+
+
+def test_script_name_environment_refuses_paths_outside_it(greenhorn):
+    """SCRIPT_NAME in the server's environment mounts the application there: a path under
+    it is served with the prefix split off, a path outside it (at a segment boundary) is
+    refused with 400, as gunicorn refuses it, and the worker lives; a trusted proxy's
+    SCRIPT_NAME is held to the same rule."""
+    s = greenhorn("-w", "1", "echo:app", env={"SCRIPT_NAME": "/shop"})
+    env = info(forwarded(s, "/shop/cart?x=1"))
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/shop", "/cart")
+    env = info(forwarded(s, "/shop"))
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/shop", "")
+    for outside in ("/other", "/shopping", "/"):
+        response = forwarded(s, outside)
+        assert response.startswith(b"HTTP/1.1 400 "), (outside, response[:200])
+    s.wait_for_log(r"is not under SCRIPT_NAME '/shop'")
+    pid = info(forwarded(s, "/shop/x"))["pid"]
+    response = forwarded(s, "/b/x", "SCRIPT_NAME: /a")  # the proxy's own prefix
+    assert response.startswith(b"HTTP/1.1 400 "), response[:200]
+    env = info(forwarded(s, "/a/x", "SCRIPT_NAME: /a"))
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"], env["pid"]) == ("/a", "/x", pid)

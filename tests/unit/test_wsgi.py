@@ -628,7 +628,10 @@ def test_forwarder_headers_are_set_apart_and_applied_only_when_trusted():
         base = base_environ(multithread=False)
         env = build_environ(base, req, conn_info(), Body(None))
         assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == (script, path)
-        assert env.get("REMOTE_USER") == ("ann" if trusted else None)
+        assert "REMOTE_USER" not in env  # never from a header (gunicorn 27: HTTP_ only)
+        assert env.get("HTTP_REMOTE_USER") == (
+            "ann" if trusted or header_map == "dangerous" else None
+        )
         assert ("HTTP_SCRIPT_NAME" in env) == (header_map == "dangerous" and not trusted)
         assert "HTTP_X_OTHER" not in env  # not listed: header_map "drop" (the parser's)
     req = Parser(limits).receive(raw)

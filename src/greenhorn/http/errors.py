@@ -150,6 +150,12 @@ class IncompleteRequest(HTTPError):
     """The peer closed the connection in the middle of a request."""
 
 
+class OutsideScriptName(HTTPError):
+    """The path is not under the application's mount point (the ``SCRIPT_NAME``
+    environment variable, or the one a trusted proxy sent): raised while the environ is
+    built. gunicorn 27 refuses the same requests (with ``500 Bad Request``)."""
+
+
 class InvalidProxyHeader(HTTPError):
     """A malformed PROXY protocol header (v1 text or v2 binary)."""
 

@@ -67,6 +67,7 @@ from greenhorn.wsgi.environ import (
     build_environ,
     build_uwsgi_environ,
     multiprocess,
+    outside_mount,
     settle_forwarded,
 )
 from greenhorn.wsgi.input import Body
@@ -142,6 +143,7 @@ class Handler:
             script_name=script_name,
             multiprocess=multiprocess(cfg.workers, cfg.workers_max),
         )
+        self.mounted = bool(script_name)  # served under a SCRIPT_NAME prefix
         self.proxy_gate = ProxyGate(cfg.proxy_protocol, cfg.proxy_allow_ips, log)
         self.uwsgi = cfg.protocol == "uwsgi"  # requests come as uwsgi packets
         self.uwsgi_peers = ProxyTrust(list(cfg.uwsgi_allow_ips), {})  # who may send them
@@ -227,6 +229,11 @@ class Handler:
                 settle_forwarded(req, self.trust.trusts(conn.peer), self.cfg.header_map)
             except errors.HTTPError as exc:
                 self.reject(conn, exc)
+                return False
+        if self.mounted or req.forwarded is not None:  # SCRIPT_NAME: only its paths
+            outside = outside_mount(req, self.base["SCRIPT_NAME"])
+            if outside is not None:
+                self.reject(conn, outside)
                 return False
         conn.requests += 1
         req.accepted_at = begun

@@ -33,6 +33,7 @@ __all__ = [
     "build_environ",
     "build_uwsgi_environ",
     "multiprocess",
+    "outside_mount",
     "settle_forwarded",
 ]
 
@@ -214,8 +215,9 @@ def build_environ(
         env["SERVER_PORT"] = conn.server_port
     if conn.proxy is not None:
         env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
-    if forwarded is not None:
-        env.update(forwarded)  # SCRIPT_NAME, PATH_INFO, REMOTE_USER... as the proxy says
+    if forwarded is not None:  # from a trusted proxy: SCRIPT_NAME, PATH_INFO as it says;
+        for name, value in forwarded:  # REMOTE_USER and the others as their HTTP_ keys
+            env[name if name in SET_BY_PROXY else _environ_key(name)] = value
     if trust is not None and not env.keys().isdisjoint(trust.keys):
         _apply_scheme_headers(env, req, conn, trust)
     return env
@@ -301,15 +303,48 @@ def build_uwsgi_environ(
 
 def _path_info(path: str, script_name: str, forwarded: list[tuple[str, str]] | None) -> str:
     """PATH_INFO: the path decoded, without the SCRIPT_NAME prefix (the proxy's, when a
-    trusted one sent one) at a path-segment boundary."""
+    trusted one sent one) at a path-segment boundary (``outside_mount`` refuses a path
+    that is not under it before the environ is built)."""
     if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
     if forwarded is not None:
         script_name = dict(forwarded).get("SCRIPT_NAME", script_name)
+    script_name = script_name.rstrip("/")
     if script_name and (path == script_name or path.startswith(script_name + "/")):
         path = path[len(script_name) :]
     return path
 
+
+def outside_mount(req: Request, script_name: str) -> errors.OutsideScriptName | None:
+    """The refusal for a request whose path is not under the application's mount point:
+    ``script_name`` (the ``SCRIPT_NAME`` environment variable), or the SCRIPT_NAME a
+    trusted proxy sent. The application is mounted there and nothing else of it exists;
+    gunicorn refuses these requests too. At a segment boundary: ``/appx`` is outside
+    ``/app``. None when the path is inside (or there is no mount point)."""
+    if req.forwarded is not None:
+        script_name = dict(req.forwarded).get("SCRIPT_NAME", script_name)
+    script_name = script_name.rstrip("/")
+    if not script_name:
+        return None
+    path = req.path
+    if "%" in path:
+        path = unquote_to_bytes(path).decode("latin-1")
+    if path == script_name or path.startswith(script_name + "/"):
+        return None
+    return errors.OutsideScriptName(
+        f"request path {_shown(path)} is not under SCRIPT_NAME {_shown(script_name)}"
+    )
+
+
+def _shown(text: str) -> str:
+    return repr(text[:100] + ("..." if len(text) > 100 else ""))
+
+
+# Forwarder headers a trusted proxy may turn into the environ variable of that name. Any
+# other (REMOTE_USER above all) reaches the application only as its HTTP_ key, as gunicorn
+# 27 maps it: REMOTE_USER is what frameworks read as "the server authenticated this user",
+# so a client header a proxy forgot to strip must never become it.
+SET_BY_PROXY = frozenset({"SCRIPT_NAME", "PATH_INFO"})
 
 _HOST_CACHE: dict[str, tuple[str, str]] = {}
 _HOST_CACHE_MAX = 256

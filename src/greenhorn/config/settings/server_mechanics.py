@@ -210,10 +210,13 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "forwarder_headers", SECTION, c.upper_comma_list, ["SCRIPT_NAME", "PATH_INFO"],
-        "Comma-separated header names that a trusted proxy (forwarded_allow_ips) may use to "
-        "set the WSGI environ variable of the same name, such as SCRIPT_NAME, PATH_INFO or "
-        "REMOTE_USER. A SCRIPT_NAME also takes its prefix off PATH_INFO. From any other "
-        "peer these headers get header_map's treatment.",
+        "Comma-separated header names (with underscores) that a trusted proxy "
+        "(forwarded_allow_ips) may send. SCRIPT_NAME and PATH_INFO set the WSGI environ "
+        "variable of the same name (a SCRIPT_NAME also takes its prefix off PATH_INFO); any "
+        "other, such as REMOTE_USER, reaches the application as its HTTP_ key only "
+        "(HTTP_REMOTE_USER), as in gunicorn 27, never as REMOTE_USER itself: a header a proxy "
+        "forgot to strip must not log anyone in. From any other peer these headers get "
+        "header_map's treatment.",
         flags=("--forwarder-headers",), metavar="STRING",
     ),
     Setting(
