@@ -62,12 +62,22 @@ NOT_HERE = {
     "python3 -m mkdocs build --strict": "test_docs.py::test_mkdocs_build_strict runs it",
     "python3 -m mkdocs serve": "a server for a person with a browser",
     "python benchmarks/run.py": "a benchmark run (minutes); tests/unit/test_benchmark_report.py",
+    "python examples/embedded.py": "test_python_api.py runs it, reloads and stops it",
+    "python -m greenhorn.app.wsgiapp": "test_python_api.py serves through it",
 }
 PLACEHOLDER_APPS = {
     "app.py": "def app(environ, start_response):\n    start_response('200 OK', [])\n    return [b'']\n",
     "myapp.py": "async def app(scope, receive, send):\n    pass\n",
     "myproject/__init__.py": "",
     "myproject/wsgi.py": "def application(environ, start_response):\n    return []\n",
+    "myproject/asgi.py": "async def app(scope, receive, send):\n    pass\n",
+    "myproject/web.py": "from aiohttp import web\n\napp = web.Application()\n",
+    # custom-classes.md: classes written against gunicorn's (gunicorn is a dev dependency)
+    "myco/__init__.py": "",
+    "myco/workers.py": "from gunicorn.workers.sync import SyncWorker\n\n\n"
+    "class AuditedSyncWorker(SyncWorker):\n    pass\n",
+    "myco/logs.py": "from gunicorn.glogging import Logger\n\n\n"
+    "class JsonLogger(Logger):\n    pass\n",
 }
 
 
