@@ -341,6 +341,13 @@ class Config:
     suppress_ragged_eofs: bool = FROM_TABLE
     do_handshake_on_connect: bool = FROM_TABLE
     ciphers: str | None = FROM_TABLE
+    # HTTP/2
+    http_protocols: list[str] = FROM_TABLE
+    http2_cleartext: Literal["off", "prior-knowledge", "upgrade", "both"] = FROM_TABLE
+    http2_max_concurrent_streams: int = FROM_TABLE
+    http2_initial_window_size: int = FROM_TABLE
+    http2_max_frame_size: int = FROM_TABLE
+    http2_max_header_list_size: int = FROM_TABLE
     # Control
     metrics_bind: str | None = FROM_TABLE
     control_socket: str | None = FROM_TABLE

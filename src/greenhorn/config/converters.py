@@ -70,10 +70,15 @@ def _parse_int(value: object) -> int:
 
 def _bounds(lo: float | None, hi: float | None, kind: str) -> str:
     if lo is not None and hi is not None:
-        return f"expected {kind} from {lo:g} to {hi:g}"
+        return f"expected {kind} from {_number(lo)} to {_number(hi)}"
     if lo is not None:
-        return f"expected {kind} >= {lo:g}"
+        return f"expected {kind} >= {_number(lo)}"
     return f"expected {kind}"
+
+
+def _number(x: float) -> str:
+    """A bound as a user types it: every digit of an integer (16777215, not 1.67772e+07)."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 def int_range(lo: int | None = 0, hi: int | None = None) -> Converter:
@@ -616,3 +621,50 @@ def platform_syslog_addr() -> str:
     if sys.platform.startswith("openbsd"):
         return "unix:///dev/log"
     return "udp://localhost:514"
+
+
+# --- HTTP/2 ---------------------------------------------------------------------------------
+
+HTTP_PROTOCOLS = ("h1", "h2")  # --http-protocols identifiers (ALPN: http/1.1, h2)
+
+
+def http_protocols(value: object) -> list[str]:
+    """A comma-separated list of `h1` and `h2`, most preferred first (gunicorn's
+    ``http_protocols``); None or nothing is `h1` alone. A list (a converted value, or a
+    config file's) is checked the same way."""
+    if value is None:
+        return ["h1"]
+    if isinstance(value, list | tuple):
+        items = [to_str(item) for item in value]
+    elif isinstance(value, str):
+        items = value.split(",")
+    else:
+        raise TypeError(f"expected a comma-separated string, not {type(value).__name__}")
+    names = [item.strip().lower() for item in items if item.strip()]
+    if not names:
+        return ["h1"]
+    for name in names:
+        if name not in HTTP_PROTOCOLS:
+            raise ValueError(f"unknown protocol {name!r}: expected h1, h2 or both")
+    if len(set(names)) != len(names):
+        raise ValueError("a protocol is listed twice")
+    return names
+
+
+def http2_cleartext(value: object) -> Literal["off", "prior-knowledge", "upgrade", "both"]:
+    """`off`, `prior-knowledge`, `upgrade` or `both`; None is `off`, and a boolean (a config
+    file's `http2_cleartext = True`) is `prior-knowledge` or `off`, as in gunicorn."""
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "prior-knowledge"
+    text = to_str(value).lower()
+    if text == "off":
+        return "off"
+    if text == "prior-knowledge":
+        return "prior-knowledge"
+    if text == "upgrade":
+        return "upgrade"
+    if text == "both":
+        return "both"
+    raise ValueError("expected off, prior-knowledge, upgrade or both")

@@ -32,7 +32,10 @@ BANNER = (
 
 
 def _anchor(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    """The id mkdocs gives a heading: punctuation dropped (``HTTP/2`` is ``http2``), runs of
+    spaces and hyphens one hyphen."""
+    kept = "".join(c for c in text.lower() if c.isalnum() or c in " -_")
+    return "-".join(kept.replace("-", " ").split())
 
 
 def _flags(setting: Setting) -> str:

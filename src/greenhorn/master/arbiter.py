@@ -314,6 +314,27 @@ class Arbiter:
             except reload_watcher.ReloadError as exc:
                 self.log.error("Cannot watch for code changes (--reload): %s", exc)
                 return exits.EXIT_USAGE
+        if "h2" in cfg.http_protocols:
+            from greenhorn.http import http2
+
+            if not http2.available():
+                self.log.error(
+                    "HTTP/2 (--http-protocols %s) needs the h2 library, version 4.1 or later: "
+                    "pip install 'greenhorn[http2]'",
+                    ",".join(cfg.http_protocols),
+                )
+                return exits.EXIT_USAGE
+            if cfg.http2_cleartext == "upgrade" and not cfg.certfile:
+                self.log.warning(
+                    "http2_cleartext = upgrade: greenhorn does not honour Upgrade: h2c yet; "
+                    "such requests are served as HTTP/1.1 (prior-knowledge serves h2c)"
+                )
+            if not getattr(self.worker_class, "speaks_http2", False):
+                self.log.warning(
+                    "The %s worker serves HTTP/1.1 only: --http-protocols h2 needs "
+                    "-k gthread; serving HTTP/1.1",
+                    self.worker_class_name,
+                )
         if cfg.certfile:
             from greenhorn.workers import tls
 

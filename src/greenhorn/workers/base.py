@@ -122,6 +122,10 @@ class Worker:
     # request of theirs running past ``timeout`` is logged as a warning instead.
     slot_holds_loop: ClassVar[bool] = False
 
+    # Serves HTTP/2 when ``http_protocols`` asks for it (gthread so far); other types offer
+    # only HTTP/1.1, and the master warns when h2 is asked of them.
+    speaks_http2: ClassVar[bool] = False
+
     def __init__(
         self,
         age: int,
@@ -233,7 +237,7 @@ class Worker:
         if cfg.certfile:
             from greenhorn.workers import tls
 
-            self.ssl_context = tls.server_context(cfg)
+            self.ssl_context = tls.server_context(cfg, self.alpn_protocols())
         if cfg.reload:
             from greenhorn.workers import reload_watcher as reload
 
@@ -445,6 +449,15 @@ class Worker:
         if header is not None:
             conn.apply_proxy(header)
         return conn
+
+    def alpn_protocols(self) -> list[str]:
+        """What TLS offers by ALPN: ``http_protocols`` in order when this type speaks
+        HTTP/2 and h2 is asked for, else nothing (HTTP/1.1)."""
+        if not self.speaks_http2:
+            return []
+        from greenhorn.http.http2 import alpn
+
+        return alpn(list(self.cfg.http_protocols))
 
     def request_reload(self, reason: str) -> None:
         """Ask the master for a graceful reload (new generation of workers), e.g. after a

@@ -27,6 +27,10 @@ Why it is shaped like this:
   a worker never sits alive with fewer threads than it was given.
 
 TLS connections are handshaken and read by a pool thread under the head deadline, as before.
+
+HTTP/2 (``workers/http2``): a connection that speaks it (ALPN ``h2`` over TLS, or the h2c
+preface from a trusted peer, peeked at by the main loop like a head) gets a reader thread
+of its own, and each of its streams is a task for the pool, like a ready request.
 """
 
 from __future__ import annotations
@@ -43,22 +47,48 @@ from greenhorn.ipc.scoreboard import BEAT_PERIOD
 from greenhorn.workers.base import Accepted, Worker
 from greenhorn.workers.connection import Connection
 from greenhorn.workers.handler import CLOSE, READY, WAIT, Handler
+from greenhorn.workers.http2 import MATCH, MISMATCH, Http2, serve_stream_on
+from greenhorn.workers.http2 import wanted as http2_wanted
 from greenhorn.workers.parking import ParkingLot, connection_limit
 
 if TYPE_CHECKING:
     import socket
 
     from greenhorn.config import Config
+    from greenhorn.http.http2.session import Stream
     from greenhorn.workers.base import Listening
     from greenhorn.workers.connection import SockAddr
+    from greenhorn.workers.http2.connection import H2Connection
 
 __all__ = ["ThreadWorker"]
 
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
+class StreamTask:
+    """An HTTP/2 stream for a pool thread (``workers/http2``): its connection and stream."""
+
+    __slots__ = ("conn", "stream")
+
+    def __init__(self, conn: H2Connection, stream: Stream) -> None:
+        self.conn = conn
+        self.stream = stream
+
+
+class Blocking:
+    """A plain connection a pool thread reads itself, under the head deadline, as TLS ones:
+    with ``--proxy-protocol`` and h2c, the PROXY header and then the HTTP/2 preface."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+
 class ThreadWorker(Worker):
     """Threads serve requests; the main loop accepts, reads heads, parks and heartbeats."""
+
+    speaks_http2 = True
 
     @classmethod
     def slots_for(cls, cfg: Config) -> int:
@@ -75,7 +105,16 @@ class ThreadWorker(Worker):
         self.active = 0  # connections queued for or being served by a thread
         self.lot = ParkingLot(self.poller, self.max_conns, self.log)  # waiting for bytes
         self.listening = False
-        self.tasks: queue.SimpleQueue[Connection | Accepted | None] = queue.SimpleQueue()
+        self.tasks: queue.SimpleQueue[Connection | Accepted | StreamTask | Blocking | None] = (
+            queue.SimpleQueue()
+        )
+        self.http2: Http2 | None = None
+        self.h2c = False  # the main loop peeks for the h2c preface
+        if http2_wanted(cfg):  # each connection reads in a thread of its own, streams use the pool
+            self.http2 = Http2(self, self.handler, self._read_h2, self._submit_stream)
+            self.handler.http2 = self.http2
+            self.serve_stream = serve_stream_on(self.handler)
+            self.h2c = self.http2.prior_knowledge and self.ssl_context is None
         with self._closing:  # a TERM during boot may already have closed the listeners
             open_now = self._listeners_open
             self.listener_fds = {
@@ -156,8 +195,13 @@ class ThreadWorker(Worker):
             self._submit((client, addr, listener, accepted_at))
             return
         conn = self.make_connection(client, addr, listener, accepted_at)
-        if conn is not None:
-            self._advance(conn, expired=False)
+        if conn is None:
+            return
+        h2c_proxied = self.h2c and self.handler.proxy_gate.on and self.http2 is not None
+        if h2c_proxied and self.http2 is not None and self.http2.trust.trusts(conn.peer):
+            self._submit(Blocking(conn))  # the PROXY header first, then the preface
+            return
+        self._advance(conn, expired=False)
 
     def _advance(self, conn: Connection, expired: bool) -> None:
         """A parked or new connection: to a thread when its request is ready, else park it
@@ -171,6 +215,9 @@ class ThreadWorker(Worker):
                 self._submit(conn)
             return
         handler = self.handler
+        fresh = self.h2c and not conn.requests and not conn.parser.buffered
+        if fresh and self._h2c_preface(conn, expired):
+            return
         try:
             state = handler.expire(conn) if expired else handler.poll_request(conn)
         except Exception:  # the handler contains what a request raises: a bug
@@ -186,7 +233,55 @@ class ThreadWorker(Worker):
                 conn.close()
             self._update_listening()
 
-    def _submit(self, conn: Connection | Accepted) -> None:
+    def _h2c_preface(self, conn: Connection, expired: bool) -> bool:
+        """A new plain connection from a trusted peer: True when it was dealt with here (it
+        opened with the HTTP/2 preface and is HTTP/2's now, or is parked until the preface
+        is whole, or was refused); False: serve it as HTTP/1.1."""
+        http2 = self.http2
+        assert http2 is not None
+        peeked = http2.peek(conn)
+        if peeked is None:  # not a peer h2c is for
+            return False
+        verdict, seen = peeked
+        if verdict == MATCH:
+            http2.start(conn, b"")
+            with self.lock:
+                self._update_listening()
+            return True
+        if verdict == MISMATCH:
+            if http2.cleartext != "prior-knowledge":
+                return False
+            http2.refuse(conn)
+            with self.lock:
+                self._update_listening()
+            return True
+        if expired:  # a preface begun and never finished: 400, as gunicorn; nothing: close
+            if seen:
+                http2.refuse(conn)
+            else:
+                conn.close()
+            with self.lock:
+                self._update_listening()
+            return True
+        with self.lock:  # PARTIAL: wait for the rest under the head deadline
+            if not conn.began:
+                conn.began = conn.accepted_at
+            header_timeout = self.handler.header_timeout
+            conn.deadline = conn.began + header_timeout if header_timeout else None
+            self.lot.park(conn)
+            self._update_listening()
+        return True
+
+    def _read_h2(self, conn: H2Connection) -> None:
+        threading.Thread(target=conn.serve, name="greenhorn-h2", daemon=True).start()
+
+    def _submit_stream(self, conn: H2Connection, stream: Stream) -> None:
+        with self.lock:
+            self.active += 1
+            self._update_listening()
+        self.tasks.put(StreamTask(conn, stream))
+
+    def _submit(self, conn: Connection | Accepted | Blocking) -> None:
         with self.lock:
             self.active += 1
             self._update_listening()
@@ -194,7 +289,8 @@ class ThreadWorker(Worker):
 
     def _update_listening(self) -> None:
         """Listen only while a thread is free and connections are under the cap (lock held)."""
-        room = self.active < self.threads and self.active + len(self.lot) < self.max_conns
+        conns = self.active + len(self.lot) + (len(self.http2) if self.http2 else 0)
+        room = self.active < self.threads and conns < self.max_conns
         want = room and self.alive and self._listeners_open
         if want == self.listening:
             return
@@ -233,6 +329,8 @@ class ThreadWorker(Worker):
                     self.lot.park(conn)
         while self.pending:
             self._take_new(*self.pending.popleft())
+        if self.http2 is not None:  # GOAWAY: streams in flight finish, new ones are refused
+            self.http2.stop()
         while True:
             with self.lock:
                 if not self.lot:
@@ -244,6 +342,9 @@ class ThreadWorker(Worker):
             except InterruptedError:
                 continue
             self._dispatch(events)
+        while self.http2 is not None and len(self.http2):  # graceful_timeout bounds it
+            self.beat(time.monotonic())
+            time.sleep(0.05)
         for _ in pool:
             self.tasks.put(None)
         for thread in pool:
@@ -270,6 +371,15 @@ class ThreadWorker(Worker):
             self.close_listeners(drain=False)
             self.wake()
 
+    def _run_stream(self, task: StreamTask, slot: int) -> None:
+        try:
+            self.serve_stream(task.conn, task.stream, slot)
+            self.count_request()
+        finally:
+            with self.lock:
+                self.active -= 1
+                self._update_listening()
+
     def _stack_of(self, slot: int) -> str | None:
         """The stack of the pool thread serving ``slot`` (the late-request warning)."""
         ident = self.idents.get(slot)
@@ -284,13 +394,20 @@ class ThreadWorker(Worker):
             if item is None:
                 return
             keep = False
+            if isinstance(item, StreamTask):  # an HTTP/2 stream
+                self._run_stream(item, slot)
+                continue
             conn: Connection | None = None
             try:
                 # TLS (a tuple from the main loop): the handshake, then the head under its
                 # deadline; a plain connection comes with its request ready
-                conn = self.make_connection(*item) if isinstance(item, tuple) else item
+                blocking = isinstance(item, Blocking)
+                if isinstance(item, Blocking):
+                    conn = item.conn
+                else:
+                    conn = self.make_connection(*item) if isinstance(item, tuple) else item
                 if conn is not None:
-                    keep = self._serve(handler, conn, slot)
+                    keep = self._serve(handler, conn, slot, blocking)
             except BaseException:  # the handler contains what a request raises: a bug
                 self.log.exception("Unexpected error serving a connection")
                 keep = False
@@ -309,12 +426,13 @@ class ThreadWorker(Worker):
                     conn.close()
                 self._update_listening()
 
-    def _serve(self, handler: Handler, conn: Connection, slot: int) -> bool:
+    def _serve(self, handler: Handler, conn: Connection, slot: int, blocking: bool) -> bool:
         """Serve the connection's requests while they are ready; True to park it."""
-        if conn.__class__ is not Connection:  # TLS
+        if blocking or conn.__class__ is not Connection:  # TLS
             while True:
                 keep = handler.serve(conn, slot)
-                self.count_request()
+                if conn.requests or self.http2 is None:  # not handed to HTTP/2
+                    self.count_request()
                 if not keep or not self.alive or not conn.parser.buffered:
                     return keep
         while True:

@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from greenhorn.workers.base import Worker
     from greenhorn.wsgi.app import WSGIApp
 
-__all__ = ["CLOSE", "READY", "WAIT", "Handler", "ServingWorker"]
+__all__ = ["CLOSE", "READY", "WAIT", "Handler", "ServingWorker", "Switch"]
 
 DRAIN_LIMIT = 1 << 20  # unread request body we discard to keep a connection alive
 REJECT_SEND_SECONDS = 2.0  # a client that will not read our error answer is dropped
@@ -103,6 +103,12 @@ class ServingWorker(Protocol):
     nr: int  # requests served so far
     max_requests: int  # the request that reaches it answers Connection: close
     heap_pending: bool  # set after a large body: the worker returns the heap when idle
+
+
+class Switch(Protocol):
+    """Takes a new connection that speaks HTTP/2 (``workers.http2.Http2``)."""
+
+    def take(self, conn: Connection, deadline: float | None) -> bool: ...
 
 
 class Handler:
@@ -155,6 +161,7 @@ class Handler:
         self.in_flight: dict[int, Response] = {}  # slot -> the response being made
         self.body_buffer = int(cfg.body_buffer_size)
         self.spool = Spool(int(cfg.body_spool_threshold), cfg.tmp_upload_dir)
+        self.http2: Switch | None = None  # set by worker types that speak HTTP/2
 
     @classmethod
     def for_worker(cls, worker: Worker, *, keep_alive: bool, multithread: bool) -> Handler:
@@ -190,6 +197,10 @@ class Handler:
             ):
                 conn.lingering_close(seconds=0.0)
                 return False
+            if self.http2 is not None and self.http2.take(
+                conn, begun + self.header_timeout if self.header_timeout else None
+            ):
+                return False  # HTTP/2 (ALPN, or the h2c preface): served by workers/http2
         else:
             if idle is not None and not parser.buffered:
                 try:

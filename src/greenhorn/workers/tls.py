@@ -47,6 +47,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from greenhorn.config import hooks
@@ -92,8 +93,11 @@ class TLSConfigError(Exception):
 # -- the context ------------------------------------------------------------------------------
 
 
-def server_context(cfg: Config) -> ssl.SSLContext:
+def server_context(cfg: Config, alpn: Sequence[str] = ()) -> ssl.SSLContext:
     """The server-side ``SSLContext`` for ``cfg``, through the ``ssl_context`` hook.
+    ``alpn``: the protocols the default context offers by ALPN, most preferred first (a
+    worker that speaks HTTP/2: ``h2``, ``http/1.1``; a context the hook builds itself
+    offers what the hook sets, as in gunicorn).
 
     Raises ``TLSConfigError`` (one-line message naming the setting) when a file is missing,
     unreadable or invalid, the cipher list selects nothing, or the hook fails.
@@ -108,7 +112,10 @@ def server_context(cfg: Config) -> ssl.SSLContext:
         _check_readable(setting, getattr(cfg, setting, None))
 
     def default_ssl_context_factory() -> ssl.SSLContext:
-        return _default_context(cfg)
+        context = _default_context(cfg)
+        if alpn:
+            context.set_alpn_protocols(list(alpn))
+        return context
 
     if getattr(cfg, "ssl_context", None) is None:
         return default_ssl_context_factory()

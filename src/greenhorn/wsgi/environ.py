@@ -188,7 +188,10 @@ def build_environ(
     env["PATH_INFO"] = path
     env["QUERY_STRING"] = req.query
     env["RAW_URI"] = env["REQUEST_URI"] = uri
-    env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == (1, 1) else "HTTP/1.0"
+    version = req.version
+    env["SERVER_PROTOCOL"] = (
+        "HTTP/1.1" if version == (1, 1) else "HTTP/2.0" if version == (2, 0) else "HTTP/1.0"
+    )
     env["REMOTE_ADDR"] = conn.remote_addr
     env["REMOTE_PORT"] = conn.remote_port
     env["wsgi.url_scheme"] = scheme

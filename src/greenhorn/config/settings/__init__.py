@@ -20,6 +20,7 @@ from greenhorn.config.settings import (
     config_file,
     control,
     debugging,
+    http2,
     logs,
     process_naming,
     security,
@@ -43,6 +44,7 @@ _SECTIONS = (
     logs,
     process_naming,
     tls,
+    http2,
     control,
     server_hooks,
 )

@@ -1,0 +1,596 @@
+"""HTTP/2 end to end on the gthread worker: TLS with ALPN (curl --http2, httpx with 100
+streams on one connection, HTTP/1.1 clients on the same port), h2c with prior knowledge
+(curl --http2-prior-knowledge), the wire rules, trailers and 103 Early Hints, GOAWAY on
+TERM, HUP and max_requests, and the attacks (rapid reset, CONTINUATION flood, SETTINGS and
+PING floods, HPACK bomb, a zero-window stall), each followed by a request from another
+client that must be served while the worker's memory stays bounded.
+
+Two servers are shared by the module (one TLS, one h2c); the graceful tests start their
+own. Raw clients build frames with hyperframe and hpack (the h2 library's own parts), so
+they can send what a well-behaved client library never would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Server, base_env, command, launch, proc_status, wait_until
+
+h2 = pytest.importorskip("h2")
+httpx = pytest.importorskip("httpx")
+
+from hpack import Encoder  # noqa: E402  (h2's dependency, there when h2 is)
+from hyperframe.frame import (  # noqa: E402
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
+
+pytestmark = pytest.mark.e2e
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+NO_ERROR, PROTOCOL_ERROR, CANCEL, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x8, 0xB
+REFUSED_STREAM = 0x7
+CURL = shutil.which("curl")
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+def _start(stem: Path, *args: str) -> Server:
+    server = launch(
+        ["-b", "127.0.0.1:0", "-k", "gthread", "--threads", "4", "--http-protocols", "h2,h1",
+         "--access-logfile", "-", *args, "h2app:app"],
+        stem,
+    )  # fmt: skip
+    m = server.wait_for_log(r"Listening at: https?://[^\s:]+:(\d+)", 20)
+    server.port = int(m[0])
+    server.wait_for_log(r"Booting worker with pid", 20)
+    return server
+
+
+def _stop(server: Server) -> None:
+    try:
+        server.stop(signal.SIGTERM, timeout=15)
+    finally:
+        server.kill_group()
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory, certs: Any) -> Iterator[Server]:
+    server = _start(
+        tmp_path_factory.mktemp("h2tls") / "server",
+        "--certfile", str(certs.server_cert), "--keyfile", str(certs.server_key),
+    )  # fmt: skip
+    wait_until(lambda: _curl(server, certs, "/echo", "--http1.1")[0] == "200", 20)
+    yield server
+    _stop(server)
+
+
+@pytest.fixture(scope="module")
+def h2c(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # --timeout 4: a stream waiting on its client gives up after 2 s (the stall test)
+    server = _start(
+        tmp_path_factory.mktemp("h2c") / "server",
+        "--http2-cleartext", "prior-knowledge", "--timeout", "4", "--threads", "2",
+    )  # fmt: skip
+    wait_until(lambda: _served(server), 20)
+    yield server
+    _stop(server)
+
+
+# -- clients ----------------------------------------------------------------------------------
+
+
+def _curl(server: Server, certs: Any | None, path: str, *flags: str) -> tuple[str, str, bytes]:
+    """(status, HTTP version, body) from curl."""
+    scheme = "https" if certs is not None else "http"
+    args = [
+        CURL or "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code} %{http_version}",
+    ]
+    if certs is not None:
+        args += ["--cacert", str(certs.server_cert)]
+    out = subprocess.run(
+        [*args, *flags, f"{scheme}://127.0.0.1:{server.port}{path}"],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    ).stdout
+    body, _, tail = out.rpartition(b"\n")
+    code, _, version = tail.decode().partition(" ")
+    return code, version, body
+
+
+class Raw:
+    """A raw h2c client: frames out as bytes, frames in parsed (never validated)."""
+
+    def __init__(self, server: Server, settings: dict[int, int] | None = None) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.enc = Encoder()
+        self.buf = b""
+        self.frames: list[Frame] = []
+        frame = SettingsFrame(0)
+        frame.settings = settings or {}
+        self.send(PREFACE + frame.serialize())
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def headers(self, sid: int, path: str, *, end: bool = True, method: str = "GET",
+                extra: list[tuple[str, str]] | None = None, raw: list[tuple[str, str]] | None = None) -> bytes:  # fmt: skip
+        fields = raw if raw is not None else [
+            (":method", method), (":scheme", "http"), (":authority", "127.0.0.1"), (":path", path),
+            *(extra or []),
+        ]  # fmt: skip
+        frame = HeadersFrame(sid)
+        frame.data = self.enc.encode(fields)
+        frame.flags.add("END_HEADERS")
+        if end:
+            frame.flags.add("END_STREAM")
+        return frame.serialize()
+
+    def request(self, sid: int, path: str, **kw: Any) -> None:
+        self.send(self.headers(sid, path, **kw))
+
+    def read(self, until: Any, timeout: float = 10.0) -> list[Frame]:
+        """Read frames until ``until(frames)`` is true (or the peer closes); all frames so far."""
+        deadline = time.monotonic() + timeout
+        while not until(self.frames):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out; frames: {self.frames[-10:]}")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            self.buf += data
+            self._parse()
+        return self.frames
+
+    def _parse(self) -> None:
+        while len(self.buf) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(self.buf[:9]))
+            if len(self.buf) < 9 + length:
+                return
+            frame.parse_body(memoryview(self.buf[9 : 9 + length]))
+            self.buf = self.buf[9 + length :]
+            self.frames.append(frame)
+            if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                ack = SettingsFrame(0)
+                ack.flags.add("ACK")
+                try:
+                    self.send(ack.serialize())
+                except OSError:
+                    pass  # the server closed: what it sent is still read
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Raw:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def goaway(frames: list[Frame]) -> GoAwayFrame | None:
+    return next((f for f in frames if isinstance(f, GoAwayFrame)), None)
+
+
+def stream_done(sid: int, or_goaway: bool = True):
+    """A ``Raw.read`` condition: stream ``sid`` ended (END_STREAM or RST_STREAM), or (with
+    ``or_goaway``) the connection is going away."""
+
+    def done(frames: list[Frame]) -> bool:
+        return any(
+            f.stream_id == sid
+            and (isinstance(f, RstStreamFrame) or "END_STREAM" in getattr(f, "flags", ()))
+            for f in frames
+        ) or (or_goaway and goaway(frames) is not None)
+
+    return done
+
+
+def status_of(frames: list[Frame], sid: int) -> str | None:
+    """The final :status of stream ``sid`` (HEADERS decoded in order), or RST:<code>."""
+    from hpack import Decoder
+
+    dec = Decoder()
+    dec.max_header_list_size = 1 << 20
+    final = None
+    for f in frames:
+        if isinstance(f, HeadersFrame):
+            fields = dict(dec.decode(f.data, raw=False))
+            if f.stream_id == sid and not fields.get(":status", "1").startswith("1"):
+                final = final or fields.get(":status")
+        elif isinstance(f, RstStreamFrame) and f.stream_id == sid and final is None:
+            return f"RST:{f.error_code}"
+    return final
+
+
+def body_of(frames: list[Frame], sid: int) -> bytes:
+    return b"".join(f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == sid)
+
+
+def _served(server: Server) -> bool:
+    """Another client gets a whole answer over h2c."""
+    try:
+        with Raw(server) as c:
+            c.request(1, "/echo")
+            return status_of(c.read(stream_done(1), 10), 1) == "200"
+    except OSError:
+        return False
+
+
+def worker_rss(server: Server) -> int:
+    return proc_status(server.worker_pids()[0], "VmRSS")
+
+
+# -- TLS, ALPN ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+def test_curl_http2_over_tls_and_http11_on_the_same_port(tls, certs, tmp_path):
+    code, version, body = _curl(tls, certs, "/echo?x=1", "--http2")
+    assert (code, version) == ("200", "2"), body
+    info = json.loads(body)
+    assert info["SERVER_PROTOCOL"] == "HTTP/2.0"
+    assert info["wsgi.url_scheme"] == "https"
+    assert (info["PATH_INFO"], info["QUERY_STRING"]) == ("/echo", "x=1")
+    assert info["HTTP_HOST"] == f"127.0.0.1:{tls.port}"
+    # a 1 MiB upload: streamed through the flow-control window
+    upload = tmp_path / "up.bin"
+    upload.write_bytes(bytes(range(256)) * 4096)
+    code, version, body = _curl(tls, certs, "/echo", "--http2", "--data-binary", f"@{upload}")
+    info = json.loads(body)
+    assert (code, version, info["body_len"]) == ("200", "2", 1 << 20)
+    assert info["sha256"] == hashlib.sha256(upload.read_bytes()).hexdigest()
+    # a 4 MiB download
+    code, version, body = _curl(tls, certs, "/big?n=4194304", "--http2")
+    assert (code, version, len(body)) == ("200", "2", 4194304)
+    # clients that only speak HTTP/1.1 (no ALPN, or http/1.1 by ALPN) on the same port
+    code, version, body = _curl(tls, certs, "/echo", "--http1.1")
+    assert (code, version) == ("200", "1.1")
+    assert json.loads(body)["SERVER_PROTOCOL"] == "HTTP/1.1"
+    import requests
+
+    r = requests.get(
+        f"https://127.0.0.1:{tls.port}/echo", verify=str(certs.server_cert), timeout=10
+    )
+    assert r.status_code == 200 and r.json()["SERVER_PROTOCOL"] == "HTTP/1.1"
+    # the access log says HTTP/2.0
+    wait_until(lambda: '"GET /echo?x=1 HTTP/2.0" 200' in tls.out, 10, what="the access log")
+
+
+def test_httpx_100_concurrent_streams_on_one_connection(tls, certs):
+    async def run() -> list[Any]:
+        async with httpx.AsyncClient(
+            http1=False,
+            http2=True,
+            verify=ssl.create_default_context(cafile=str(certs.server_cert)),
+            timeout=30,
+        ) as client:
+            base = f"https://127.0.0.1:{tls.port}"
+            return await asyncio.gather(*(client.get(f"{base}/echo?i={i}") for i in range(100)))
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * 100
+    assert {r.http_version for r in responses} == {"HTTP/2"}
+    infos = [r.json() for r in responses]
+    assert sorted(int(i["QUERY_STRING"][2:]) for i in infos) == list(range(100))
+    assert len({i["REMOTE_PORT"] for i in infos}) == 1  # one connection carried them all
+
+
+# -- h2c --------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+def test_curl_http2_prior_knowledge(h2c):
+    code, version, body = _curl(h2c, None, "/echo", "--http2-prior-knowledge")
+    assert (code, version) == ("200", "2")
+    info = json.loads(body)
+    assert (info["SERVER_PROTOCOL"], info["wsgi.url_scheme"]) == ("HTTP/2.0", "http")
+    # a trusted peer that does not speak HTTP/2 on a prior-knowledge port: 400, as gunicorn
+    code, version, _ = _curl(h2c, None, "/echo", "--http1.1")
+    assert (code, version) == ("400", "1.1")
+
+
+def test_trailers_and_early_hints(h2c):
+    from hpack import Decoder
+
+    with Raw(h2c) as c:
+        c.request(1, "/trailers")
+        c.request(3, "/hints")
+        frames = c.read(lambda fs: stream_done(1)(fs) and stream_done(3)(fs))
+    dec = Decoder()
+    heads: dict[int, list[dict[str, str]]] = {1: [], 3: []}
+    for f in frames:
+        if isinstance(f, HeadersFrame):
+            heads[f.stream_id].append(dict(dec.decode(f.data, raw=False)))
+    # stream 1: response head, body, then trailers ending the stream
+    assert heads[1][0][":status"] == "200" and heads[1][1] == {"x-checksum": "abc123"}
+    assert body_of(frames, 1) == b"body before trailers\n"
+    # stream 3: 103 as an informational HEADERS frame, then the response
+    assert heads[3][0] == {":status": "103", "link": "</style.css>; rel=preload; as=style"}
+    assert heads[3][1][":status"] == "200"
+    assert body_of(frames, 3) == b"after hints\n"
+
+
+BASE = [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1"), (":path", "/echo")]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ([f for f in BASE if f[0] != ":path"], f"RST:{PROTOCOL_ERROR}"),  # required pseudo
+        ([*BASE, (":status", "200")], f"RST:{PROTOCOL_ERROR}"),  # a response pseudo-header
+        ([BASE[0], ("accept", "*/*"), *BASE[1:]], f"RST:{PROTOCOL_ERROR}"),  # pseudo after
+        ([*BASE, ("connection", "keep-alive")], f"RST:{PROTOCOL_ERROR}"),  # connection-specific
+        ([*BASE, ("transfer-encoding", "chunked")], f"RST:{PROTOCOL_ERROR}"),
+        ([*BASE, ("te", "gzip")], f"RST:{PROTOCOL_ERROR}"),
+        ([*BASE, ("X-Upper", "1")], f"RST:{PROTOCOL_ERROR}"),  # names are lower case
+        ([*BASE, ("x-bad", "a\x00b")], f"RST:{PROTOCOL_ERROR}"),
+        ([*BASE, ("host", "other.example")], f"RST:{PROTOCOL_ERROR}"),  # Host vs :authority
+        ([*BASE[:3], (":path", "/" + "a" * 9000)], "414"),  # limit_request_line
+        ([*BASE, *((f"x-h{i}", "v") for i in range(120))], "431"),  # limit_request_fields
+        ([*BASE, ("te", "trailers"), ("cookie", "a=1"), ("cookie", "b=2")], "200"),
+    ],
+    ids=[
+        "no-path",
+        "status",
+        "pseudo-after",
+        "connection",
+        "te-chunked",
+        "te-gzip",
+        "upper",
+        "nul",
+        "host-mismatch",
+        "long-path",
+        "many-fields",
+        "ok",
+    ],
+)
+def test_wire_rules(h2c, fields, expected):
+    with Raw(h2c) as c:
+        c.request(1, "", raw=fields)
+        c.request(3, "/echo")  # the connection serves on
+        frames = c.read(lambda fs: stream_done(1)(fs) and stream_done(3)(fs))
+        assert status_of(frames, 1) == expected
+        assert status_of(frames, 3) == "200"
+        assert goaway(frames) is None
+
+
+def test_content_length_against_data(h2c):
+    with Raw(h2c) as c:
+        # more DATA than announced, then less: both malformed (RST_STREAM PROTOCOL_ERROR)
+        for sid, data in ((1, b"x" * 10), (3, b"x" * 2)):
+            c.request(sid, "/echo", method="POST", end=False, extra=[("content-length", "5")])
+            frame = DataFrame(sid, data)
+            frame.flags.add("END_STREAM")
+            c.send(frame.serialize())
+        c.request(5, "/echo", method="POST", end=False, extra=[("content-length", "5")])
+        frame = DataFrame(5, b"12345")
+        frame.flags.add("END_STREAM")
+        c.send(frame.serialize())
+        frames = c.read(lambda fs: all(stream_done(s)(fs) for s in (1, 3, 5)))
+    assert status_of(frames, 1) == f"RST:{PROTOCOL_ERROR}"
+    assert status_of(frames, 3) == f"RST:{PROTOCOL_ERROR}"
+    assert status_of(frames, 5) == "200"
+    assert json.loads(body_of(frames, 5))["body_len"] == 5
+
+
+def test_zero_window_stall_frees_the_thread(h2c):
+    """A client that never opens its window: the stream is reset after the stall bound
+    (timeout/2 = 2 s) and its thread serves others; the worker's memory does not grow."""
+    before = worker_rss(h2c)
+    stalled = [Raw(h2c, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0}) for _ in range(2)]
+    try:
+        for c in stalled:  # both pool threads (--threads 2) wait on a window
+            c.request(1, "/big?n=67108864")
+        started = time.monotonic()
+        assert _served(h2c)  # served once a stalled stream gives its thread up
+        assert time.monotonic() - started < 8
+        for c in stalled:
+            frames = c.read(stream_done(1), 10)
+            assert status_of(frames, 1) == "200"  # the head went out, no body could
+            assert any(isinstance(f, RstStreamFrame) and f.error_code == CANCEL for f in frames)
+            assert body_of(frames, 1) == b""
+    finally:
+        for c in stalled:
+            c.close()
+    assert worker_rss(h2c) - before < 20_000  # KiB: the 64 MiB response never queued
+
+
+# -- attacks ----------------------------------------------------------------------------------
+
+
+def _calm(
+    server: Server, frames_out: bytes, *, settings: dict[int, int] | None = None
+) -> GoAwayFrame:
+    """Send ``frames_out`` as fast as possible; the server must answer GOAWAY."""
+    with Raw(server, settings) as c:
+        try:
+            c.send(frames_out)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it may close before reading all of it
+        frames = c.read(lambda fs: goaway(fs) is not None, 10)
+        frame = goaway(frames)
+        assert frame is not None, frames[-5:]
+        return frame
+
+
+def test_rapid_reset_is_bounded(h2c):
+    before = worker_rss(h2c)
+    c = Raw.__new__(Raw)
+    c.enc = Encoder()
+    out = bytearray()
+    for i in range(2000):
+        sid = 2 * i + 1
+        out += Raw.headers(c, sid, "/slow?t=1")
+        out += RstStreamFrame(sid, error_code=CANCEL).serialize()
+    frame = _calm(h2c, bytes(out))
+    assert frame.error_code == ENHANCE_YOUR_CALM
+    assert _served(h2c)
+    assert worker_rss(h2c) - before < 20_000
+
+
+def test_continuation_flood_is_refused_before_assembly(h2c):
+    c = Raw.__new__(Raw)
+    c.enc = Encoder()
+    head = HeadersFrame(1)
+    head.data = c.enc.encode(BASE)  # no END_HEADERS: CONTINUATION frames follow
+    out = bytearray(head.serialize())
+    cont = ContinuationFrame(1)
+    cont.data = c.enc.encode([("x-flood", "a" * 16000)])
+    piece = cont.serialize()
+    for _ in range(400):  # 6 MiB of header block, never ended
+        out += piece
+    before = worker_rss(h2c)
+    frame = _calm(h2c, bytes(out))
+    assert frame.error_code == ENHANCE_YOUR_CALM
+    assert _served(h2c)
+    assert worker_rss(h2c) - before < 20_000
+
+
+@pytest.mark.parametrize("kind", ["settings", "ping"])
+def test_control_frame_floods(h2c, kind):
+    if kind == "settings":
+        frame = SettingsFrame(0)
+        frame.settings = {SettingsFrame.MAX_CONCURRENT_STREAMS: 100}
+    else:
+        frame = PingFrame(0)
+        frame.opaque_data = b"12345678"
+    out = frame.serialize() * 20000
+    assert _calm(h2c, out).error_code == ENHANCE_YOUR_CALM
+    assert _served(h2c)
+
+
+def test_hpack_bomb(h2c):
+    """One 4 KB field in the dynamic table, then a block that names it 1000 times (1 byte
+    each): 4 MB once decoded. The connection ends; nothing that size is built."""
+    before = worker_rss(h2c)
+    big = b"\x40" + bytes([7]) + b"x-bomb1" + b"\x7f" + _varint(4000 - 127) + b"a" * 4000
+    fields = Encoder().encode(BASE) + big + b"\xbe" * 1000  # 0xbe: dynamic entry 62
+    frame = HeadersFrame(1)
+    frame.data = fields
+    frame.flags.add("END_HEADERS")
+    frame.flags.add("END_STREAM")
+    g = _calm(h2c, frame.serialize())
+    assert g.error_code != NO_ERROR
+    assert _served(h2c)
+    assert worker_rss(h2c) - before < 20_000
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# -- graceful ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", ["TERM", "HUP", "max_requests"])
+def test_goaway_lets_in_flight_streams_finish(tmp_path, sig):
+    extra = ["--max-requests", "2"] if sig == "max_requests" else []
+    server = _start(tmp_path / "server", "--http2-cleartext", "prior-knowledge", *extra)
+    try:
+        wait_until(lambda: _served(server), 20)  # one request (max_requests: 1 of 2)
+        with Raw(server) as c:
+            c.request(1, "/slow?t=1.5")
+            time.sleep(0.3)  # the stream is running
+            if sig == "TERM":
+                server.send_signal(signal.SIGTERM)
+            elif sig == "HUP":
+                server.send_signal(signal.SIGHUP)
+            else:
+                c.request(3, "/echo")  # request 2 of 2: the worker goes after it
+            frames = c.read(lambda fs: goaway(fs) is not None, 10)
+            g = goaway(frames)
+            assert g is not None and g.error_code == NO_ERROR
+            last = 3 if sig == "max_requests" else 1
+            assert g.last_stream_id == last
+            c.request(last + 2, "/echo")  # after the GOAWAY: refused
+            frames = c.read(
+                lambda fs: stream_done(1, False)(fs) and stream_done(last + 2, False)(fs), 10
+            )
+            assert status_of(frames, 1) == "200"
+            assert body_of(frames, 1) == b"slow done\n"
+            assert status_of(frames, last + 2) == f"RST:{REFUSED_STREAM}"
+            frames = c.read(lambda fs: False, 5)  # the server closes the connection
+        if sig == "TERM":
+            assert server.proc.wait(15) == 0
+        else:
+            wait_until(lambda: _served(server), 20)  # a new worker serves
+    finally:
+        _stop(server)
+
+
+# -- start-up ---------------------------------------------------------------------------------
+
+
+def test_h2_without_the_library_is_one_clear_line(tmp_path):
+    """``--http-protocols h2`` where h2 cannot be imported: one error line, exit 2, no
+    traceback, no worker started."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "h2.py").write_text("raise ImportError('h2 is not installed here')\n")
+    proc = subprocess.run(
+        command("-b", "127.0.0.1:0", "-k", "gthread", "--http-protocols", "h2,h1", "h2app:app"),
+        env=base_env(PYTHONPATH=str(shadow)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1, proc.stderr
+    assert "needs the h2 library" in errors[0]
+    assert "pip install 'greenhorn[http2]'" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert "Booting worker" not in proc.stderr
+
+
+def test_sync_worker_warns_and_serves_http11(tmp_path):
+    server = launch(["-b", "127.0.0.1:0", "--http-protocols", "h2,h1", "h2app:app"], tmp_path / "s")
+    try:
+        m = server.wait_for_log(r"Listening at: http://[^\s:]+:(\d+)", 20)
+        server.port = int(m[0])
+        server.wait_for_log(r"The sync worker serves HTTP/1.1 only")
+        wait_until(lambda: server.raw(b"GET /echo HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200"))
+    finally:
+        _stop(server)

@@ -1,0 +1,119 @@
+"""The sans-IO HTTP/2 session (http/http2/), frame by frame against an h2 client, no server:
+requests become ``Request``s, bodies are credited as they are read, Content-Length is
+checked per stream, GOAWAY lets streams finish, and the guard's bounds hold."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("h2")
+
+import h2.config
+import h2.connection
+import h2.events
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame
+
+from greenhorn.http.http2.guard import CONTROLS, Calm, FrameGuard
+from greenhorn.http.http2.session import (
+    ENHANCE_YOUR_CALM,
+    PROTOCOL_ERROR,
+    H2Config,
+    Session,
+)
+from greenhorn.http.limits import Limits
+
+REQ = [(":method", "POST"), (":scheme", "https"), (":authority", "a.example"), (":path", "/p?q=1")]
+
+
+def pair(**kw: int) -> tuple[Session, h2.connection.H2Connection]:
+    server = Session(H2Config(limits=Limits(), **kw))
+    server.initiate()
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.receive_data(server.output())
+    assert server.receive(client.data_to_send(), 0.0) == []
+    client.receive_data(server.output())  # SETTINGS ACK
+    return server, client
+
+
+def events(server: Session, client: h2.connection.H2Connection) -> list[object]:
+    return client.receive_data(server.output())
+
+
+def test_a_request_and_its_body_credited_as_read():
+    server, client = pair(initial_window_size=65535)
+    client.send_headers(1, [*REQ, ("content-length", "70000")])
+    for start in range(0, 65535, 16384):
+        client.send_data(1, b"x" * min(16384, 65535 - start))
+    (stream,) = server.receive(client.data_to_send(), 0.0)
+    req = stream.req
+    assert (req.method, req.path, req.query, req.version) == ("POST", "/p", "q=1", (2, 0))
+    assert req.host == "a.example" and ("HOST", "a.example") in req.headers
+    assert stream.buffered == 65535
+    # the client may not send more until the application reads
+    assert client.local_flow_control_window(1) == 0
+    assert server.read(stream) == b"x" * 65535
+    events(server, client)
+    assert client.streams[1].outbound_flow_control_window == 65535  # credited as read
+    client.send_data(1, b"y" * 4465, end_stream=True)
+    server.receive(client.data_to_send(), 0.0)
+    assert server.read(stream) == b"y" * 4465 and server.read(stream) == b""
+
+
+def test_content_length_mismatch_is_a_stream_error():
+    server, client = pair()
+    client.send_headers(1, [*REQ, ("content-length", "3")])
+    client.send_data(1, b"12345", end_stream=True)
+    client.send_headers(3, [*REQ, ("content-length", "5")])
+    client.send_data(3, b"12345", end_stream=True)
+    opened = server.receive(client.data_to_send(), 0.0)
+    assert [s.sid for s in opened] == [3]  # stream 1 was reset in the same read
+    resets = [e for e in events(server, client) if isinstance(e, h2.events.StreamReset)]
+    assert [(e.stream_id, e.error_code) for e in resets] == [(1, PROTOCOL_ERROR)]
+    assert not server.closed and opened[0].ended
+
+
+def test_goaway_lets_open_streams_finish_and_refuses_later_ones():
+    server, client = pair()
+    client.send_headers(1, REQ, end_stream=True)
+    (stream,) = server.receive(client.data_to_send(), 0.0)
+    assert server.goaway() == 1
+    client.send_headers(3, REQ, end_stream=True)
+    assert server.receive(client.data_to_send(), 0.0) == []
+    assert not server.done
+    server.send_headers(stream, [(b":status", b"200")], end=True)
+    server.finish(stream)
+    assert server.done
+
+
+def test_rapid_reset_ends_the_connection_with_enhance_your_calm():
+    server, client = pair()
+    for sid in range(1, 2001, 2):
+        client.send_headers(sid, REQ, end_stream=True)
+        client.reset_stream(sid)
+    assert server.receive(client.data_to_send(), 0.0) == []  # none started
+    assert server.closed
+    terminated = [
+        e for e in events(server, client) if isinstance(e, h2.events.ConnectionTerminated)
+    ]
+    assert terminated[0].error_code == ENHANCE_YOUR_CALM
+
+
+def test_guard_bounds_a_header_block_before_its_payload_arrives():
+    guard = FrameGuard(max_block=65536, preface=False)
+    head = HeadersFrame(1, data=b"\x82" * 16000).serialize()  # no END_HEADERS
+    cont = ContinuationFrame(1, data=b"\x82" * 16000).serialize()
+    guard.scan(head + cont * 3, 0.0)  # 64000 bytes: still under the bound
+    with pytest.raises(Calm):
+        guard.scan(cont[:9], 0.0)  # the next frame's header alone is refused
+
+
+def test_guard_control_bucket_refills_with_time():
+    guard = FrameGuard(max_block=65536, preface=False)
+    ping = PingFrame(0, opaque_data=b"12345678").serialize()
+    guard.scan(ping * CONTROLS, 0.0)
+    with pytest.raises(Calm):
+        guard.scan(ping, 0.0)
+    guard = FrameGuard(max_block=65536, preface=False)
+    guard.scan(ping * CONTROLS, 0.0)
+    guard.scan(ping * 50, 1.0)  # a second later: 100 more allowed
