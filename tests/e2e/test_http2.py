@@ -55,9 +55,9 @@ CURL = shutil.which("curl")
 # -- servers ----------------------------------------------------------------------------------
 
 
-def _start(stem: Path, *args: str) -> Server:
+def _start(stem: Path, *args: str, worker: str = "gthread") -> Server:
     server = launch(
-        ["-b", "127.0.0.1:0", "-k", "gthread", "--threads", "4", "--http-protocols", "h2,h1",
+        ["-b", "127.0.0.1:0", "-k", worker, "--threads", "4", "--http-protocols", "h2,h1",
          "--access-logfile", "-", *args, "h2app:app"],
         stem,
     )  # fmt: skip
@@ -74,23 +74,36 @@ def _stop(server: Server) -> None:
         server.kill_group()
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory, certs: Any) -> Iterator[Server]:
+WORKERS = ["gthread", "gevent"]
+
+
+@pytest.fixture(scope="module", params=WORKERS)
+def tls(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, certs: Any
+) -> Iterator[Server]:
+    if request.param == "gevent":
+        pytest.importorskip("gevent")
     server = _start(
         tmp_path_factory.mktemp("h2tls") / "server",
         "--certfile", str(certs.server_cert), "--keyfile", str(certs.server_key),
+        worker=request.param,
     )  # fmt: skip
     wait_until(lambda: _curl(server, certs, "/echo", "--http1.1")[0] == "200", 20)
     yield server
     _stop(server)
 
 
-@pytest.fixture(scope="module")
-def h2c(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=WORKERS)
+def h2c(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    if request.param == "gevent":
+        pytest.importorskip("gevent")
     # --timeout 4: a stream waiting on its client gives up after 2 s (the stall test)
     server = _start(
         tmp_path_factory.mktemp("h2c") / "server",
         "--http2-cleartext", "prior-knowledge", "--timeout", "4", "--threads", "2",
+        worker=request.param,
     )  # fmt: skip
     wait_until(lambda: _served(server), 20)
     yield server
@@ -523,12 +536,19 @@ def _varint(n: int) -> bytes:
 # -- graceful ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", ["TERM", "HUP", "max_requests"])
-def test_goaway_lets_in_flight_streams_finish(tmp_path, sig):
-    extra = ["--max-requests", "2"] if sig == "max_requests" else []
-    server = _start(tmp_path / "server", "--http2-cleartext", "prior-knowledge", *extra)
+@pytest.mark.parametrize(
+    ("worker", "sig"),
+    [("gthread", "TERM"), ("gthread", "HUP"), ("gthread", "max_requests"), ("gevent", "TERM")],
+)
+def test_goaway_lets_in_flight_streams_finish(tmp_path, worker, sig):
+    if worker == "gevent":
+        pytest.importorskip("gevent")
+    extra = ["--max-requests", "3"] if sig == "max_requests" else []
+    server = _start(
+        tmp_path / "server", "--http2-cleartext", "prior-knowledge", *extra, worker=worker
+    )
     try:
-        wait_until(lambda: _served(server), 20)  # one request (max_requests: 1 of 2)
+        wait_until(lambda: _served(server), 20)  # one request (max_requests: 1 of 3)
         with Raw(server) as c:
             c.request(1, "/slow?t=1.5")
             time.sleep(0.3)  # the stream is running
@@ -536,12 +556,13 @@ def test_goaway_lets_in_flight_streams_finish(tmp_path, sig):
                 server.send_signal(signal.SIGTERM)
             elif sig == "HUP":
                 server.send_signal(signal.SIGHUP)
-            else:
-                c.request(3, "/echo")  # request 2 of 2: the worker goes after it
+            else:  # requests 2 and 3 of 3 (a connection is not a request): then it goes
+                c.request(3, "/echo")
+                c.request(5, "/echo")
             frames = c.read(lambda fs: goaway(fs) is not None, 10)
             g = goaway(frames)
             assert g is not None and g.error_code == NO_ERROR
-            last = 3 if sig == "max_requests" else 1
+            last = 5 if sig == "max_requests" else 1
             assert g.last_stream_id == last
             c.request(last + 2, "/echo")  # after the GOAWAY: refused
             frames = c.read(

@@ -38,6 +38,8 @@ class _Gevent:
 class GeventWorker(Worker):
     """Greenlets from a gevent pool serve up to ``worker_connections`` connections."""
 
+    speaks_http2 = True
+
     @classmethod
     def setup(cls) -> None:
         from gevent import monkey

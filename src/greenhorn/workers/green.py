@@ -30,12 +30,16 @@ from typing import TYPE_CHECKING, Protocol
 from greenhorn.ipc.scoreboard import BEAT_PERIOD
 from greenhorn.workers.connection import TimeoutConnection
 from greenhorn.workers.handler import Handler
+from greenhorn.workers.http2 import Http2, serve_stream_on
+from greenhorn.workers.http2 import wanted as http2_wanted
 
 if TYPE_CHECKING:
     import socket
 
+    from greenhorn.http.http2.session import Stream
     from greenhorn.workers.base import Listening, Worker
     from greenhorn.workers.connection import SockAddr
+    from greenhorn.workers.http2.connection import H2Connection
 
 __all__ = ["Backend", "GreenPool", "run_green"]
 
@@ -78,6 +82,15 @@ class GreenLoop:
         self.slots: deque[int] = deque(range(worker.tmp.board.slots))
         self.greenlets: dict[int, object] = {}  # slot -> the greenlet serving it
         worker.stack_of = self.stack_of
+        self.http2: Http2 | None = None
+        if worker.speaks_http2 and http2_wanted(cfg):
+            # an HTTP/2 connection is read in its own greenlet; each stream gets one from a
+            # pool that never blocks the reader (streams are bounded per connection)
+            self.http2 = Http2(worker, self.handler, _read_h2, self._spawn_stream)
+            self.handler.http2 = self.http2
+            self.serve_stream = serve_stream_on(self.handler)
+            per_conn = max(1, int(cfg.http2_max_concurrent_streams))
+            self.streams = backend.pool(self.size * per_conn)
 
     def run(self) -> None:
         worker, backend = self.worker, self.backend
@@ -89,6 +102,8 @@ class GreenLoop:
             backend.sleep(interval)
         while worker.pending:  # accepted from the backlog when the stop began
             self.pool.spawn(self.handle, *worker.pending.popleft())
+        if self.http2 is not None:  # GOAWAY: streams in flight finish, new ones are refused
+            self.http2.stop()
         deadline = time.monotonic() + max(1.0, float(worker.cfg.graceful_timeout))
         while self.pool.free_count() < self.size and time.monotonic() < deadline:
             worker.beat(time.monotonic())
@@ -129,7 +144,8 @@ class GreenLoop:
         try:
             while True:
                 keep = self.handler.serve(conn, slot, idle=self.keepalive)
-                worker.count_request()
+                if conn.requests or self.http2 is None:  # not a connection that spoke HTTP/2
+                    worker.count_request()
                 if not keep or not worker.alive:
                     break
         except BaseException as exc:  # the handler contains what a request raises: a bug
@@ -141,10 +157,32 @@ class GreenLoop:
             conn.close()
             slots.append(slot)
 
+    def _spawn_stream(self, conn: H2Connection, stream: Stream) -> None:
+        self.streams.spawn(self._run_stream, conn, stream)
+
+    def _run_stream(self, conn: H2Connection, stream: Stream) -> None:
+        """One HTTP/2 stream in a greenlet of its own, on a scoreboard slot while one is
+        free (past ``worker_connections`` streams it runs off the scoreboard)."""
+        slots = self.slots
+        slot = slots.popleft() if slots else -1
+        if slot >= 0:
+            self.greenlets[slot] = _current_greenlet()
+        try:
+            self.serve_stream(conn, stream, slot)
+            self.worker.count_request()
+        finally:
+            if slot >= 0:
+                self.greenlets.pop(slot, None)
+                slots.append(slot)
+
     def stack_of(self, slot: int) -> str | None:
         """The stack of the greenlet serving ``slot`` (the late-request warning)."""
         frame: FrameType | None = getattr(self.greenlets.get(slot), "gr_frame", None)
         return "".join(traceback.format_stack(frame)) if frame is not None else None
+
+
+def _read_h2(conn: H2Connection) -> None:
+    conn.serve()  # in the connection's greenlet, until the connection ends
 
 
 def _current_greenlet() -> object:

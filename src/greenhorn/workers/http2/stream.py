@@ -66,7 +66,7 @@ def _serve(handler: Handler, conn: H2Connection, stream: Stream, slot: int) -> N
         return
     now = _monotonic()
     req.accepted_at = req.started_at = now
-    board = handler.board
+    board = handler.board if slot >= 0 else None  # -1: a stream beyond the slots
     if board is not None:
         board.start(slot, req.method, req.uri, now)
     body = Body(io.read) if not stream.ended or stream.buffered else handler.no_body
