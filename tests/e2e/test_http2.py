@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Server, base_env, command, launch, proc_status, wait_until
+from conftest import Server, base_env, command, launch, proc_status, read_all, wait_until
 
 h2 = pytest.importorskip("h2")
 httpx = pytest.importorskip("httpx")
@@ -103,7 +103,7 @@ def h2c(
     server = _start(
         tmp_path_factory.mktemp("h2c") / "server",
         "--http2-cleartext", "prior-knowledge", "--timeout", "4", "--threads", "2",
-        worker=request.param,
+        "--header-timeout", "1", worker=request.param,
     )  # fmt: skip
     wait_until(lambda: _served(server), 20)
     yield server
@@ -336,6 +336,37 @@ def test_curl_http2_prior_knowledge(h2c):
     # a trusted peer that does not speak HTTP/2 on a prior-knowledge port: 400, as gunicorn
     code, version, _ = _curl(h2c, None, "/echo", "--http1.1")
     assert (code, version) == ("400", "1.1")
+
+
+def test_a_preface_that_never_completes_gets_400(h2c):
+    with socket.create_connection(("127.0.0.1", h2c.port), timeout=10) as s:
+        s.sendall(PREFACE[:16])  # "PRI * HTTP/2.0\r\n" and no more: --header-timeout 1
+        assert read_all(s).startswith(b"HTTP/1.1 400 ")
+
+
+def test_h2c_behind_a_proxy_protocol_header(tmp_path):
+    """--proxy-protocol with h2c: the PROXY header first, then the preface; REMOTE_ADDR is
+    the client's from the header."""
+    server = _start(
+        tmp_path / "server", "--http2-cleartext", "prior-knowledge", "--proxy-protocol", "v1",
+        "--forwarded-allow-ips", "*",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: server.out or True, 1)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 4567 80\r\n")
+        c = Raw.__new__(Raw)
+        c.sock, c.enc, c.buf, c.frames = sock, Encoder(), b"", []
+        c.send(PREFACE + SettingsFrame(0).serialize())
+        with c:
+            c.request(1, "/echo")
+            frames = c.read(stream_done(1))
+        assert status_of(frames, 1) == "200"
+        info = json.loads(body_of(frames, 1))
+        assert info["SERVER_PROTOCOL"] == "HTTP/2.0"
+        wait_until(lambda: "203.0.113.7" in server.out, 10, what="the access log")
+    finally:
+        _stop(server)
 
 
 def test_trailers_and_early_hints(h2c):

@@ -160,8 +160,9 @@ class Http2:
 
     def _sniff(self, conn: Connection, deadline: float) -> tuple[str, bytes] | None:
         """Read until the first bytes are, or cannot be, the preface; None when the peer
-        closed or the deadline passed (the connection is closed)."""
-        seen = b""
+        closed or the deadline passed (the connection is closed). Bytes that came with a
+        PROXY header are in the parser already: they count first."""
+        seen = conn.parser.take_buffered() if conn.parser.buffered else b""
         while True:
             verdict = preface(seen)
             if verdict != PARTIAL:
@@ -171,9 +172,10 @@ class Http2:
             except (Timeout, OSError):
                 data = b""
             if not data:
-                if seen:
-                    self.log.debug("Incomplete HTTP/2 preface from %s", conn.remote_addr)
-                conn.close()
+                if seen:  # a preface begun and never finished: 400, as gunicorn
+                    self.refuse(conn)
+                else:
+                    conn.close()
                 return None
             seen += data
 
