@@ -117,3 +117,24 @@ def test_guard_control_bucket_refills_with_time():
     guard = FrameGuard(max_block=65536, preface=False)
     guard.scan(ping * CONTROLS, 0.0)
     guard.scan(ping * 50, 1.0)  # a second later: 100 more allowed
+
+
+def test_response_encoder_round_trips_through_a_decoder():
+    from hpack import Decoder
+
+    from greenhorn.http.http2.hpack_out import ResponseEncoder
+
+    enc, dec = ResponseEncoder(), Decoder()
+    fields = [
+        (b":status", b"200"),  # indexed, whole
+        (b":status", b"299"),  # indexed name
+        (b"content-type", b"text/plain"),
+        (b"x-long", b"v" * 300),  # a new name; lengths past the 7-bit prefix
+        (b"www-authenticate", b"Basic"),  # a static name past the 4-bit prefix
+    ]
+    for _ in range(2):  # the second time from the cache
+        assert dec.decode(enc.encode(fields), raw=True) == fields
+    enc.header_table_size = 256  # the peer's SETTINGS_HEADER_TABLE_SIZE changed
+    block = enc.encode(fields[:1])
+    assert block[:1] == b"\x3f" and dec.decode(block, raw=True) == fields[:1]  # update first
+    assert enc.encode(fields[:1]) == b"\x88"  # once only

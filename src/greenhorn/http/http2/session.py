@@ -47,6 +47,7 @@ from hyperframe.frame import GoAwayFrame
 
 from greenhorn.http import errors
 from greenhorn.http.http2.guard import Calm, FrameGuard
+from greenhorn.http.http2.hpack_out import ResponseEncoder
 from greenhorn.http.http2.request import Malformed, build_request, check_trailers
 from greenhorn.http.limits import Limits
 from greenhorn.http.parser import Request
@@ -200,6 +201,7 @@ class Session:
         conn.local_settings = h2.settings.Settings(client=False, initial_values=initial)
         conn.max_inbound_frame_size = config.max_frame_size
         conn.decoder.max_header_list_size = header_list or UNLIMITED_HEADER_LIST
+        conn.encoder = ResponseEncoder()  # type: ignore[assignment]  # h2 asks encode() only
         self.h2 = conn
         self.guard = FrameGuard(header_list or UNLIMITED_HEADER_LIST, preface=preface)
         self.streams: dict[int, Stream] = {}
