@@ -103,7 +103,7 @@ def h2c(
     server = _start(
         tmp_path_factory.mktemp("h2c") / "server",
         "--http2-cleartext", "prior-knowledge", "--timeout", "4", "--threads", "2",
-        "--header-timeout", "1", worker=request.param,
+        "--header-timeout", "1", "--limit-request-body", "50000", worker=request.param,
     )  # fmt: skip
     wait_until(lambda: _served(server), 20)
     yield server
@@ -451,6 +451,34 @@ def test_content_length_against_data(h2c):
     assert status_of(frames, 3) == f"RST:{PROTOCOL_ERROR}"
     assert status_of(frames, 5) == "200"
     assert json.loads(body_of(frames, 5))["body_len"] == 5
+
+
+def test_body_limit_and_100_continue(h2c):
+    """limit_request_body: a Content-Length over it gets 413 before any DATA is read, a body
+    without one gets 413 once past it; ``expect: 100-continue`` gets an informational 100
+    when the application reads, then the answer."""
+    with Raw(h2c) as c:
+        c.request(1, "/echo", method="POST", end=False, extra=[("content-length", "60000")])
+        c.request(3, "/echo", method="POST", end=False)
+        for size in (16384, 16384, 16384, 16383):  # the whole window, 65535 bytes
+            c.send(DataFrame(3, b"z" * size).serialize())
+        c.request(5, "/echo", method="POST", end=False, extra=[("expect", "100-continue")])
+        frames = c.read(lambda fs: stream_done(1)(fs) and stream_done(3)(fs))
+        assert status_of(frames, 1) == "413"
+        assert status_of(frames, 3) == "413"
+        frames = c.read(
+            lambda fs: any(isinstance(f, HeadersFrame) and f.stream_id == 5 for f in fs)
+        )
+        frame = DataFrame(5, b"after continue")
+        frame.flags.add("END_STREAM")
+        c.send(frame.serialize())
+        frames = c.read(stream_done(5))
+    from hpack import Decoder
+
+    dec = Decoder()
+    heads = [dict(dec.decode(f.data, raw=False)) for f in frames if isinstance(f, HeadersFrame)]
+    assert [h[":status"] for h in heads if h.get(":status") in ("100", "200")] == ["100", "200"]
+    assert json.loads(body_of(frames, 5))["body_len"] == len(b"after continue")
 
 
 def test_zero_window_stall_frees_the_thread(h2c):
