@@ -339,6 +339,31 @@ def test_curl_http2_prior_knowledge(h2c):
     assert (code, version) == ("400", "1.1")
 
 
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+@pytest.mark.parametrize("worker", WORKERS)
+def test_h2c_upgrade_prior_knowledge_and_http11_on_one_port(tmp_path, worker):
+    """--http2-cleartext both: curl's ``Upgrade: h2c`` (101, then HTTP/2), prior knowledge,
+    and HTTP/1.1, from the same trusted peer on the same port."""
+    if worker == "gevent":
+        pytest.importorskip("gevent")
+    server = _start(tmp_path / "server", "--http2-cleartext", "both", worker=worker)
+    try:
+        wait_until(lambda: _served(server), 20)
+        code, version, body = _curl(server, None, "/echo?u=1", "--http2")  # the upgrade
+        assert (code, version) == ("200", "2"), body
+        assert json.loads(body)["SERVER_PROTOCOL"] == "HTTP/2.0"
+        code, version, body = _curl(server, None, "/echo", "--http2", "-d", "body")
+        assert (code, version) == ("200", "1.1")  # with a body: served as HTTP/1.1
+        assert json.loads(body)["body_len"] == 4
+        code, version, _ = _curl(server, None, "/echo", "--http2-prior-knowledge")
+        assert (code, version) == ("200", "2")
+        code, version, _ = _curl(server, None, "/echo", "--http1.1")
+        assert (code, version) == ("200", "1.1")
+        wait_until(lambda: '"GET /echo?u=1 HTTP/2.0" 200' in server.out, 10, what="access log")
+    finally:
+        _stop(server)
+
+
 def test_a_preface_that_never_completes_gets_400(h2c):
     with socket.create_connection(("127.0.0.1", h2c.port), timeout=10) as s:
         s.sendall(PREFACE[:16])  # "PRI * HTTP/2.0\r\n" and no more: --header-timeout 1

@@ -324,11 +324,6 @@ class Arbiter:
                     ",".join(cfg.http_protocols),
                 )
                 return exits.EXIT_USAGE
-            if cfg.http2_cleartext == "upgrade" and not cfg.certfile:
-                self.log.warning(
-                    "http2_cleartext = upgrade: greenhorn does not honour Upgrade: h2c yet; "
-                    "such requests are served as HTTP/1.1 (prior-knowledge serves h2c)"
-                )
             if not getattr(self.worker_class, "speaks_http2", False):
                 self.log.warning(
                     "The %s worker serves HTTP/1.1 only: --http-protocols h2 needs "

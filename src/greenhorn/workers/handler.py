@@ -110,6 +110,8 @@ class Switch(Protocol):
 
     def take(self, conn: Connection, deadline: float | None) -> bool: ...
 
+    def upgrade(self, conn: Connection, req: Request) -> bool: ...
+
 
 class Handler:
     """Serves requests on connections for one worker. See the module docstring."""
@@ -371,6 +373,8 @@ class Handler:
         """Serve ``conn.request``; return True if the connection may carry another one."""
         req: Request = conn.request  # type: ignore[assignment]
         conn.request = None
+        if req.upgrade and self.http2 is not None and self.http2.upgrade(conn, req):
+            return False  # Upgrade: h2c, answered 101: the request is served as HTTP/2
         now = _monotonic()
         req.started_at = now
         board = self.board

@@ -31,10 +31,11 @@ ROWS: tuple[Setting, ...] = (
         "Speak HTTP/2 without TLS (h2c) to peers in forwarded_allow_ips (a trusted proxy "
         "that terminates TLS in front). `prior-knowledge` serves connections that open with "
         "the HTTP/2 connection preface (RFC 9113 §3.4), and then a trusted peer that sends "
-        "anything else gets 400; `both` serves the preface and HTTP/1.1 alike; `off` "
-        "neither. `upgrade` is accepted but an HTTP/1.1 `Upgrade: h2c` request is not "
-        "honoured yet: it is served as HTTP/1.1 (a warning at start says so). Other peers "
-        "are served HTTP/1.1. Needs h2 in http_protocols; ignored with TLS.",
+        "anything else, or a preface that never completes, gets 400; `upgrade` honours an "
+        "HTTP/1.1 `Upgrade: h2c` request without a body (101, then the request and the "
+        "connection are HTTP/2; one with a body is served as HTTP/1.1); `both` accepts "
+        "either; `off` neither. Other peers are served HTTP/1.1. Needs h2 in "
+        "http_protocols; ignored with TLS.",
         flags=("--http2-cleartext",), metavar="STRING",
     ),
     Setting(

@@ -33,6 +33,8 @@ any other ends the connection at once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,6 +223,23 @@ class Session:
     def initiate(self) -> None:
         """Queue the server's connection preface (its SETTINGS frame)."""
         self.h2.initiate_connection()
+
+    def upgrade(self, settings: bytes, req: Request) -> Stream:
+        """Begin as an HTTP/1.1 ``Upgrade: h2c`` does (RFC 7540 §3.2): queue the preface,
+        apply the client's ``HTTP2-Settings`` (base64url, ``ValueError`` when it is not
+        valid), and return stream 1: ``req``, its body complete, to be answered in HTTP/2."""
+        try:
+            payload = base64.urlsafe_b64decode(settings + b"=" * (-len(settings) % 4))
+            if len(payload) % 6:
+                raise ValueError("HTTP2-Settings is not a SETTINGS payload")
+            self.h2.initiate_upgrade_connection(base64.urlsafe_b64encode(payload))
+        except (binascii.Error, h2.exceptions.ProtocolError) as exc:
+            raise ValueError(f"invalid HTTP2-Settings: {exc}") from None
+        req.version = (2, 0)
+        stream = Stream(1, req, b"http", True)
+        self.streams[1] = stream
+        self.served += 1
+        return stream
 
     def output(self) -> bytes:
         """Bytes to send now (may be empty)."""

@@ -36,6 +36,7 @@ from greenhorn.wsgi.trust import ProxyTrust
 if TYPE_CHECKING:  # the h2 library is imported only once a connection speaks HTTP/2
     from greenhorn.config import Config
     from greenhorn.http.http2.session import H2Config, Stream
+    from greenhorn.http.parser import Request
     from greenhorn.observe.logger import Logger
     from greenhorn.workers.base import Worker
     from greenhorn.workers.connection import Connection
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # the h2 library is imported only once a connection speaks HT
 __all__ = ["MATCH", "MISMATCH", "PARTIAL", "Http2", "h2_config", "serve_stream_on", "wanted"]
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
 
 
 def wanted(cfg: Config) -> bool:
@@ -90,6 +92,7 @@ class Http2:
         self.stopping = False
         self.cleartext = cfg.http2_cleartext
         self.prior_knowledge = cfg.http2_cleartext in ("prior-knowledge", "both")
+        self.upgrades = cfg.http2_cleartext in ("upgrade", "both")
         self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), {})
         self._run = run
         self._dispatch = dispatch
@@ -148,11 +151,48 @@ class Http2:
             ),
         )
 
+    def upgrade(self, conn: Connection, req: Request) -> bool:
+        """An HTTP/1.1 request with ``Upgrade: h2c`` (``http2_cleartext`` upgrade or both,
+        a trusted peer, no request body): answer 101 and serve it, and the connection, as
+        HTTP/2; True when it did. Anything else is served as HTTP/1.1 (a server may ignore
+        an Upgrade)."""
+        if not self.upgrades or conn.scheme == "https" or req.chunked or req.content_length:
+            return False
+        upgrade = settings = None
+        for name, value in req.headers:
+            if name == "UPGRADE":
+                upgrade = value
+            elif name == "HTTP2-SETTINGS":
+                if settings is not None:
+                    return False
+                settings = value
+        if upgrade is None or settings is None or not self.trust.trusts(conn.peer):
+            return False
+        if "h2c" not in (token.strip().lower() for token in upgrade.split(",")):
+            return False
+        from greenhorn.workers.http2.connection import H2Connection
+
+        try:
+            h2conn = H2Connection(self, conn, b"", (settings.encode("latin-1"), req))
+        except ValueError as exc:
+            self.log.debug("Upgrade: h2c refused (%s): serving HTTP/1.1", exc)
+            return False
+        try:
+            conn.send(SWITCHING, time.monotonic() + self.stall)
+        except (OSError, Timeout):
+            conn.close()
+            return True
+        h2conn._initial = conn.parser.take_buffered()  # the preface may have come already
+        self._adopt(conn, h2conn)
+        return True
+
     def start(self, conn: Connection, initial: bytes) -> None:
         """Serve ``conn`` as HTTP/2 from here on (``initial``: bytes already read from it)."""
         from greenhorn.workers.http2.connection import H2Connection
 
-        h2conn = H2Connection(self, conn, initial)
+        self._adopt(conn, H2Connection(self, conn, initial))
+
+    def _adopt(self, conn: Connection, h2conn: H2Connection) -> None:
         conn.closed = True  # the socket is the HTTP/2 connection's from here on
         with self._lock:
             self.connections.add(h2conn)

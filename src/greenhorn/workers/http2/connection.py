@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from greenhorn.http.http2.response import Fields
     from greenhorn.http.http2.session import H2Config
+    from greenhorn.http.parser import Request
     from greenhorn.observe.logger import Logger
     from greenhorn.workers.connection import Connection
 
@@ -96,7 +97,13 @@ def _wait(fd: int, events: int, timeout: float | None) -> int:
 class H2Connection:
     """One HTTP/2 connection. ``serve()`` is its reader; streams use ``StreamIO``."""
 
-    def __init__(self, hub: Hub, conn: Connection, initial: bytes = b"") -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        conn: Connection,
+        initial: bytes = b"",
+        upgrade: tuple[bytes, Request] | None = None,
+    ) -> None:
         self.hub = hub
         self.conn = conn  # addresses for the environ; its socket is ours now
         self.sock: socket.socket = conn.sock
@@ -109,6 +116,8 @@ class H2Connection:
         self.idle_since = _monotonic()
         self.requests = 0
         self._initial = initial
+        # an HTTP/1.1 ``Upgrade: h2c`` request: stream 1 (ValueError: bad HTTP2-Settings)
+        self._upgraded = self.session.upgrade(*upgrade) if upgrade is not None else None
         self._wake = self.cond.notify_all
 
     # -- the reader -------------------------------------------------------------------------
@@ -128,10 +137,14 @@ class H2Connection:
         sock.setblocking(False)
         fd = sock.fileno()
         with self.lock:
-            session.initiate()
+            if self._upgraded is None:
+                session.initiate()  # (an upgrade queued it already)
             if self.hub.stopping:
                 session.goaway()
             opened = session.receive(self._initial, _monotonic()) if self._initial else []
+            if self._upgraded is not None:
+                opened.insert(0, self._upgraded)
+                self._upgraded = None
             self._initial = b""
             self._queue()
             self._send_some()
