@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from greenhorn.http.parser import Request
     from greenhorn.observe.logger import Logger
     from greenhorn.workers.connection import Connection
+    from greenhorn.wsgi.trust import ProxyTrust
 
 __all__ = ["H2Connection", "Hub", "StreamIO"]
 
@@ -119,6 +120,7 @@ class H2Connection:
         # an HTTP/1.1 ``Upgrade: h2c`` request: stream 1 (ValueError: bad HTTP2-Settings)
         self._upgraded = self.session.upgrade(*upgrade) if upgrade is not None else None
         self._wake = self.cond.notify_all
+        self._trusted: bool | None = None
 
     # -- the reader -------------------------------------------------------------------------
 
@@ -338,6 +340,14 @@ class H2Connection:
                 self._send_some()
 
     # -- for streams ------------------------------------------------------------------------
+
+    def trusted(self, trust: ProxyTrust) -> bool:
+        """Whether the peer is in ``forwarded_allow_ips`` (asked once per connection, not
+        per stream: parsing the address was 5% of a small request's cost)."""
+        known = self._trusted
+        if known is None:
+            known = self._trusted = trust.trusts(self.conn.peer)
+        return known
 
     def finish(self, stream: Stream) -> None:
         """The stream's handler is done (whatever happened)."""

@@ -74,9 +74,9 @@ def _serve(handler: Handler, conn: H2Connection, stream: Stream, slot: int) -> N
     try:
         client = conn.conn
         if req.forwarded is not None:
-            settle_forwarded(req, handler.trust.trusts(client.peer), handler.cfg.header_map)
+            settle_forwarded(req, conn.trusted(handler.trust), handler.cfg.header_map)
         environ = build_environ(handler.base, req, client, body, handler.trust)
-        if stream.scheme in ("http", "https") and handler.trust.trusts(client.peer):
+        if stream.scheme in ("http", "https") and conn.trusted(handler.trust):
             environ["wsgi.url_scheme"] = stream.scheme  # a trusted proxy's :scheme
         environ["wsgi.early_hints"] = resp.early_hints
         environ["gunicorn.http2.send_trailers"] = environ["greenhorn.http2.send_trailers"] = (
