@@ -21,7 +21,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from greenhorn.ipc.signals import is_alive
@@ -259,6 +259,34 @@ def format_stats(status: Mapping[str, Any]) -> str:
     return _table(rows, right=set())
 
 
+def format_config(data: Mapping[str, Any]) -> str:
+    """``config`` → one ``name = value`` line per setting, values as JSON."""
+    settings = data.get("settings", {})
+    if not settings:
+        return "(no settings)"
+    width = max(len(str(name)) for name in settings)
+    return "\n".join(
+        f"{name:<{width}} = {_printable(json.dumps(value))}" for name, value in settings.items()
+    )
+
+
+def format_listeners(data: Mapping[str, Any]) -> str:
+    """``listeners`` → one table row per listening socket."""
+    rows = [("ADDRESS", "TYPE", "FD", "FROM", "ACCEPT QUEUE")]
+    for item in data.get("listeners", ()):
+        queue = item.get("queue")
+        rows.append(
+            (
+                _printable(str(item.get("address", "?"))),
+                str(item.get("type", "?")),
+                str(item.get("fd", "?")),
+                str(item.get("origin", "?")),
+                "-" if queue is None else str(queue),
+            )
+        )
+    return _table(rows, right={2, 4})
+
+
 def format_done(command: str, data: object) -> str:
     """A one-line confirmation for add/remove/reload/reopen."""
     if isinstance(data, Mapping):
@@ -267,26 +295,78 @@ def format_done(command: str, data: object) -> str:
         target = data.get("workers_target", data.get("master", {}).get("workers_target"))
         if command in ("add", "remove") and target is not None:
             return f"{command}: ok, workers target is now {target}"
+        if command == "kill" and data.get("killed") is not None:
+            return f"worker kill: sent TERM to worker {data['killed']}"
+        if command == "shutdown" and data.get("mode") is not None:
+            return f"shutdown: ok, the master is stopping ({data['mode']})"
     return f"{command}: ok"
 
 
 # -- command line -------------------------------------------------------------------------------
 
-# ctl command → (control command, takes a count)
-COMMANDS: Mapping[str, tuple[str, bool]] = {
-    "workers": ("workers", False),
-    "stats": ("status", False),
-    "add": ("add", True),
-    "remove": ("remove", True),
-    "reload": ("reload", False),
-    "reopen": ("reopen", False),
+# what the user types (gunicornc's phrases too) → (control command, what its one argument is)
+PHRASES: Mapping[tuple[str, ...], tuple[str, str | None]] = {
+    ("workers",): ("workers", None),
+    ("show", "workers"): ("workers", None),
+    ("stats",): ("status", None),
+    ("show", "stats"): ("status", None),
+    ("add",): ("add", "count"),
+    ("worker", "add"): ("add", "count"),
+    ("remove",): ("remove", "count"),
+    ("worker", "remove"): ("remove", "count"),
+    ("reload",): ("reload", None),
+    ("reopen",): ("reopen", None),
+    ("show", "config"): ("config", None),
+    ("show", "listeners"): ("listeners", None),
+    ("worker", "kill"): ("kill", "pid"),
+    ("shutdown",): ("shutdown", "mode"),
+}
+SHUTDOWN_MODES = ("graceful", "quick")
+
+
+def parse_words(words: Sequence[str]) -> tuple[str, list[str]]:
+    """The words after the options → (control command, its arguments); ValueError with a
+    one-line message for words that are no command."""
+    words = [w.lower() for w in words[:2]] + list(words[2:]) if words else ["workers"]
+    for size in (2, 1):
+        phrase = tuple(words[:size])
+        if phrase not in PHRASES:
+            continue
+        command, takes = PHRASES[phrase]
+        rest = list(words[size:])
+        name = " ".join(phrase)
+        if len(rest) > (takes is not None):
+            raise ValueError(f"{name}: unexpected {' '.join(rest)!r}")
+        if takes is None:
+            return command, []
+        if takes == "count":
+            count = rest[0] if rest else "1"
+            if not (count.isdigit() and int(count)):
+                raise ValueError(f"N must be a positive integer, not {count!r}")
+            return command, [count]
+        if takes == "pid":
+            if not rest or not rest[0].isdigit():
+                raise ValueError(f"{name}: expected a worker PID")
+            return command, rest
+        mode = rest[0].lower() if rest else "graceful"
+        if mode not in SHUTDOWN_MODES:
+            raise ValueError(f"{name}: expected graceful or quick, not {rest[0]!r}")
+        return command, [mode]
+    raise ValueError(f"unknown command {' '.join(words)!r}")
+
+
+FORMATS: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
+    "workers": format_workers,
+    "status": format_stats,
+    "config": format_config,
+    "listeners": format_listeners,
 }
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Show and change the workers of a running greenhorn master.",
+        description="Show and change a running greenhorn master and its workers.",
         epilog="The master is found by --control-socket, else by --pid, else as the only "
         "live master with a socket in the default directory ($XDG_RUNTIME_DIR, else "
         "<tmp>/greenhorn-<uid>). Exit status: 0 done, 1 no master or command refused, "
@@ -301,11 +381,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"how long to wait for the master (default {CLIENT_TIMEOUT:g})",
     )  # fmt: skip
     parser.add_argument(
-        "command", nargs="?", default="workers", choices=list(COMMANDS),
-        help="workers (default): the worker table; stats: totals; add/remove [N]: change "
-        "the number of workers by N (default 1); reload: like HUP; reopen: like USR1",
+        "command", nargs="*", metavar="COMMAND",
+        help="workers (default; or show workers): the worker table; stats (show stats): "
+        "totals; add/remove [N] (worker add/remove [N]): change the number of workers by N "
+        "(default 1); reload: like HUP; reopen: like USR1; show config: the settings the "
+        "master runs with; show listeners: its listening sockets; worker kill PID: stop "
+        "that worker gracefully (TERM; the master replaces it); shutdown [graceful|quick]: "
+        "stop the server (like TERM, or INT)",
     )  # fmt: skip
-    parser.add_argument("count", nargs="?", metavar="N", help="for add and remove")
     return parser
 
 
@@ -325,27 +408,25 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``greenhorn ctl`` with ``argv`` (without ``ctl``); return the exit code."""
     parser = _parser()
     try:
-        ns = parser.parse_args(sys.argv[2:] if argv is None else argv)
-        command, takes_count = COMMANDS[ns.command]
-        if ns.count is not None and not takes_count:
-            parser.error(f"{ns.command} takes no argument")
-        if takes_count and ns.count is not None and not (ns.count.isdigit() and int(ns.count)):
-            parser.error(f"N must be a positive integer, not {ns.count!r}")
+        ns = parser.parse_intermixed_args(sys.argv[2:] if argv is None else argv)
+        try:
+            command, args = parse_words(ns.command)
+        except ValueError as exc:
+            parser.error(str(exc))
         if ns.timeout <= 0:
             parser.error("--timeout must be positive")
     except SystemExit as exc:  # -h, or a usage error already printed by argparse
         return exc.code if isinstance(exc.code, int) else 2
-    args = [ns.count or "1"] if takes_count else []
     try:
         data = request(locate(ns.control_socket, ns.pid), command, args, ns.timeout)
     except CtlError as exc:
         return _error(str(exc))
     if ns.json:
         _out(json.dumps(data, indent=2, sort_keys=True))
-    elif ns.command in ("workers", "stats"):
+    elif command in FORMATS:
         if not isinstance(data, Mapping):
-            return _error(f"unexpected reply from the master to {ns.command}")
-        _out(format_workers(data) if ns.command == "workers" else format_stats(data))
+            return _error(f"unexpected reply from the master to {command}")
+        _out(FORMATS[command](data))
     else:
-        _out(format_done(ns.command, data))
+        _out(format_done(command, data))
     return 0

@@ -141,3 +141,62 @@ def test_ctl_is_a_subcommand_only_as_the_first_argument(tmp_path: Path) -> None:
             timeout=60,
         )
         assert proc.returncode == 0, (args, proc.stderr)
+
+
+def test_what_gunicornc_has(greenhorn: Any, tmp_path: Path, runtime_dir: str) -> None:
+    """show config, show listeners, worker kill PID, shutdown: gunicornc's commands (its
+    two-word spellings), against one real master."""
+    sock = os.path.join(runtime_dir, "app.ctl")
+    unix = os.path.join(runtime_dir, "app.sock")
+    server = greenhorn(
+        "hello:app", "-w", "2", "--threads", "2", "--control-socket", sock,
+        "-b", "127.0.0.1:0", "-b", f"unix:{unix}", "-e", "SECRET=hunter2", "--max-requests", "500",
+    )  # fmt: skip
+    pids = sorted(server.wait_workers(2))
+
+    proc = ctl(runtime_dir, "-s", sock, "show", "config", "--json")
+    assert proc.returncode == 0, proc.stderr
+    settings = json.loads(proc.stdout)["settings"]
+    assert settings["workers"] == 2 and settings["max_requests"] == 500
+    assert settings["worker_class"] == "gthread"  # as it runs: --threads 2 without -k
+    assert settings["raw_env"] == ["SECRET=..."]  # names only: values may be secrets
+    assert settings["post_request"] == "<default>"
+    text = ctl(runtime_dir, "-s", sock, "show", "config").stdout
+    assert any(line.split() == ["max_requests", "=", "500"] for line in text.splitlines())
+    assert "hunter2" not in text
+
+    proc = ctl(runtime_dir, "-s", sock, "--json", "show", "listeners")
+    listeners = json.loads(proc.stdout)["listeners"]
+    assert sorted((item["type"], item["origin"]) for item in listeners) == [
+        ("tcp", "bind"), ("unix", "bind")
+    ], listeners  # fmt: skip
+    assert f"unix:{unix}" in [item["address"] for item in listeners]
+    assert all(isinstance(item["fd"], int) and item["fd"] >= 0 for item in listeners)
+    table = ctl(runtime_dir, "-s", sock, "show", "listeners").stdout.splitlines()
+    assert table[0].split()[:3] == ["ADDRESS", "TYPE", "FD"] and len(table) == 1 + len(listeners)
+
+    proc = ctl(runtime_dir, "-s", sock, "worker", "kill", str(pids[0]))
+    assert (proc.returncode, proc.stdout) == (0, f"worker kill: sent TERM to worker {pids[0]}\n")
+    server.wait_for_log(rf"Stopping worker \(pid:{pids[0]}\) at greenhorn ctl's request")
+    replaced = wait_until(
+        lambda: (lambda now: now if len(now) == 2 and pids[0] not in now else None)(
+            server.worker_pids()
+        ),
+        15,
+        what="the killed worker replaced",
+    )
+    assert pids[1] in replaced
+    assert_one_line_error(
+        ctl(runtime_dir, "-s", sock, "worker", "kill", str(server.pid)), "not a worker"
+    )
+    assert ctl(runtime_dir, "-s", sock, "worker", "kill").returncode == 2  # no PID: usage
+
+    proc = ctl(runtime_dir, "-s", sock, "shutdown")
+    assert (proc.returncode, proc.stdout) == (
+        0,
+        "shutdown: ok, the master is stopping (graceful)\n",
+    )
+    server.proc.wait(30)
+    assert server.proc.returncode == 0
+    server.wait_for_log(r"Handling signal: term")
+    assert not os.path.exists(sock) and not os.path.exists(unix)

@@ -439,6 +439,19 @@ def test_stats(master: FakeMaster, capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["accept queue"] == "http://127.0.0.1:8000 0, unix:/x ?"
 
 
+def test_gunicornc_phrases() -> None:
+    assert ctl.parse_words([]) == ("workers", [])
+    assert ctl.parse_words(["show", "workers"]) == ("workers", [])
+    assert ctl.parse_words(["Show", "Stats"]) == ("status", [])
+    assert ctl.parse_words(["worker", "add"]) == ("add", ["1"])
+    assert ctl.parse_words(["worker", "remove", "3"]) == ("remove", ["3"])
+    assert ctl.parse_words(["show", "config"]) == ("config", [])
+    assert ctl.parse_words(["show", "listeners"]) == ("listeners", [])
+    assert ctl.parse_words(["worker", "kill", "123"]) == ("kill", ["123"])
+    assert ctl.parse_words(["shutdown"]) == ("shutdown", ["graceful"])
+    assert ctl.parse_words(["shutdown", "quick"]) == ("shutdown", ["quick"])
+
+
 def test_add_remove_reload_reopen(master: FakeMaster, capsys: pytest.CaptureFixture[str]) -> None:
     path = master.server.path
     assert run(capsys, "-s", path, "add", "2")[:2] == (0, "add: ok, workers target is now 4\n")
@@ -530,6 +543,8 @@ def test_several_masters_must_be_chosen(isolated: Path, capsys: pytest.CaptureFi
 @pytest.mark.parametrize("argv", [
     ["add", "0"], ["add", "x"], ["remove", "-1"], ["reload", "3"], ["workers", "1"],
     ["frobnicate"], ["--pid", "a", "--control-socket", "b"], ["--timeout", "0"],
+    ["show"], ["show", "nothing"], ["show", "config", "x"], ["worker", "kill"],
+    ["worker", "kill", "x"], ["worker", "kill", "1", "2"], ["shutdown", "now"],
 ])  # fmt: skip
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, *argv)

@@ -40,6 +40,7 @@ __all__ = [
     "load",
     "load_resolved",
     "render",
+    "shown_settings",
     "warn_stderr",
 ]
 
@@ -432,6 +433,32 @@ def _show_value(setting: Setting, value: object) -> str:
     if setting.convert is to_octal:
         return f"0o{value:03o}"
     return repr(value)
+
+
+def _jsonable(value: object) -> bool:
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_jsonable(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _jsonable(v) for k, v in value.items())
+    return False
+
+
+def shown_settings(config: Config) -> dict[str, object]:
+    """Every setting's value as ``greenhorn ctl show config`` prints it: JSON values as
+    they are, hooks as ``<default>`` or ``<module.function>``, modes in octal, anything
+    else as its repr. ``raw_env`` shows the names only: its values may be secrets, and the
+    control socket is no place to read them."""
+    shown: dict[str, object] = {}
+    for setting in SETTINGS:
+        value = getattr(config, setting.name)
+        if setting.name == "raw_env":
+            value = [f"{str(item).partition('=')[0]}=..." for item in value]
+        elif setting.is_hook or setting.convert is to_octal or not _jsonable(value):
+            value = _show_value(setting, value)
+        shown[setting.name] = value
+    return shown
 
 
 def render(resolved: Resolved, effective: Mapping[str, tuple[str, str]] | None = None) -> str:

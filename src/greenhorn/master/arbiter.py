@@ -36,13 +36,14 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from greenhorn import __version__
-from greenhorn.config import hooks
+from greenhorn.config import hooks, shown_settings
 from greenhorn.ipc import exits, titles
 from greenhorn.ipc.scoreboard import EXIT_REASON
 from greenhorn.ipc.signals import MASTER_SIGNALS, WORKER_SIGNALS, SignalPipe
@@ -494,6 +495,45 @@ class Arbiter:
     def control(self, command: str, args: list[str]) -> dict[str, Any]:
         """A command from ``greenhorn ctl`` (ValueError for a bad one)."""
         return run_command(self, command, args)
+
+    def show_config(self) -> dict[str, Any]:
+        """``greenhorn ctl show config``: every setting as this master runs it (the worker
+        class as it runs: ``threads`` > 1 makes sync gthread)."""
+        settings = shown_settings(self.cfg)
+        settings["worker_class"] = self.worker_class_name
+        return settings
+
+    def show_listeners(self) -> list[dict[str, Any]]:
+        """``greenhorn ctl show listeners``: each listening socket, as gunicornc shows it
+        (address, type, fd), with where it came from and its accept queue."""
+        queues = self.listeners.queues()
+        kinds = {socket.AF_UNIX: "unix", socket.AF_INET: "tcp", socket.AF_INET6: "tcp6"}
+        return [
+            {
+                "address": listener.name,
+                "type": kinds.get(listener.family, "unknown"),
+                "fd": listener.fileno(),
+                "origin": listener.origin,
+                "queue": queues.get(listener.name),
+            }
+            for listener in self.listeners
+        ]
+
+    def kill_worker(self, pid: int) -> None:
+        """``greenhorn ctl worker kill PID``: stop that worker gracefully (TERM), as
+        gunicornc does; the master replaces it as it replaces any worker that exits."""
+        if self.table.get(pid) is None:
+            raise ValueError(f"worker kill: {pid} is not a worker of this master")
+        self.log.info("Stopping worker (pid:%s) at greenhorn ctl's request", pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            raise ValueError(f"worker kill: worker {pid} has already exited") from None
+
+    def shutdown(self, graceful: bool) -> None:
+        """``greenhorn ctl shutdown [graceful|quick]``: queue TERM (or INT) to ourselves, so
+        the stop runs in the loop exactly as for the signal, after this reply is sent."""
+        os.kill(self.pid, signal.SIGTERM if graceful else signal.SIGINT)
 
     def add_workers(self, delta: int) -> int:
         """``greenhorn ctl add/remove``: change the target now; the new target."""

@@ -136,11 +136,21 @@ class Controlled(Protocol):
 
     def reopen_logs(self) -> None: ...
 
+    def show_config(self) -> dict[str, Any]: ...
+
+    def show_listeners(self) -> list[dict[str, Any]]: ...
+
+    def kill_worker(self, pid: int) -> None: ...
+
+    def shutdown(self, graceful: bool) -> None: ...
+
 
 def run_command(master: Controlled, command: str, args: list[str]) -> dict[str, Any]:
     """One ``greenhorn ctl`` command (ValueError for a bad one): ``workers``/``status``/
     ``stats`` (the status), ``add``/``remove`` N (like TTIN/TTOU N times), ``reload``
-    (like HUP), ``reopen`` (like USR1)."""
+    (like HUP), ``reopen`` (like USR1), and what gunicornc has besides: ``config`` (every
+    setting), ``listeners``, ``kill`` PID (TERM to that worker; it is replaced),
+    ``shutdown`` ``graceful``|``quick`` (like TERM or INT)."""
     if command in ("workers", "status", "stats"):
         return master.status()
     if command in ("add", "remove"):
@@ -157,6 +167,21 @@ def run_command(master: Controlled, command: str, args: list[str]) -> dict[str, 
     if command == "reopen":
         master.reopen_logs()
         return {}
+    if command == "config":
+        return {"settings": master.show_config()}
+    if command == "listeners":
+        return {"listeners": master.show_listeners()}
+    if command == "kill":
+        if len(args) != 1 or not args[0].isdigit():
+            raise ValueError("kill: expected a worker PID")
+        master.kill_worker(int(args[0]))
+        return {"killed": int(args[0])}
+    if command == "shutdown":
+        mode = args[0] if args else "graceful"
+        if mode not in ("graceful", "quick"):
+            raise ValueError(f"shutdown: expected graceful or quick, not {mode!r}")
+        master.shutdown(graceful=mode == "graceful")
+        return {"mode": mode}
     raise ValueError(f"unknown command {command!r}")
 
 
