@@ -9,8 +9,10 @@ we wait for the "Listening at:" line (http or https) and a successful TLS reques
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
+import sys
 import threading
 import time
 from pathlib import Path
@@ -213,3 +215,94 @@ def test_ssl_context_hook_in_the_config_file(greenhorn, certs, tmp_path):
         tls_get(s.port, old)  # the hook's minimum version is enforced
     r = requests.get(f"https://127.0.0.1:{s.port}/", verify=str(certs.server_cert), timeout=10)
     assert r.status_code == 200
+
+
+def served_certificate(port: int) -> tuple[bytes, bytes]:
+    """(the DER certificate a new TLS connection gets, the response to a GET over it)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with ctx.wrap_socket(raw) as s:
+        der = s.getpeercert(binary_form=True)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        return der or b"", read_all(s)
+
+
+def der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def put(path: Path, data: bytes) -> None:
+    """Replace ``path`` at once, as certbot and cert-manager renew (write, then rename)."""
+    tmp = path.with_suffix(".new")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize("worker_class, app", [("sync", "hello:app"), ("asgi", "asgiapps:hello")])
+def test_renewed_certificate_files_serve_new_connections_without_a_hup(
+    greenhorn, certs, tmp_path, worker_class, app
+):
+    """Certificate and key files renewed in place are what the next connection gets, with
+    no HUP (gunicorn rereads them for every connection); a renewal that does not load (a
+    key that does not match) is logged once and the previous certificate kept."""
+    (tmp_path / "renewed").mkdir()
+    renewed = sys.modules["greenhorn_tls_certs"].make_certs(tmp_path / "renewed")  # ``certs``'
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    cert.write_bytes(certs.server_cert.read_bytes())
+    key.write_bytes(certs.server_key.read_bytes())
+    s = greenhorn(
+        "--certfile", str(cert), "--keyfile", str(key), "-k", worker_class, "-w", "1", app,
+        wait=False,
+    )  # fmt: skip
+    s.port = int(s.wait_for_log(r"Listening at: https://[^\s:]+:(\d+)", 20)[0])
+    first = wait_until(lambda: _try(served_certificate, s.port), 20, what="a TLS answer")
+    assert first[0] == der(certs.server_cert) and first[1].startswith(b"HTTP/1.")
+    pid = s.wait_workers(1)[0]
+
+    put(key, renewed.server_key.read_bytes())  # the key first: a pair that does not match
+    assert served_certificate(s.port)[0] == der(certs.server_cert)  # the old pair still serves
+    s.wait_for_log(r"TLS certificate files changed but do not load .*previous certificate")
+    assert served_certificate(s.port)[0] == der(certs.server_cert)
+    put(cert, renewed.server_cert.read_bytes())
+    now = served_certificate(s.port)
+    assert now[0] == der(renewed.server_cert) and now[1].startswith(b"HTTP/1.1 200")
+    s.wait_for_log(r"TLS certificate files changed: new connections use them")
+    assert s.log.count("do not load") == 1  # logged once, not per connection
+    assert s.worker_pids() == [pid] and "Handling signal: hup" not in s.log
+    assert s.stop() == 0
+
+
+def _try(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except OSError:
+        return None
+
+
+def test_an_ssl_context_hook_is_asked_for_every_connection(greenhorn, certs, tmp_path):
+    """A custom ssl_context hook may read files greenhorn does not know of: it is called
+    for each new connection, as gunicorn calls it, so what it returns serves at once."""
+    (tmp_path / "renewed").mkdir()
+    renewed = sys.modules["greenhorn_tls_certs"].make_certs(tmp_path / "renewed")
+    which = tmp_path / "which"
+    which.write_text(f"{certs.server_cert}\n{certs.server_key}\n")
+    conf = tmp_path / "tls.conf.py"
+    conf.write_text(
+        "def ssl_context(config, default_ssl_context_factory):\n"
+        "    ctx = default_ssl_context_factory()\n"
+        f"    cert, key = open({str(which)!r}).read().split()\n"
+        "    ctx.load_cert_chain(cert, key)\n"
+        "    return ctx\n"
+    )
+    s = greenhorn(
+        "-c", str(conf), "--certfile", str(certs.server_cert), "--keyfile",
+        str(certs.server_key), "-w", "1", "hello:app", wait=False,
+    )  # fmt: skip
+    s.port = int(s.wait_for_log(r"Listening at: https://[^\s:]+:(\d+)", 20)[0])
+    first = wait_until(lambda: _try(served_certificate, s.port), 20, what="a TLS answer")
+    assert first[0] == der(certs.server_cert)
+    which.write_text(f"{renewed.server_cert}\n{renewed.server_key}\n")
+    assert served_certificate(s.port)[0] == der(renewed.server_cert)
+    assert s.stop() == 0

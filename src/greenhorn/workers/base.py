@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from greenhorn.observe.logger import Logger
     from greenhorn.workers.connection import SockAddr
     from greenhorn.workers.reload_watcher import Watched
+    from greenhorn.workers.tls import Contexts
     from greenhorn.wsgi.app import AppSource, WSGIApp
 
 __all__ = ["Listening", "Worker", "limits_from"]
@@ -173,6 +174,7 @@ class Worker:
         self._closing = threading.Lock()
         self._listeners_open = True
         self.ssl_context: ssl.SSLContext | None = None  # built in the child with certfile
+        self.tls_contexts: Contexts | None = None  # ... and renewed (``tls.Contexts``)
         self._families: dict[int, int] = {}  # listening fd -> address family (int)
         self.sigmask: set[int | signal.Signals] | None = (
             None  # the mask to restore once handlers are in
@@ -237,7 +239,9 @@ class Worker:
         if cfg.certfile:
             from greenhorn.workers import tls
 
-            self.ssl_context = tls.server_context(cfg, self.alpn_protocols())
+            alpn = self.alpn_protocols()
+            self.tls_contexts = tls.Contexts(cfg, self.log, lambda: tls.server_context(cfg, alpn))
+            self.ssl_context = self.tls_contexts.context
         if cfg.reload:
             from greenhorn.workers import reload_watcher as reload
 
@@ -436,12 +440,14 @@ class Worker:
         if server is None:
             server = self.server_name(listener)
         parser = UwsgiParser(self.limits) if self.uwsgi else None
-        if self.ssl_context is None:
+        contexts = self.tls_contexts
+        if contexts is None:
             return cls(client, addr, server, self.limits, accepted_at, "http", parser)
         from greenhorn.workers import tls
 
         deadline = accepted_at + (float(self.cfg.header_timeout) or 30.0)
-        tls_sock = tls.handshake(self.ssl_context, client, deadline, self.cfg, self.log)
+        self.ssl_context = ctx = contexts.current()  # renewed certificate files
+        tls_sock = tls.handshake(ctx, client, deadline, self.cfg, self.log)
         if tls_sock is None:
             return None
         conn = TimeoutConnection(tls_sock, addr, server, self.limits, accepted_at, "https", parser)

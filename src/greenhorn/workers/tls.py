@@ -36,6 +36,18 @@ clear text *before* the TLS handshake (HAProxy ``send-proxy`` with ``ssl``). So 
 connection closed, as for plain HTTP) and the returned socket carries it: read it with
 ``proxy_header(sock)``. Applying its addresses to the connection is the caller's job.
 
+Renewed certificates (``Contexts``): gunicorn's sync and gthread workers call the
+``ssl_context`` hook for every connection, so certificate files renewed in place (certbot,
+cert-manager) serve the next connection without a HUP, at the price of reading and parsing
+the key and certificate for every connection. Each worker here keeps its context and, per
+new TLS connection, compares the ``stat()`` of ``certfile``, ``keyfile`` and ``ca_certs``
+(inode, size, mtime) with what the context was built from; only a change builds a new one
+(an incomplete renewal that does not load is logged once and the previous context kept).
+A custom ``ssl_context`` hook is called for every connection, as gunicorn calls it, since
+it may read files greenhorn does not know of; a hook that builds an expensive context
+should keep it and rebuild only when its own files change. docs/deploy/index.md has the
+measured costs.
+
 ``do_handshake_on_connect`` is accepted for compatibility but changes nothing visible: the
 handshake always completes here, before the first request is read, whatever it says.
 """
@@ -44,10 +56,11 @@ from __future__ import annotations
 
 import _ssl
 import logging
+import os
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from greenhorn.config import hooks
@@ -61,6 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PLAIN_HTTP_BODY",
+    "Contexts",
     "TLSConfigError",
     "handshake",
     "looks_like_http",
@@ -134,6 +148,60 @@ def server_context(cfg: Config, alpn: Sequence[str] = ()) -> ssl.SSLContext:
             f"ssl_context hook returned {type(context).__name__}, not an ssl.SSLContext"
         )
     return context  # type: ignore[return-value]  # an _SSLContext without ssl's own subclass
+
+
+FileStamp = tuple[int, int, int, int] | None  # (device, inode, size, mtime_ns); None: missing
+
+
+class Contexts:
+    """A worker's server context for each new TLS connection, rebuilt when the certificate
+    files change (or on every connection with a custom ``ssl_context`` hook): see the
+    module docstring. ``build`` makes a context from the settings (``server_context``)."""
+
+    def __init__(self, cfg: Config, log: Logger, build: Callable[[], ssl.SSLContext]) -> None:
+        self.log = log
+        self.build = build
+        self.per_connection = not hooks.is_default(cfg, "ssl_context")
+        self.files = tuple(str(f) for f in (cfg.certfile, cfg.keyfile, cfg.ca_certs) if f)
+        self.stamps = self._stamps()
+        self.context = build()
+        self.refused: tuple[FileStamp, ...] | None = None  # stamps of files that did not load
+
+    def _stamps(self) -> tuple[FileStamp, ...]:
+        stamps: list[FileStamp] = []
+        for path in self.files:
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamps.append(None)
+            else:
+                stamps.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(stamps)
+
+    def current(self) -> ssl.SSLContext:
+        """The context for a connection accepted now."""
+        if self.per_connection:
+            try:
+                self.context = self.build()
+            except TLSConfigError as exc:
+                self.log.error("TLS: %s; new connections keep the previous context", exc)
+            return self.context
+        stamps = self._stamps()
+        if stamps == self.stamps or stamps == self.refused:
+            return self.context
+        try:
+            context = self.build()
+        except TLSConfigError as exc:  # a renewal half written, a key that does not match
+            self.refused = stamps
+            self.log.error(
+                "TLS certificate files changed but do not load (%s); new connections keep "
+                "the previous certificate",
+                exc,
+            )
+            return self.context
+        self.context, self.stamps, self.refused = context, stamps, None
+        self.log.info("TLS certificate files changed: new connections use them")
+        return context
 
 
 def _default_context(cfg: Config) -> ssl.SSLContext:

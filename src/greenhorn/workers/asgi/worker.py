@@ -159,7 +159,8 @@ class AsgiWorker(Worker):
         self.loop.create_task(self._connect(client, header))
 
     async def _connect(self, client: socket.socket, header: ProxyHeader | None) -> None:
-        ctx = self.ssl_context
+        contexts = self.tls_contexts
+        ctx = None if contexts is None else contexts.current()  # renewed certificate files
         try:
             await self.loop.connect_accepted_socket(
                 lambda: HttpConnection(self.shared, header),
