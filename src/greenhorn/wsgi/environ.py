@@ -218,9 +218,11 @@ def build_environ(
         env["SERVER_PORT"] = conn.server_port
     if conn.proxy is not None:
         env["PROXY_PROTOCOL"], env["PROXY_ADDR"], env["PROXY_PORT"] = conn.proxy
-    if forwarded is not None:  # from a trusted proxy: SCRIPT_NAME, PATH_INFO as it says;
-        for name, value in forwarded:  # REMOTE_USER and the others as their HTTP_ keys
-            env[name if name in SET_BY_PROXY else _environ_key(name)] = value
+    if forwarded is not None:  # from a trusted proxy: each as its HTTP_ key (gunicorn's
+        for name, value in forwarded:  # mapping), and SCRIPT_NAME, PATH_INFO as it says
+            env[_environ_key(name)] = value
+            if name in SET_BY_PROXY:
+                env[name] = value
     if trust is not None and not env.keys().isdisjoint(trust.keys):
         _apply_scheme_headers(env, req, conn, trust)
     return env

@@ -211,12 +211,12 @@ ROWS: tuple[Setting, ...] = (
     Setting(
         "forwarder_headers", SECTION, c.upper_comma_list, ["SCRIPT_NAME", "PATH_INFO"],
         "Comma-separated header names (with underscores) that a trusted proxy "
-        "(forwarded_allow_ips) may send. SCRIPT_NAME and PATH_INFO set the WSGI environ "
-        "variable of the same name (a SCRIPT_NAME also takes its prefix off PATH_INFO); any "
-        "other, such as REMOTE_USER, reaches the application as its HTTP_ key only "
-        "(HTTP_REMOTE_USER), as in gunicorn 27, never as REMOTE_USER itself: a header a proxy "
-        "forgot to strip must not log anyone in. From any other peer these headers get "
-        "header_map's treatment.",
+        "(forwarded_allow_ips) may send. Each reaches the application as its HTTP_ key "
+        "(HTTP_SCRIPT_NAME, HTTP_REMOTE_USER), as in gunicorn 27; SCRIPT_NAME and PATH_INFO "
+        "also set the WSGI environ variable of the same name (a SCRIPT_NAME also takes its "
+        "prefix off PATH_INFO). REMOTE_USER never becomes REMOTE_USER itself: a header a "
+        "proxy forgot to strip must not log anyone in. From any other peer these headers "
+        "get header_map's treatment.",
         flags=("--forwarder-headers",), metavar="STRING",
     ),
     Setting(
