@@ -16,6 +16,11 @@ rarely all busy; 20 = requests that hold a thread).
     python benchmarks/fairness.py
     python benchmarks/fairness.py --connections 64 --duration 5 --work-ms 0,20
     python benchmarks/fairness.py --gunicorn /path/to/gunicorn   # default: /work/gvenv/bin/gunicorn
+    python benchmarks/fairness.py --reuse-port -k sync --connections 8 --requests-per-connection 1
+
+``--reuse-port`` runs both servers with it (each worker its own SO_REUSEPORT socket; both
+bind a free port chosen here, since gunicorn's workers cannot share port 0), and ``-k``
+picks the worker type (default gthread).
 
 Standard library only. Every server is started in its own session on 127.0.0.1 port 0 and
 stopped by its PID (SIGTERM, then SIGKILL to its process group after a timeout).
@@ -67,6 +72,12 @@ MARKS = {marks!r}
 def post_worker_init(worker):
     open(os.path.join(MARKS, str(os.getpid())), "w").close()
 """
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -154,7 +165,9 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, server:
 
 
 @contextlib.contextmanager
-def running(name: str, argv: list[str], workdir: Path, workers: int) -> Iterator[Server]:
+def running(
+    name: str, argv: list[str], workdir: Path, workers: int, port: int = 0
+) -> Iterator[Server]:
     """Start a server, wait until all its workers have booted, stop it by PID afterwards."""
     marks = workdir / f"marks-{name}"
     marks.mkdir()
@@ -174,11 +187,14 @@ def running(name: str, argv: list[str], workdir: Path, workers: int) -> Iterator
         )
     server = Server(name, proc, log)
     try:
-        rx = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
-        found = wait_for(
-            lambda: rx.findall(log.read_text(errors="replace")), START_TIMEOUT, "listen", server
-        )
-        server.port = int(found[0])  # type: ignore[index]
+        if port:  # gunicorn --reuse-port logs no address: its master holds no socket
+            server.port = port
+        else:
+            rx = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+            found = wait_for(
+                lambda: rx.findall(log.read_text(errors="replace")), START_TIMEOUT, "listen", server
+            )
+            server.port = int(found[0])  # type: ignore[index]
 
         def booted() -> bool:
             pids = set(server.workers())
@@ -256,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         "--gunicorn", default=None, help=f"gunicorn executable ({DEFAULT_GUNICORN})"
     )
     parser.add_argument("--no-gunicorn", action="store_true", help="measure greenhorn only")
+    parser.add_argument("--reuse-port", action="store_true", help="run both with --reuse-port")
+    parser.add_argument("-k", "--worker-class", default="gthread", help="default: gthread")
     args = parser.parse_args(argv)
 
     gunicorn = None
@@ -264,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         gunicorn = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
         if gunicorn is None and args.gunicorn:
             parser.error(f"--gunicorn {args.gunicorn}: not an executable")
-    flags = ["-k", "gthread", "-w", str(args.workers), "--threads", str(args.threads)]
-    flags += ["-b", "127.0.0.1:0", "--keep-alive", "5"]
+    flags = ["-k", args.worker_class, "-w", str(args.workers), "--threads", str(args.threads)]
+    flags += ["--keep-alive", "5"] + (["--reuse-port"] if args.reuse_port else [])
     with tempfile.TemporaryDirectory(prefix="fairness-") as tmp:
         workdir = Path(tmp)
         (workdir / "pidapp.py").write_text(APP)
@@ -282,11 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{args.connections} keep-alive clients x {args.duration:g}s, "
             f"{args.requests_per_connection} requests per connection, "
-            f"-k gthread -w {args.workers} --threads {args.threads}\n"
+            f"-k {args.worker_class} -w {args.workers} --threads {args.threads}"
+            f"{' --reuse-port' if args.reuse_port else ''}\n"
         )
         for work_ms in (int(w) for w in args.work_ms.split(",") if w.strip()):
             for name, argv_ in servers:
-                with running(f"{name}-{work_ms}", argv_, workdir, args.workers) as server:
+                port = free_port() if args.reuse_port else 0
+                argv_ = [*argv_, "-b", f"127.0.0.1:{port}"]
+                with running(f"{name}-{work_ms}", argv_, workdir, args.workers, port) as server:
                     workers = server.workers()
                     t0 = time.monotonic()
                     tally = measure(server, args, work_ms)

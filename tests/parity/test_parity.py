@@ -278,3 +278,17 @@ def test_environ(pair, scenario):
     assert not diffs, "\n".join(
         f"{k}: gunicorn {v[0]!r}, greenhorn {v[1]!r}" for k, v in diffs.items()
     )
+
+
+# -- exit codes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT], ids=lambda s: s.name
+)
+def test_exit_code_on_a_stop_signal(pair, sig):
+    servers = pair("-w", "2", "parity_app:app")
+    for server in servers.values():
+        server.wait_workers(2)
+    codes = both(servers, lambda s: s.stop(sig))
+    assert codes["greenhorn"] == codes["gunicorn"] == 0, codes

@@ -225,6 +225,13 @@ class Worker:
         cfg = self.cfg
         titles.set_title(titles.worker_title(cfg.proc_name or cfg.default_proc_name))
         random.seed()
+        if cfg.reuse_port:  # a socket of its own next to each shared one, bound as the master
+            from greenhorn.workers.reuse_port import own_listeners
+
+            self.listeners = [
+                *self.listeners,
+                *own_listeners(self.listeners, cfg.backlog, self.log),
+            ]
         drop_privileges(cfg.user, cfg.group, cfg.initgroups)
         self.init_signals()
         self.tmp.beat()

@@ -33,7 +33,9 @@ ROWS: tuple[Setting, ...] = (
     ),
     Setting(
         "reuse_port", SECTION, c.to_bool, False,
-        "Set SO_REUSEPORT on the listening sockets.",
+        "Give each worker a listening socket of its own on each TCP address, with "
+        "SO_REUSEPORT, as gunicorn does, so that the kernel spreads new connections over "
+        "the workers. The master's socket stays shared as well (docs/deploy/index.md).",
         flags=("--reuse-port",), action="store_true",
     ),
     Setting(
