@@ -12,6 +12,9 @@ socket methods called per request, and the top functions by own time under cProf
 request, inflated by the profiler itself: compare them with each other, not with wrk).
 
     python benchmarks/profile_sync.py [-n 20000] [--app hello|big|echo|stream] [--top 25]
+
+``--protocol uwsgi`` serves the packet nginx's ``uwsgi_pass`` sends for the same request
+(``include uwsgi_params``) to a ``--protocol uwsgi`` handler instead.
 """
 
 from __future__ import annotations
@@ -37,6 +40,26 @@ REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\n"
     b"Accept: */*\r\nConnection: close\r\n\r\n"
 )
+
+
+def _uwsgi_packet(pairs: list[tuple[str, str]]) -> bytes:
+    block = b"".join(
+        len(k).to_bytes(2, "little") + k.encode() + len(v).to_bytes(2, "little") + v.encode()
+        for k, v in pairs
+    )
+    return b"\x00" + len(block).to_bytes(2, "little") + b"\x00" + block
+
+
+# what nginx 1.22 sends with uwsgi_pass and its uwsgi_params for wrk's GET /
+UWSGI_REQUEST = _uwsgi_packet(
+    [
+        ("QUERY_STRING", ""), ("REQUEST_METHOD", "GET"), ("CONTENT_TYPE", ""),
+        ("CONTENT_LENGTH", ""), ("REQUEST_URI", "/"), ("PATH_INFO", "/"),
+        ("DOCUMENT_ROOT", "/etc/nginx/html"), ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("REQUEST_SCHEME", "http"), ("REMOTE_ADDR", "127.0.0.1"), ("REMOTE_PORT", "40000"),
+        ("SERVER_PORT", "8080"), ("SERVER_NAME", ""), ("HTTP_HOST", "127.0.0.1:8080"),
+    ]
+)  # fmt: skip
 SOCKET_METHODS = frozenset(
     ("recv", "recv_into", "send", "sendall", "sendmsg", "close", "shutdown", "setsockopt",
      "getsockopt", "getsockname", "getpeername", "settimeout", "setblocking")
@@ -66,16 +89,21 @@ class CountingSocket:
         return attr
 
 
-def make_server(app_name: str) -> tuple[Callable[[socket.socket], None], Callable[[], None]]:
+def make_server(
+    app_name: str, protocol: str = "http"
+) -> tuple[Callable[[socket.socket], None], Callable[[], None]]:
     """(serve one connection like SyncWorker.serve, cleanup)."""
+    import dataclasses
+
     from greenhorn import observe
     from greenhorn.config import Config
+    from greenhorn.http.uwsgi import UwsgiParser
     from greenhorn.ipc.scoreboard import WorkerTmp, choose_tmp_dir
     from greenhorn.workers.base import limits_from
     from greenhorn.workers.connection import Connection
     from greenhorn.workers.handler import Handler
 
-    cfg = Config()
+    cfg = dataclasses.replace(Config(), protocol=protocol)
     log = observe.create(cfg)
     tmp = WorkerTmp(choose_tmp_dir(None))
 
@@ -98,7 +126,8 @@ def make_server(app_name: str) -> tuple[Callable[[socket.socket], None], Callabl
 
     def serve(sock: Any) -> None:
         server = ("127.0.0.1", "8000")
-        conn = Connection(sock, ("127.0.0.1", 40000), server, limits, monotonic())
+        parser = UwsgiParser(limits) if protocol == "uwsgi" else None
+        conn = Connection(sock, ("127.0.0.1", 40000), server, limits, monotonic(), "http", parser)
         try:
             handler.serve(conn)
         finally:
@@ -154,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=20000, help="requests (default 20000)")
     ap.add_argument("--app", default="hello", choices=("hello", "big", "echo", "stream"))
     ap.add_argument("--top", type=int, default=25, help="functions to list")
+    ap.add_argument("--protocol", default="http", choices=("http", "uwsgi"))
     args = ap.parse_args(argv)
-    serve, cleanup = make_server(args.app)
+    global REQUEST
+    if args.protocol == "uwsgi":
+        REQUEST = UWSGI_REQUEST
+    serve, cleanup = make_server(args.app, args.protocol)
     try:
         for _ in range(500):  # warm up
             one_request(serve)

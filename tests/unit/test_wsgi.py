@@ -248,6 +248,19 @@ def scheme_of(*headers: str, allow: list[str], addr: str = "10.1.2.3", scheme="h
     return env["wsgi.url_scheme"]
 
 
+def test_trust_answers_each_address_on_its_own_every_time():
+    """The answers are remembered per address (a proxy connects from the same few): asking
+    again, in any order, past the bound, never mixes two addresses up."""
+    trust = ProxyTrust(["10.0.0.0/8", "::1"], {})
+    for _ in range(2):
+        assert trust.trusts("10.1.2.3") and trust.trusts("::1") and trust.trusts("")
+        assert not trust.trusts("192.0.2.1") and not trust.trusts("not-an-ip")
+    for i in range(600):  # past the bound: the memory is dropped, the answers stay right
+        assert trust.trusts(f"10.0.{i // 256}.{i % 256}")
+        assert not trust.trusts(f"192.0.{i // 256}.{i % 256}")
+    assert trust.trusts("10.1.2.3") and not trust.trusts("192.0.2.1")
+
+
 def test_untrusted_peer_cannot_set_the_scheme():
     assert scheme_of("X-Forwarded-Proto: https", allow=["127.0.0.1", "::1"]) == "http"
 

@@ -51,7 +51,16 @@ from greenhorn.http import errors
 from greenhorn.http.body import END, ContentLengthReader, Data, EndOfMessage
 from greenhorn.http.fields import BAD_VALUE_RE, TOKEN_RE
 from greenhorn.http.limits import Limits
-from greenhorn.http.parser import DIGITS_RE, EOF, METHOD_RE, NEED_DATA, Request, _Sentinel
+from greenhorn.http.parser import (
+    DIGITS_RE,
+    EOF,
+    GOOD_HOSTS,
+    GOOD_HOSTS_MAX,
+    METHOD_RE,
+    NEED_DATA,
+    Request,
+    _Sentinel,
+)
 from greenhorn.http.target import HOST_RE, TARGET_RE, split_other_form
 
 __all__ = [
@@ -219,7 +228,7 @@ _FRAMING = {  # header name -> its variable
     "CONTENT-TYPE": "HTTP_CONTENT_TYPE",
     "TRANSFER-ENCODING": "HTTP_TRANSFER_ENCODING",
 }
-_PORT_RE = re.compile(r"[0-9]{1,5}")
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"))
 _VERSION_RE = re.compile(r"HTTP/([0-9])\.([0-9])")
 _VERSIONS = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0), "HTTP/2.0": (2, 0)}
 _SAFE_PATH = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/"
@@ -455,7 +464,7 @@ class UwsgiParser:
         method = variables.get("REQUEST_METHOD")
         if not method:
             raise InvalidVar("no REQUEST_METHOD")
-        if METHOD_RE.fullmatch(method) is None:
+        if method not in _METHODS and METHOD_RE.fullmatch(method) is None:
             raise errors.InvalidMethod(f"invalid method {errors.excerpt(method)}")
         protocol = variables.get("SERVER_PROTOCOL")
         version = (1, 1) if protocol is None else _VERSIONS.get(protocol) or _version(protocol)
@@ -484,7 +493,9 @@ class UwsgiParser:
             headers.append(("CONTENT-TYPE", content_type))
         for key in ("SERVER_PORT", "REMOTE_PORT"):
             port = variables.get(key)
-            if port and (_PORT_RE.fullmatch(port) is None or int(port) > 65535):
+            if port and not (len(port) <= 5 and port.isascii() and port.isdigit()):
+                raise InvalidVar(f"invalid {key} {errors.excerpt(port)}")
+            if port and int(port) > 65535:
                 raise InvalidVar(f"invalid {key} {errors.excerpt(port)}")
         request = UwsgiRequest(
             method, uri, path, query, version, headers, variables, self._scheme(variables)
@@ -492,8 +503,12 @@ class UwsgiParser:
         request.content_length = length
         for name, value in headers:
             if name == "HOST":
-                if HOST_RE.fullmatch(value) is None:
-                    raise errors.InvalidHeader(f"invalid Host {errors.excerpt(value)}")
+                if value not in GOOD_HOSTS:  # the HTTP parser's cache of valid Hosts
+                    if HOST_RE.fullmatch(value) is None:
+                        raise errors.InvalidHeader(f"invalid Host {errors.excerpt(value)}")
+                    if len(GOOD_HOSTS) >= GOOD_HOSTS_MAX:
+                        GOOD_HOSTS.clear()
+                    GOOD_HOSTS.add(value)
                 request.host = value
         return request
 
