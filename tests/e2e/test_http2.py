@@ -388,6 +388,38 @@ def test_h2c_upgrade_prior_knowledge_and_http11_on_one_port(tmp_path, worker):
         _stop(server)
 
 
+def test_http2_settings_are_advertised_and_enforced(tmp_path):
+    server = _start(
+        tmp_path / "server", "--http2-cleartext", "prior-knowledge",
+        "--http2-max-concurrent-streams", "3", "--http2-initial-window-size", "20000",
+        "--http2-max-frame-size", "20000", "--http2-max-header-list-size", "8000",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _served(server), 20)
+        with Raw(server) as c:
+            frames = c.read(lambda fs: any(isinstance(f, SettingsFrame) for f in fs))
+            assert {
+                k: v
+                for k, v in frames[0].settings.items()
+                if k in (3, 4, 5, 6)  # MAX_CONCURRENT_STREAMS ... MAX_HEADER_LIST_SIZE
+            } == {3: 3, 4: 20000, 5: 20000, 6: 8000}
+            for sid in (1, 3, 5, 7):  # one more than max_concurrent_streams
+                c.request(sid, "/slow?t=0.5")
+            post = DataFrame(9, b"f" * 20000)  # a frame over 16384: max_frame_size allows it
+            post.flags.add("END_STREAM")
+            frames = c.read(lambda fs: all(stream_done(s, False)(fs) for s in (1, 3, 5, 7)))
+            assert [status_of(frames, s) for s in (1, 3, 5, 7)] == ["200", "200", "200", "RST:7"]
+            c.request(9, "/echo", method="POST", end=False)
+            c.send(post.serialize())
+            frames = c.read(stream_done(9, False))
+            assert json.loads(body_of(frames, 9))["body_len"] == 20000
+            c.request(11, "/echo", extra=[("x-big", "b" * 9000)])  # a header list over 8000
+            g = goaway(c.read(lambda fs: goaway(fs) is not None))
+            assert g is not None and g.error_code == ENHANCE_YOUR_CALM
+    finally:
+        _stop(server)
+
+
 def test_a_preface_that_never_completes_gets_400(h2c):
     with socket.create_connection(("127.0.0.1", h2c.port), timeout=10) as s:
         s.sendall(PREFACE[:16])  # "PRI * HTTP/2.0\r\n" and no more: --header-timeout 1

@@ -11,7 +11,7 @@ pytest.importorskip("h2")
 import h2.config
 import h2.connection
 import h2.events
-from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame
+from hyperframe.frame import ContinuationFrame, Frame, HeadersFrame, PingFrame, RstStreamFrame
 
 from greenhorn.http.http2.guard import CONTROLS, Calm, FrameGuard
 from greenhorn.http.http2.session import (
@@ -138,3 +138,32 @@ def test_response_encoder_round_trips_through_a_decoder():
     block = enc.encode(fields[:1])
     assert block[:1] == b"\x3f" and dec.decode(block, raw=True) == fields[:1]  # update first
     assert enc.encode(fields[:1]) == b"\x88"  # once only
+
+
+def test_streams_past_the_limit_are_refused_then_a_flood_of_them_ends_the_connection():
+    from hpack import Encoder
+
+    server, client = pair(max_concurrent_streams=2)
+    enc = Encoder()
+    raw = [(k.encode(), v.encode()) for k, v in REQ]
+
+    def headers(sid: int) -> bytes:
+        frame = HeadersFrame(sid, data=enc.encode(raw))
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        return frame.serialize()
+
+    opened = server.receive(b"".join(headers(sid) for sid in (1, 3, 5)), 0.0)
+    assert [s.sid for s in opened] == [1, 3]
+    out = server.output()
+    frames = []
+    while out:
+        frame, length = Frame.parse_frame_header(memoryview(out[:9]))
+        frame.parse_body(memoryview(out[9 : 9 + length]))
+        frames.append(frame)
+        out = out[9 + length :]
+    resets = [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)]
+    assert resets == [(5, 0x7)]  # REFUSED_STREAM, a stream error
+    assert not server.closed
+    server.receive(b"".join(headers(sid) for sid in range(7, 7 + 2 * 400, 2)), 0.0)
+    assert server.closed  # past the bound: ENHANCE_YOUR_CALM

@@ -194,6 +194,11 @@ class FrameGuard:
             self._block = block
             self._block_frames = frames
 
+    def refused(self, now: float) -> bool:
+        """A stream the server refused (past SETTINGS_MAX_CONCURRENT_STREAMS) costs like a
+        reset (the rapid-reset bucket); False once the peer is past the bound."""
+        return self._resets.take(now)
+
     def _goaway_done(self) -> None:
         head = self._goaway_head
         if len(head) >= 8:

@@ -45,7 +45,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h2.stream
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
 
 from greenhorn.http import errors
 from greenhorn.http.http2.guard import Calm, FrameGuard
@@ -91,10 +91,27 @@ def _untracked(length: int, end_stream: bool) -> None:
     """Content-Length against DATA is the session's to check (``_data``, ``_ended``)."""
 
 
+class _NoStreamLimit:
+    """h2's local settings, but for the concurrent-stream limit (see ``_Connection``)."""
+
+    max_concurrent_streams = 2**31 - 1
+
+    def __init__(self, settings: h2.settings.Settings) -> None:
+        self._settings = settings
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._settings, name)
+
+
 class _Connection(h2.connection.H2Connection):
-    """h2's connection, minus its own Content-Length tracking: h2 makes a mismatch a
-    connection error (GOAWAY, every stream lost), where RFC 9113 §8.1.1 makes it a stream
-    error (RST_STREAM PROTOCOL_ERROR) for that request alone."""
+    """h2's connection, minus two connection errors that RFC 9113 makes stream errors:
+
+    - a Content-Length that DATA does not match (§8.1.1): RST_STREAM PROTOCOL_ERROR for
+      that request alone (the session checks it: ``_data``, ``_ended``);
+    - a HEADERS frame past SETTINGS_MAX_CONCURRENT_STREAMS (§5.1.2): REFUSED_STREAM for
+      that stream (the session refuses it: ``_opened``), its header block still decoded so
+      the HPACK state stays in step. h2 would end the connection and every stream on it.
+    """
 
     def _begin_new_stream(
         self, stream_id: int, allowed_ids: h2.connection.AllowedStreamIDs
@@ -102,6 +119,16 @@ class _Connection(h2.connection.H2Connection):
         stream = super()._begin_new_stream(stream_id, allowed_ids)
         stream._track_content_length = _untracked  # type: ignore[method-assign]
         return stream
+
+    def _receive_headers_frame(
+        self, frame: HeadersFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        settings = self.local_settings
+        self.local_settings = _NoStreamLimit(settings)  # type: ignore[assignment]
+        try:
+            return super()._receive_headers_frame(frame)
+        finally:
+            self.local_settings = settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +244,7 @@ class Session:
         self.closed = False  # the connection is over: send what is queued, then close
         self.reason = ""  # why it closed (for the log)
         self.served = 0  # streams started
+        self._now = 0.0  # the time receive() was given
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -264,6 +292,7 @@ class Session:
         if not data:
             self._close("the client closed the connection")
             return []
+        self._now = now
         try:
             data = self.guard.scan(data, now)
             events = self.h2.receive_data(data) if data else []
@@ -356,12 +385,16 @@ class Session:
     def _opened(self, event: h2.events.RequestReceived) -> Stream | None:
         sid = event.stream_id
         assert sid is not None
+        if self.closed:  # a flood ended the connection earlier in this read
+            return None
         ended = event.stream_ended is not None
         if (self.goaway_at is not None and sid > self.goaway_at) or self.peer_going:
             self._reset(sid, REFUSED_STREAM)
             return None
         if len(self.streams) >= self.config.max_concurrent_streams:
-            self._reset(sid, REFUSED_STREAM)  # before our SETTINGS were acknowledged
+            self._reset(sid, REFUSED_STREAM)  # RFC 9113 §5.1.2: a stream error
+            if not self.guard.refused(self._now):  # opening and opening: rapid reset's twin
+                self._calm("flood of streams past SETTINGS_MAX_CONCURRENT_STREAMS")
             return None
         try:
             req, scheme = build_request(event.headers or (), self.config.limits)
