@@ -31,8 +31,10 @@ def _needs(lib: str) -> pytest.MarkDecorator:
 
 KINDS = [
     pytest.param("sync", id="sync"),
+    pytest.param("gthread", id="gthread"),
     pytest.param("gevent", id="gevent", marks=_needs("gevent")),
     pytest.param("eventlet", id="eventlet", marks=_needs("eventlet")),
+    pytest.param("asgi", id="asgi"),
 ]
 
 

@@ -64,7 +64,12 @@ if TYPE_CHECKING:
     from greenhorn.workers.tls import Contexts
     from greenhorn.wsgi.app import AppSource, WSGIApp
 
-__all__ = ["Listening", "Worker", "limits_from"]
+__all__ = ["STOP_KEEPALIVE", "Listening", "Worker", "limits_from"]
+
+# How long a stopping worker keeps a kept-alive connection open (at most its keepalive):
+# its last response announced keep-alive, so the client may already be sending the next
+# request; that one is answered with "Connection: close" rather than cut (RFC 9112 9.6).
+STOP_KEEPALIVE = 2.0
 
 _socket_class = socket.socket
 _STREAM = int(socket.SOCK_STREAM)

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from greenhorn.ipc.scoreboard import BEAT_PERIOD
+from greenhorn.workers.base import STOP_KEEPALIVE
 from greenhorn.workers.connection import TimeoutConnection
 from greenhorn.workers.handler import Handler
 from greenhorn.workers.http2 import Http2, serve_stream_on
@@ -143,10 +144,13 @@ class GreenLoop:
         greenlets[slot] = _current_greenlet()
         try:
             while True:
-                keep = self.handler.serve(conn, slot, idle=self.keepalive)
+                # stopping: the last response said keep-alive, so wait a little for a
+                # request the client may be sending already (answered with close)
+                idle = self.keepalive if worker.alive else min(self.keepalive, STOP_KEEPALIVE)
+                keep = self.handler.serve(conn, slot, idle=idle)
                 if conn.requests or self.http2 is None:  # not a connection that spoke HTTP/2
                     worker.count_request()
-                if not keep or not worker.alive:
+                if not keep:
                     break
         except BaseException as exc:  # the handler contains what a request raises: a bug
             if isinstance(exc, self.handler.leave):

@@ -44,7 +44,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from greenhorn.ipc.scoreboard import BEAT_PERIOD
-from greenhorn.workers.base import Accepted, Worker
+from greenhorn.workers.base import STOP_KEEPALIVE, Accepted, Worker
 from greenhorn.workers.connection import Connection
 from greenhorn.workers.handler import CLOSE, READY, WAIT, Handler
 from greenhorn.workers.http2 import MATCH, MISMATCH, Http2, serve_stream_on
@@ -227,7 +227,9 @@ class ThreadWorker(Worker):
             self._submit(conn)
             return
         with self.lock:
-            if state == WAIT and (self.alive or conn.began):  # stopping: no idle keep-alive
+            if state == WAIT:
+                if not self.alive and not conn.began:  # stopping: idle not for long
+                    self._linger(conn, time.monotonic())
                 self.lot.park(conn)
             else:
                 conn.close()
@@ -316,24 +318,32 @@ class ThreadWorker(Worker):
             except (OSError, ValueError, KeyError):
                 pass
 
+    def _linger(self, conn: Connection, now: float) -> None:
+        """Stopping: a connection idle between two requests closes ``STOP_KEEPALIVE``
+        seconds from now at the latest, not at once (its client may be sending the next
+        request already; that one is answered with ``Connection: close``). Lock held."""
+        cap = now + STOP_KEEPALIVE
+        if conn.deadline is None or conn.deadline > cap:
+            conn.deadline = cap
+
     def _shutdown(self, pool: list[threading.Thread]) -> None:
-        """Stop: idle keep-alive connections close now; requests in flight, connections
-        taken from the backlog and new ones still arriving are served (or expire)."""
+        """Stop: requests in flight, connections taken from the backlog and new ones still
+        arriving are served (or expire); idle keep-alive ones linger a moment (``_linger``)
+        and close between two requests. Then the pool ends."""
+        now = time.monotonic()
         with self.lock:
             parked = self.lot.all()
-        for conn in parked:
-            if conn.requests and not conn.parser.buffered:  # idle between two requests
-                conn.close()
-            else:
-                with self.lock:
-                    self.lot.park(conn)
+            for conn in parked:
+                if conn.requests and not conn.parser.buffered:  # idle between two requests
+                    self._linger(conn, now)
+                self.lot.park(conn)
         while self.pending:
             self._take_new(*self.pending.popleft())
         if self.http2 is not None:  # GOAWAY: streams in flight finish, new ones are refused
             self.http2.stop()
-        while True:
+        while not self.thread_died:
             with self.lock:
-                if not self.lot:
+                if not self.lot and not self.active:
                     break
                 wait = self.lot.wait_time(time.monotonic(), 0.5)
             self.beat(time.monotonic())
@@ -418,9 +428,14 @@ class ThreadWorker(Worker):
                 continue
             with self.lock:
                 self.active -= 1
-                if keep and self.alive:
+                # kept alive while stopping too, briefly: the response said keep-alive,
+                # and the client may be sending its next request already
+                if keep:
                     if not conn.began:  # idle until the next request's first byte
-                        conn.deadline = time.monotonic() + self.keepalive
+                        now = time.monotonic()
+                        conn.deadline = now + self.keepalive
+                        if not self.alive:
+                            self._linger(conn, now)
                     self.lot.park(conn)
                 else:
                     conn.close()
@@ -433,12 +448,14 @@ class ThreadWorker(Worker):
                 keep = handler.serve(conn, slot)
                 if conn.requests or self.http2 is None:  # not handed to HTTP/2
                     self.count_request()
-                if not keep or not self.alive or not conn.parser.buffered:
+                if not keep or not conn.parser.buffered:
                     return keep
         while True:
             keep = handler.run(conn, slot)
             self.count_request()
-            if not keep or not self.alive or not conn.parser.buffered:
+            # pipelined requests are served now, also while stopping (then with
+            # Connection: close): epoll does not see what the parser already holds
+            if not keep or not conn.parser.buffered:
                 return keep
             state = handler.poll_request(conn)  # pipelined: the next head is (partly) here
             if state != READY:

@@ -54,6 +54,7 @@ from greenhorn.workers.asgi.shared import (
     Finished,
     Shared,
 )
+from greenhorn.workers.base import STOP_KEEPALIVE
 from greenhorn.workers.connection import RequestParser
 from greenhorn.wsgi.environ import ConflictingSchemeHeaders, settle_forwarded
 from greenhorn.wsgi.response import SERVER
@@ -401,7 +402,7 @@ class HttpConnection(asyncio.Protocol):
         except RuntimeError:
             self.close()
             return
-        if self.shared.stopping or (self.eof and not self.parser.buffered):
+        if self.eof and not self.parser.buffered:
             self.close()  # (a client that half-closed sends no further request)
             return
         self.phase = IDLE
@@ -409,6 +410,8 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = shared.clock + shared.keepalive
         if not self.reading:
             self.resume_reading()
+        if shared.stopping:  # the response said keep-alive: wait briefly (``stop``)
+            self.stop()
         if self.parser.buffered:
             self.phase = HEAD
             now = _monotonic()
@@ -495,9 +498,14 @@ class HttpConnection(asyncio.Protocol):
             self.close()
 
     def stop(self) -> None:
-        """The worker stops: idle connections close now, busy ones after their response."""
+        """The worker stops: a connection waiting for a request (new, or kept alive) closes
+        within ``STOP_KEEPALIVE`` seconds, not at once: its client may be sending one
+        already, which is answered with ``Connection: close``. Busy ones close after their
+        response."""
         if self.phase in (NEW, IDLE) and not self.parser.buffered:
-            self.close()
+            cap = _monotonic() + STOP_KEEPALIVE
+            if self.deadline is None or self.deadline > cap:
+                self.deadline = cap
 
     # -- PROXY protocol -------------------------------------------------------------------
 
