@@ -220,12 +220,14 @@ def launch(
     env: dict[str, str] | None = None,
     cwd: str | Path = ".",
     python_flags: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
 ) -> Server:
-    """Start the real executable in its own session, stderr/stdout in ``<stem>.err/.out``."""
+    """Start the real executable in its own session, stderr/stdout in ``<stem>.err/.out``;
+    ``wrapper``: a command that runs it (e.g. ``prlimit --nofile=256 --``)."""
     err, out = stem.with_suffix(".err"), stem.with_suffix(".out")
     with open(err, "wb") as e, open(out, "wb") as o:
         proc = subprocess.Popen(
-            command(*argv, python_flags=python_flags),
+            [*wrapper, *command(*argv, python_flags=python_flags)],
             stdout=o,
             stderr=e,
             stdin=subprocess.DEVNULL,
@@ -242,7 +244,8 @@ def greenhorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
     Keyword arguments: ``env`` (extra environment), ``cwd``, ``wait`` (False: return at
     once, e.g. to check a boot failure), ``ready_path`` (request sent to check readiness,
-    None to skip), ``timeout``, ``python_flags`` (interpreter options, e.g. ``("-S",)``).
+    None to skip), ``timeout``, ``python_flags`` (interpreter options, e.g. ``("-S",)``),
+    ``wrapper`` (a command that runs greenhorn, e.g. ``("prlimit", "--nofile=256", "--")``).
     """
     started: list[Server] = []
 
@@ -255,12 +258,15 @@ def greenhorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         timeout: float = 20.0,
         bind: bool = True,
         python_flags: Sequence[str] = (),
+        wrapper: Sequence[str] = (),
     ) -> Server:
         argv = list(args)
         if bind and not any(a in ("-b", "--bind") or a.startswith("--bind=") for a in argv):
             argv = ["-b", "127.0.0.1:0", *argv]
         stem = tmp_path / f"server{len(started)}"
-        server = launch(argv, stem, env=env, cwd=cwd or tmp_path, python_flags=python_flags)
+        server = launch(
+            argv, stem, env=env, cwd=cwd or tmp_path, python_flags=python_flags, wrapper=wrapper
+        )
         started.append(server)
         if wait:
             m = server.wait_for_log(r"Listening at: https?://[^\s:]+:(\d+)", timeout)

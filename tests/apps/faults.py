@@ -9,6 +9,9 @@ and an ASGI ``asgi`` twin (for -k asgi).
   0.2 s without it, so that the previous request, e.g. the readiness probe, has ended);
 - ``/stream?n=N&t=S``: N lines, S seconds apart, without a Content-Length;
 - ``/fail-midway``: a first line without a Content-Length, then an exception;
+- ``/hog?t=S``: answers at once; then (0.2 s later, once the connection is closed) takes
+  every file descriptor the process may still open, for S seconds (accept() fails with
+  EMFILE meanwhile), then gives them back;
 - anything else: ``ok <pid>``.
 
 With ``faults_hooks.py`` as the config, the path also picks what the request hooks do:
@@ -19,6 +22,7 @@ import asyncio
 import ctypes
 import os
 import sys
+import threading
 import time
 from urllib.parse import parse_qs
 
@@ -27,6 +31,19 @@ def _hold(seconds: float) -> float:
     """Sleep in C with the GIL held; the seconds left if a signal cut it short."""
     left = ctypes.PyDLL(None).sleep(int(seconds))  # PyDLL: the GIL is not released
     return float(left)
+
+
+def _hog(seconds: float) -> None:
+    time.sleep(0.2)
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    time.sleep(seconds)
+    for fd in held:
+        os.close(fd)
 
 
 def app(environ, start_response):
@@ -52,6 +69,8 @@ def app(environ, start_response):
 
         start_response("200 OK", [("Content-Type", "text/plain")])
         return lines()
+    if path == "/hog":
+        threading.Thread(target=_hog, args=(float(qs.get("t", "2")),), daemon=True).start()
     if path == "/fail-midway":
 
         def fail():
@@ -78,6 +97,8 @@ async def asgi(scope, receive, send):
     qs = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     if path == "/exit":
         sys.exit(int(qs.get("code", "3")))
+    if path == "/hog":
+        threading.Thread(target=_hog, args=(float(qs.get("t", "2")),), daemon=True).start()
     body = f"ok {os.getpid()}\n".encode()
     headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -10,6 +10,8 @@ than gunicorn).
   not an abort of the worker and of every other request in it.
 - A response of unknown length to HTTP/1.1 is chunked also when the connection closes, so a
   body cut short is detectable; HTTP/1.0 keeps close-delimited bodies.
+- A worker out of file descriptors (EMFILE in accept) stops accepting for a moment, says so
+  once, serves on and accepts again: no busy loop, no exit.
 
 Each server is started with ``-w 1`` and the fewest threads the check needs.
 """
@@ -17,11 +19,13 @@ Each server is started with ``-w 1`` and the fewest threads the check needs.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -284,3 +288,34 @@ def test_unknown_length_is_chunked_when_closing_and_a_cut_body_shows(greenhorn, 
                 [curl, "-sS", "-o", "/dev/null", s.url(path)], capture_output=True, timeout=20
             )
             assert (done.returncode == 0) is ok, (path, done.returncode, done.stderr)
+
+
+# -- out of file descriptors ------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+@pytest.mark.parametrize("kind", [*WSGI_KINDS, pytest.param("asgi", id="asgi")])
+def test_out_of_file_descriptors_pauses_accepting(greenhorn, kind):
+    # issue 19: under ulimit -n 256 with 600 keep-alive connections held, both gthread
+    # workers died with "OSError: [Errno 24] Too many open files" in accept()
+    s = greenhorn(*flags(kind), wrapper=("prlimit", "--nofile=256:256", "--"))
+    worker = pid_of(s)
+    assert request(s, "/hog?t=2")[0] == 200
+    time.sleep(0.5)  # the worker holds every descriptor it may open now, for 2 s
+    cpu = _cpu_seconds(worker)
+    t0 = time.monotonic()
+    status, _, body = request(s, "/")  # queued by the kernel until accept() works again
+    waited = time.monotonic() - t0
+    assert status == 200, (status, body, s.log[-3000:])
+    burnt = _cpu_seconds(worker) - cpu
+    assert pid_of(s) == worker, f"the worker was replaced\n{s.log[-3000:]}"
+    assert waited > 0.5, "accept() did not fail: the test no longer tests anything"
+    assert burnt < 0.5, f"{burnt:.2f}s of CPU in {waited:.2f}s: a busy loop"
+    log = s.log
+    assert log.count("Too many open files") == 1, log[-3000:]
+    assert "Traceback" not in log and "Booting worker" in log and log.count("Booting") == 1

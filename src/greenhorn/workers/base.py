@@ -22,6 +22,7 @@ and exits. The control thread never beats the heartbeat: only the request loop d
 from __future__ import annotations
 
 import atexit
+import errno
 import faulthandler
 import os
 import random
@@ -64,12 +65,25 @@ if TYPE_CHECKING:
     from greenhorn.workers.tls import Contexts
     from greenhorn.wsgi.app import AppSource, WSGIApp
 
-__all__ = ["STOP_KEEPALIVE", "Listening", "Worker", "limits_from"]
+__all__ = [
+    "ACCEPT_PAUSE",
+    "NO_RESOURCES",
+    "STOP_KEEPALIVE",
+    "Listening",
+    "Worker",
+    "limits_from",
+]
 
 # How long a stopping worker keeps a kept-alive connection open (at most its keepalive):
 # its last response announced keep-alive, so the client may already be sending the next
 # request; that one is answered with "Connection: close" rather than cut (RFC 9112 9.6).
 STOP_KEEPALIVE = 2.0
+
+# accept() failing for want of resources (file descriptors, kernel memory) stops accepting
+# for this long: the connections already open are served meanwhile, new ones wait in the
+# kernel's listen queue (or go to a sibling worker). Retrying at once would spin.
+ACCEPT_PAUSE = 0.5
+NO_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 _socket_class = socket.socket
 _STREAM = int(socket.SOCK_STREAM)
@@ -188,6 +202,8 @@ class Worker:
         self.in_flight: InFlight | None = None  # the handler, once the worker type built it
         self.stack_of: Callable[[int], str | None] = _no_stack  # a slot's stack (late warning)
         self._warned: dict[int, float] = {}  # slot -> start of the late request logged
+        self.accept_paused_until = 0.0  # accept() failed for want of resources: not before
+        self.refused = 0  # such failures since accepting last worked (logged once)
 
     def __repr__(self) -> str:
         return f"<Worker {self.pid}>"
@@ -430,11 +446,40 @@ class Worker:
                 fd, addr = sock._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return None
+            except OSError as exc:
+                if exc.errno not in NO_RESOURCES:
+                    raise
+                self.pause_accepting(exc)
+                return None
+            if self.refused:
+                self.accepting_again()
             lfd = sock.fileno()
             family = self._families.get(lfd)
             if family is None:
                 family = self._families[lfd] = int(sock.family)
             return _socket_class(family, _STREAM, 0, fd), addr
+
+    def pause_accepting(self, exc: OSError) -> None:
+        """accept() failed for want of resources (EMFILE...): accept nothing for
+        ``ACCEPT_PAUSE`` seconds. Logged once, until accepting works again; the worker type
+        stops watching its listeners meanwhile (``accept_pause_left``)."""
+        self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+        if not self.refused:
+            self.log.warning(
+                "Cannot accept connections: %s; trying again every %ss, serving the "
+                "connections already open",
+                exc.strerror or exc,
+                ACCEPT_PAUSE,
+            )
+        self.refused += 1
+
+    def accepting_again(self) -> None:
+        self.log.info("Accepting connections again (accept() failed %d times)", self.refused)
+        self.refused = 0
+
+    def accept_pause_left(self, now: float) -> float:
+        """Seconds until accepting may be tried again (0.0: now)."""
+        return max(0.0, self.accept_paused_until - now)
 
     # -- helpers for worker types ----------------------------------------------------------
 

@@ -28,7 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from greenhorn.ipc.scoreboard import BEAT_PERIOD
-from greenhorn.workers.base import STOP_KEEPALIVE
+from greenhorn.workers.base import ACCEPT_PAUSE, NO_RESOURCES, STOP_KEEPALIVE
 from greenhorn.workers.connection import TimeoutConnection
 from greenhorn.workers.handler import Handler
 from greenhorn.workers.http2 import Http2, serve_stream_on
@@ -124,10 +124,15 @@ class GreenLoop:
                 return
             try:
                 client, addr = sock.accept()
-            except OSError:
+            except OSError as exc:
                 if not worker.alive or sock.fileno() < 0:
                     return
+                if exc.errno in NO_RESOURCES:  # out of descriptors: not again at once
+                    worker.pause_accepting(exc)
+                    self.backend.sleep(ACCEPT_PAUSE)
                 continue
+            if worker.refused:
+                worker.accepting_again()
             self.pool.spawn(self.handle, client, addr, listener, time.monotonic())
 
     def handle(

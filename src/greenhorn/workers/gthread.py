@@ -151,8 +151,16 @@ class ThreadWorker(Worker):
         while self.alive:
             now = monotonic()
             self.beat(now)
+            longest = timeout
+            if self.accept_paused_until:  # out of descriptors: listen again once it ends
+                longest = min(longest, self.accept_pause_left(now))
+                if not longest:
+                    self.accept_paused_until = 0.0
+                    with self.lock:
+                        self._update_listening()
+                    longest = timeout
             with self.lock:
-                wait = lot.wait_time(now, timeout)
+                wait = lot.wait_time(now, longest)
             try:
                 events = poll(wait)
             except InterruptedError:
@@ -185,6 +193,9 @@ class ThreadWorker(Worker):
                     return
             accepted = self.accept(listener)
             if accepted is None:
+                if self.accept_paused_until:  # out of descriptors: stop watching a while
+                    with self.lock:
+                        self._update_listening()
                 return
             self._take_new(accepted[0], accepted[1], listener, time.monotonic())
 
@@ -290,10 +301,11 @@ class ThreadWorker(Worker):
         self.tasks.put(conn)
 
     def _update_listening(self) -> None:
-        """Listen only while a thread is free and connections are under the cap (lock held)."""
+        """Listen only while a thread is free and connections are under the cap, and accept()
+        is not paused for want of file descriptors (lock held)."""
         conns = self.active + len(self.lot) + (len(self.http2) if self.http2 else 0)
         room = self.active < self.threads and conns < self.max_conns
-        want = room and self.alive and self._listeners_open
+        want = room and self.alive and self._listeners_open and not self.accept_paused_until
         if want == self.listening:
             return
         self.listening = want

@@ -126,12 +126,17 @@ class SyncWorker(Worker):
                             conn.close()
                     if not self.alive:
                         break
+                if not accepted and self.accept_paused_until > now:  # out of descriptors
+                    self._update_listening()
             if accepted and (not lot or now - polled_at < PARKED_POLL_EVERY):
                 continue
             board.flush()
             polled_at = now
+            longest = idle_wait
+            if self.accept_paused_until > now:  # listen again then (``_dispatch``)
+                longest = min(longest, self.accept_paused_until - now)
             try:
-                events = poller.poll(0 if accepted else lot.wait_time(now, idle_wait))
+                events = poller.poll(0 if accepted else lot.wait_time(now, longest))
             except InterruptedError:
                 continue
             if not events and not lot and self.heap_pending:  # idle for a whole wait
@@ -176,9 +181,15 @@ class SyncWorker(Worker):
             self._update_listening()
 
     def _update_listening(self) -> None:
-        """Listen while the lot has room (and the listeners are open)."""
+        """Listen while the lot has room (and the listeners are open, and accept() is not
+        paused for want of file descriptors)."""
         with self._closing:
-            want = self.alive and self._listeners_open and not self.lot.full
+            want = (
+                self.alive
+                and self._listeners_open
+                and not self.lot.full
+                and not self.accept_pause_left(time.monotonic())
+            )
             if want == self.listening:
                 return
             self.listening = want

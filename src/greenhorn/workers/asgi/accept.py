@@ -25,6 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Protocol
 
 from greenhorn.http.proxy import MAX_V2_LENGTH, ProxyHeader
+from greenhorn.workers.base import ACCEPT_PAUSE, NO_RESOURCES
 
 if TYPE_CHECKING:
     from greenhorn.config import Config
@@ -46,6 +47,13 @@ class AcceptingWorker(Protocol):
 
     def adopt(self, client: socket.socket) -> None: ...
 
+    @property
+    def refused(self) -> int: ...
+
+    def pause_accepting(self, exc: OSError) -> None: ...
+
+    def accepting_again(self) -> None: ...
+
     def connect(self, client: socket.socket, header: ProxyHeader | None) -> None: ...
 
 
@@ -63,6 +71,7 @@ class Acceptor:
         self.worker = worker
         self.listener = listener
         self.reading = False
+        self.resting = False  # accept() failed for want of descriptors: not for a while
         self.sock: socket.socket | None = None
         with worker._closing:
             if worker._listeners_open:
@@ -71,7 +80,7 @@ class Acceptor:
 
     def start(self) -> None:
         sock = self.sock
-        if sock is not None and not self.reading:
+        if sock is not None and not self.reading and not self.resting:
             self.worker.loop.add_reader(sock.fileno(), self._ready)
             self.reading = True
 
@@ -99,12 +108,26 @@ class Acceptor:
                 return
             except ConnectionAbortedError:
                 continue
-            except OSError as exc:  # EMFILE, ENFILE...: try again at the next wakeup
-                worker.log.warning("accept() failed: %s", exc)
+            except OSError as exc:
+                if exc.errno not in NO_RESOURCES:
+                    worker.log.warning("accept() failed: %s", exc)
+                    return
+                # EMFILE...: stop watching the listener a while (retrying at once spins)
+                worker.pause_accepting(exc)
+                self.pause()
+                self.resting = True
+                worker.loop.call_later(ACCEPT_PAUSE, self._rested)
                 return
+            if worker.refused:
+                worker.accepting_again()
             worker.adopt(client)
             if not worker.accepting:
                 return
+
+    def _rested(self) -> None:
+        self.resting = False
+        if self.worker.accepting:
+            self.start()
 
 
 class _NeedMore(Exception):
