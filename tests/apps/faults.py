@@ -4,9 +4,12 @@ and an ASGI ``asgi`` twin (for -k asgi).
 - ``/exit?code=N``: ``sys.exit(N)`` inside the request;
 - ``/cancel``: raises ``asyncio.CancelledError`` (a BaseException);
 - ``/sleep?t=S``: sleeps (releasing the GIL);
-- ``/hold?t=S&then=R``: holds the GIL for S seconds in a C call (a thread or greenlet that
-  never lets the worker's loop run), then sleeps R more seconds without holding it (after
-  0.2 s without it, so that the previous request, e.g. the readiness probe, has ended);
+- ``/hold?t=S&then=R``: holds the GIL (a thread or greenlet that never lets the worker's
+  loop run) for S seconds at most: until something is written to the error log (stderr),
+  i.e. the master logs the timeout or faulthandler dumps the stacks, so the worker's
+  control thread can answer before the master's SIGKILL; then sleeps R more seconds
+  without holding it. It starts after 0.2 s without the GIL, so that the previous request
+  (e.g. the readiness probe) has ended;
 - ``/stream?n=N&t=S``: N lines, S seconds apart, without a Content-Length;
 - ``/fail-midway``: a first line without a Content-Length, then an exception;
 - ``/hog?t=S``: answers at once; then (0.2 s later, once the connection is closed) takes
@@ -28,9 +31,22 @@ from urllib.parse import parse_qs
 
 
 def _hold(seconds: float) -> float:
-    """Sleep in C with the GIL held; the seconds left if a signal cut it short."""
-    left = ctypes.PyDLL(None).sleep(int(seconds))  # PyDLL: the GIL is not released
-    return float(left)
+    """Hold the GIL until stderr grows or ``seconds`` pass; the seconds left."""
+    libc = ctypes.PyDLL(None)  # PyDLL: calls that keep the GIL
+    libc.lseek.restype = ctypes.c_long
+    libc.lseek.argtypes = [ctypes.c_int, ctypes.c_long, ctypes.c_int]
+    fd = os.open("/proc/self/fd/2", os.O_RDONLY)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)  # no forced switch to another thread meanwhile
+    try:
+        size = libc.lseek(fd, 0, os.SEEK_END)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and libc.lseek(fd, 0, os.SEEK_END) == size:
+            libc.usleep(10000)
+        return max(0.0, deadline - time.monotonic())
+    finally:
+        sys.setswitchinterval(interval)
+        os.close(fd)
 
 
 def _hog(seconds: float) -> None:
