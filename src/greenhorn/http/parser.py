@@ -186,9 +186,11 @@ class Parser:
     # -- input ---------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        """Append bytes received from the peer; ``b""`` means the peer closed."""
+        """Append bytes received from the peer; ``b""`` means the peer closed. After an
+        error nothing more is kept: the error is final."""
         if data:
-            self._buf += data
+            if self._state != _ERROR:
+                self._buf += data
         else:
             self._eof = True
 

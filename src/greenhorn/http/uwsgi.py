@@ -48,16 +48,18 @@ from __future__ import annotations
 import re
 
 from greenhorn.http import errors
-from greenhorn.http.body import END, ContentLengthReader, Data, EndOfMessage
+from greenhorn.http.body import ContentLengthReader
 from greenhorn.http.fields import BAD_VALUE_RE, TOKEN_RE
 from greenhorn.http.limits import Limits
 from greenhorn.http.parser import (
+    _BODY,
     DIGITS_RE,
     EOF,
     GOOD_HOSTS,
     GOOD_HOSTS_MAX,
     METHOD_RE,
     NEED_DATA,
+    Parser,
     Request,
     _Sentinel,
 )
@@ -221,7 +223,6 @@ def _classify(key: str) -> str:
     return name
 
 
-_HEAD, _BODY, _DONE, _ERROR = range(4)
 # Request headers that describe the proxy's framing of the body, not ours.
 _FRAMING = {  # header name -> its variable
     "CONTENT-LENGTH": "HTTP_CONTENT_LENGTH",
@@ -252,103 +253,22 @@ def _quote_path(path: str) -> str:
     return path.translate(_QUOTE_TABLE)
 
 
-class UwsgiParser:
-    """Incremental uwsgi request parser for one connection. See the module docstring."""
+class UwsgiParser(Parser):
+    """Incremental uwsgi request parser for one connection. See the module docstring.
 
-    __slots__ = ("_body", "_buf", "_eof", "_error", "_limits", "_max_packet", "_state")
+    Input, events, the body hand-off and ``start_next`` are the HTTP parser's: only the
+    head differs (a packet of variables instead of lines), so only ``_next_head`` is new."""
+
+    __slots__ = ("_max_packet",)
 
     def __init__(self, limits: Limits | None = None, max_packet: int = MAX_PACKET) -> None:
         """``max_packet``: the largest variable block accepted (datasize), at most 65535."""
-        self._limits = limits or Limits()
+        super().__init__(limits)
         self._max_packet = min(max_packet, MAX_PACKET) if max_packet > 0 else MAX_PACKET
-        self._buf = bytearray()
-        self._eof = False
-        self._state = _HEAD
-        self._body: ContentLengthReader | None = None
-        self._error: errors.HTTPError | None = None
-
-    # -- input ---------------------------------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        """Append bytes received from the peer; ``b""`` means the peer closed."""
-        if data:
-            if self._state != _ERROR:
-                self._buf += data
-        else:
-            self._eof = True
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet consumed (the next packet, for instance)."""
-        return len(self._buf)
-
-    # -- output --------------------------------------------------------------------------
-
-    def next_event(self) -> UwsgiRequest | Data | EndOfMessage | _Sentinel:
-        """Return the next event, ``NEED_DATA`` or ``EOF``; raise ``errors.HTTPError``."""
-        state = self._state
-        try:
-            if state == _HEAD:
-                return self._next_packet()
-            if state == _BODY:
-                body = self._body
-                if body is None:
-                    self._state = _DONE
-                    return END
-                event = body.read(self._buf, self._eof, self._limits)
-                if event is None:
-                    return NEED_DATA
-                if event.__class__ is EndOfMessage:
-                    self._state = _DONE
-                return event
-            if state == _DONE:
-                return NEED_DATA
-        except errors.HTTPError as exc:
-            self._state = _ERROR
-            self._error = exc
-            self._buf.clear()
-            raise
-        assert self._error is not None
-        raise self._error
-
-    def receive(self, data: bytes) -> UwsgiRequest | Data | EndOfMessage | _Sentinel:
-        """``feed(data)`` then ``next_event()``."""
-        self.feed(data)
-        return self.next_event()
-
-    def take_buffered(self) -> bytes:
-        """Remove and return the bytes received after the current message (as the HTTP
-        parser's; a uwsgi request never switches protocols, but the interface is one)."""
-        data = bytes(self._buf)
-        self._buf.clear()
-        return data
-
-    def body_left(self) -> int | None:
-        """Body bytes not yet returned as ``Data``; None outside a body. As the HTTP
-        parser's, for a handler that receives a large body straight from the socket."""
-        if self._state != _BODY or self._body is None:
-            return None
-        return self._body.remaining
-
-    def body_received(self, n: int) -> None:
-        """The caller received ``n`` body bytes itself (nothing buffered here)."""
-        body = self._body
-        if self._buf or body is None or n > body.remaining:
-            raise RuntimeError("body_received() with buffered bytes or past the body")
-        body.remaining -= n
-
-    def start_next(self) -> None:
-        """Begin the next packet on this connection (after EndOfMessage)."""
-        if self._state == _BODY and self._body is None:
-            self._state = _DONE
-        if self._state != _DONE:
-            raise RuntimeError("start_next() before the end of the current message")
-        self._state = _HEAD
-        self._body = None
 
     # -- the packet ----------------------------------------------------------------------
 
-    def _next_packet(self) -> UwsgiRequest | _Sentinel:
+    def _next_head(self) -> UwsgiRequest | _Sentinel:
         buf = self._buf
         size = len(buf)
         if size >= 4:
