@@ -5,7 +5,8 @@
 - ``/slow?t=S``: answers after S seconds;
 - ``/big?n=N``: N bytes, in 64 KiB items (a client that never opens its window stalls it);
 - ``/trailers``: a body, then trailers (``environ['gunicorn.http2.send_trailers']``);
-- ``/hints``: a 103 Early Hints before the answer.
+- ``/hints``: a 103 Early Hints before the answer;
+- ``/linger?t=S``: answers at once; the iterable's ``close()`` then takes S seconds.
 """
 
 import hashlib
@@ -29,6 +30,9 @@ def app(environ, start_response):
         environ["gunicorn.http2.send_trailers"]([("x-checksum", "abc123")])
         start_response("200 OK", [("Content-Type", "text/plain"), ("Trailer", "x-checksum")])
         return [b"body before trailers\n"]
+    if path == "/linger":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "7")])
+        return _Linger(float(qs.get("t", ["1"])[0]))
     if path == "/hints":
         environ["wsgi.early_hints"]([("Link", "</style.css>; rel=preload; as=style")])
         return _text(start_response, b"after hints\n")
@@ -60,3 +64,16 @@ def _chunks(n):
     while n > 0:
         yield piece[: min(n, len(piece))]
         n -= len(piece)
+
+
+class _Linger:
+    """A response whose ``close()`` (called after the last byte went out) takes a while."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __iter__(self):
+        yield b"linger\n"
+
+    def close(self):
+        time.sleep(self.seconds)

@@ -403,12 +403,14 @@ def test_http2_settings_are_advertised_and_enforced(tmp_path):
                 for k, v in frames[0].settings.items()
                 if k in (3, 4, 5, 6)  # MAX_CONCURRENT_STREAMS ... MAX_HEADER_LIST_SIZE
             } == {3: 3, 4: 20000, 5: 20000, 6: 8000}
-            for sid in (1, 3, 5, 7):  # one more than max_concurrent_streams
-                c.request(sid, "/slow?t=0.5")
+            # one more than max_concurrent_streams, in one write: all four arrive open;
+            # each answered at once, its worker busy 1 s more (the iterable's close)
+            c.send(b"".join(c.headers(sid, "/linger?t=1") for sid in (1, 3, 5, 7)))
             post = DataFrame(9, b"f" * 20000)  # a frame over 16384: max_frame_size allows it
             post.flags.add("END_STREAM")
             frames = c.read(lambda fs: all(stream_done(s, False)(fs) for s in (1, 3, 5, 7)))
             assert [status_of(frames, s) for s in (1, 3, 5, 7)] == ["200", "200", "200", "RST:7"]
+            # streams 1, 3, 5 are closed once their END_STREAM arrived: 9 is not refused
             c.request(9, "/echo", method="POST", end=False)
             c.send(post.serialize())
             frames = c.read(stream_done(9, False))

@@ -382,6 +382,15 @@ class Session:
 
     # -- streams arriving -------------------------------------------------------------------
 
+    def _open_streams(self) -> int:
+        """Streams that count toward SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §5.1.2: open
+        or half-closed). A stream both sides ended, or one reset, is closed for the client
+        the moment our END_STREAM reaches it, although its worker may not have called
+        ``finish`` yet: counting ``self.streams`` would refuse the client's next stream."""
+        return sum(
+            1 for s in self.streams.values() if s.reset is None and not (s.final_sent and s.ended)
+        )
+
     def _opened(self, event: h2.events.RequestReceived) -> Stream | None:
         sid = event.stream_id
         assert sid is not None
@@ -391,7 +400,7 @@ class Session:
         if (self.goaway_at is not None and sid > self.goaway_at) or self.peer_going:
             self._reset(sid, REFUSED_STREAM)
             return None
-        if len(self.streams) >= self.config.max_concurrent_streams:
+        if self._open_streams() >= self.config.max_concurrent_streams:
             self._reset(sid, REFUSED_STREAM)  # RFC 9113 §5.1.2: a stream error
             if not self.guard.refused(self._now):  # opening and opening: rapid reset's twin
                 self._calm("flood of streams past SETTINGS_MAX_CONCURRENT_STREAMS")
