@@ -21,6 +21,7 @@ and exits. The control thread never beats the heartbeat: only the request loop d
 
 from __future__ import annotations
 
+import array
 import atexit
 import errno
 import faulthandler
@@ -321,7 +322,10 @@ class Worker:
             except (OSError, ValueError):
                 return
             for sig in self._signals.read():
-                self.on_signal(sig)
+                try:
+                    self.on_signal(sig)
+                except Exception:  # the thread must live: it is how the worker is stopped
+                    self.log.exception("Error handling signal %s in the worker", sig)
 
     def on_signal(self, sig: int) -> None:
         """React to one signal (control thread; the request loop may be busy)."""
@@ -329,9 +333,11 @@ class Worker:
             # drain first, then stop the loop: a loop that saw alive False before the
             # drain was done could leave with connections accepted for it unserved
             drain = self.tmp.board.counters[DRAIN]
-            self.close_listeners(drain=bool(drain), final=drain == DRAIN_FINAL)
-            self.alive = False
-            self.wake()
+            try:
+                self.close_listeners(drain=bool(drain), final=drain == DRAIN_FINAL)
+            finally:
+                self.alive = False
+                self.wake()
         elif sig in (signal.SIGINT, signal.SIGQUIT):
             self.alive = False
             hooks.call_hook(self.cfg, "worker_int", self, log=self.log)
@@ -626,8 +632,10 @@ class Worker:
 
 
 # A classic BPF program of one instruction, "return 0": drop the packet (SO_ATTACH_FILTER).
+# Built at import, in an array whose address stays put: a worker that dropped privileges
+# (--user) may no longer be able to read the interpreter's library to import ctypes.
 _SO_ATTACH_FILTER = 26
-_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, k = 0
+_DROP_ALL = array.array("B", struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET | BPF_K, k = 0
 
 
 def stop_new_connections(sock: socket.socket) -> bool:
@@ -638,10 +646,7 @@ def stop_new_connections(sock: socket.socket) -> bool:
     Linux, not TCP); the stop then proceeds as before."""
     if sys.platform != "linux" or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return False
-    import ctypes
-
-    program = ctypes.create_string_buffer(_DROP_ALL)
-    fprog = struct.pack("@HP", 1, ctypes.addressof(program))  # struct sock_fprog
+    fprog = struct.pack("@HP", 1, _DROP_ALL.buffer_info()[0])  # struct sock_fprog
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     except OSError:
