@@ -306,6 +306,22 @@ def test_strip_header_spaces_lets_space_before_the_colon_through(greenhorn):
     assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["headers"]["HTTP_FOO"] == "bar"
 
 
+@pytest.mark.parametrize("strip", [False, True])
+def test_strip_header_spaces_covers_trailers_too(greenhorn, strip):
+    """gunicorn parses trailers with its header rules: a space before a trailer's colon is
+    refused (400), or stripped with --strip-header-spaces."""
+    server = greenhorn(*(["--strip-header-spaces"] if strip else []), "echo:app")
+    reply = server.raw(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+        b"\r\n3\r\nabc\r\n0\r\nX-Sum : 1\r\n\r\n"
+    )
+    if strip:
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1].split(b"\n", 1)[0])["body_len"] == 3
+    else:
+        assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+
+
 def test_enable_backlog_metric_sends_gunicorn_backlog_with_the_prefix(greenhorn):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", 0))

@@ -23,7 +23,14 @@ from __future__ import annotations
 import re
 
 from greenhorn.http import errors
-from greenhorn.http.fields import FIELD_BLOCK_RE, TCHAR, diagnose_line, split_field
+from greenhorn.http.fields import (
+    FIELD_BLOCK_RE,
+    SPACED_FIELD_RE,
+    TCHAR,
+    diagnose_line,
+    split_field,
+    strip_name_space,
+)
 from greenhorn.http.limits import Limits
 
 MAX_CHUNK_LINE = 4096
@@ -221,7 +228,12 @@ class ChunkedReader:
                 return EndOfMessage(self.trailers)
             text = line.decode("latin-1")
             if FIELD_BLOCK_RE.fullmatch(text) is None:
-                raise diagnose_line(text, errors.InvalidTrailer)
+                # "Name : value" too where the head allows it (gunicorn's setting covers both)
+                if not (limits.strip_header_spaces and SPACED_FIELD_RE.fullmatch(text)):
+                    raise diagnose_line(text, errors.InvalidTrailer)
+                text = strip_name_space(text)
+                if FIELD_BLOCK_RE.fullmatch(text) is None:
+                    raise diagnose_line(text, errors.InvalidTrailer)
             name, value = split_field(text)
             if name in FORBIDDEN_TRAILERS:
                 raise errors.InvalidTrailer(f"{name} is not allowed in trailers")
