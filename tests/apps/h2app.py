@@ -6,7 +6,8 @@
 - ``/big?n=N``: N bytes, in 64 KiB items (a client that never opens its window stalls it);
 - ``/trailers``: a body, then trailers (``environ['gunicorn.http2.send_trailers']``);
 - ``/hints``: a 103 Early Hints before the answer;
-- ``/linger?t=S``: answers at once; the iterable's ``close()`` then takes S seconds.
+- ``/linger?t=S``: answers at once; the iterable's ``close()`` then takes S seconds;
+- ``/longhead?n=N``: a response header N bytes long (past one frame: CONTINUATION).
 """
 
 import hashlib
@@ -33,6 +34,9 @@ def app(environ, start_response):
     if path == "/linger":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "7")])
         return _Linger(float(qs.get("t", ["1"])[0]))
+    if path == "/longhead":
+        start_response("200 OK", [("X-Long", "v" * int(qs.get("n", ["20000"])[0]))])
+        return [b"long head\n"]
     if path == "/hints":
         environ["wsgi.early_hints"]([("Link", "</style.css>; rel=preload; as=style")])
         return _text(start_response, b"after hints\n")

@@ -474,6 +474,50 @@ def test_trailers_and_early_hints(h2c):
     assert body_of(frames, 3) == b"after hints\n"
 
 
+def test_a_repeated_header_block_follows_the_dynamic_table(h2c):
+    """The server remembers header blocks it decoded (``http2/hpack_in.py``): the same six
+    bytes, naming dynamic entry 62, mean ``/echo?a`` and then, once the client inserted
+    another entry, ``/echo?b``."""
+    static = b"\x82\x86\x01\x09127.0.0.1"  # GET, http, :authority (literal, not indexed)
+
+    def insert(query: bytes) -> bytes:  # :path /echo?<query>, literal with indexing: entry 62
+        path = b"/echo?" + query
+        return b"\x44" + bytes([len(path)]) + path
+
+    blocks = [
+        static + insert(b"a"),
+        static + b"\xbe",  # entry 62: /echo?a
+        static + b"\xbe",  # the same bytes again
+        static + insert(b"b"),
+        static + b"\xbe",  # the same bytes: /echo?b now
+    ]
+    with Raw(h2c) as c:
+        for n, block in enumerate(blocks):
+            frame = HeadersFrame(2 * n + 1)
+            frame.data = block
+            frame.flags.add("END_HEADERS")
+            frame.flags.add("END_STREAM")
+            c.send(frame.serialize())
+            c.read(stream_done(2 * n + 1))  # one after the other: the table's order
+        frames = c.frames
+        assert goaway(frames) is None
+        queries = [json.loads(body_of(frames, 2 * n + 1))["QUERY_STRING"] for n in range(5)]
+    assert queries == ["a", "a", "a", "b", "b"]
+
+
+def test_a_response_head_past_the_frame_size_comes_with_continuation(h2c):
+    from hpack import Decoder
+
+    with Raw(h2c) as c:
+        c.request(1, "/longhead?n=40000")
+        frames = c.read(stream_done(1))
+    heads = [f for f in frames if isinstance(f, (HeadersFrame, ContinuationFrame))]
+    assert [type(f).__name__ for f in heads] == ["HeadersFrame", *["ContinuationFrame"] * 2]
+    assert all(len(f.data) <= 16384 for f in heads) and "END_HEADERS" in heads[-1].flags
+    fields = dict(Decoder().decode(b"".join(f.data for f in heads), raw=True))
+    assert fields[b"x-long"] == b"v" * 40000 and body_of(frames, 1) == b"long head\n"
+
+
 BASE = [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1"), (":path", "/echo")]
 
 

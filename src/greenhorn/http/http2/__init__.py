@@ -18,6 +18,10 @@ sockets, the threads and the event loop. It is tested frame by frame without a s
 - ``session``: one connection: the h2 state machine, each stream's request body held for
   the application with flow control (credited as it is read, so a slow reader does not
   grow memory), Content-Length against DATA, graceful GOAWAY.
+- ``machine``: h2's connection as the session drives it: two connection errors made stream
+  errors, and the response's frames written as bytes after h2's own state transitions;
+  ``hpack_in`` and ``hpack_out``: the request's header blocks decoded once per distinct
+  block at a given dynamic table state, the response's fields encoded once per field.
 
 The h2 library is an optional dependency (``pip install 'greenhorn[http2]'``): nothing
 here imports it until a connection speaks HTTP/2 (``available()`` asks without importing

@@ -44,12 +44,13 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import h2.stream
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame
+from hyperframe.frame import GoAwayFrame
 
 from greenhorn.http import errors
 from greenhorn.http.http2.guard import Calm, FrameGuard
+from greenhorn.http.http2.hpack_in import CachingDecoder
 from greenhorn.http.http2.hpack_out import ResponseEncoder
+from greenhorn.http.http2.machine import Connection
 from greenhorn.http.http2.request import Malformed, build_request, check_trailers
 from greenhorn.http.limits import Limits
 from greenhorn.http.parser import Request
@@ -85,50 +86,6 @@ _TrailersReceived = h2.events.TrailersReceived
 _RemoteSettingsChanged = h2.events.RemoteSettingsChanged
 _ConnectionTerminated = h2.events.ConnectionTerminated
 _SettingCodes = h2.settings.SettingCodes
-
-
-def _untracked(length: int, end_stream: bool) -> None:
-    """Content-Length against DATA is the session's to check (``_data``, ``_ended``)."""
-
-
-class _NoStreamLimit:
-    """h2's local settings, but for the concurrent-stream limit (see ``_Connection``)."""
-
-    max_concurrent_streams = 2**31 - 1
-
-    def __init__(self, settings: h2.settings.Settings) -> None:
-        self._settings = settings
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._settings, name)
-
-
-class _Connection(h2.connection.H2Connection):
-    """h2's connection, minus two connection errors that RFC 9113 makes stream errors:
-
-    - a Content-Length that DATA does not match (§8.1.1): RST_STREAM PROTOCOL_ERROR for
-      that request alone (the session checks it: ``_data``, ``_ended``);
-    - a HEADERS frame past SETTINGS_MAX_CONCURRENT_STREAMS (§5.1.2): REFUSED_STREAM for
-      that stream (the session refuses it: ``_opened``), its header block still decoded so
-      the HPACK state stays in step. h2 would end the connection and every stream on it.
-    """
-
-    def _begin_new_stream(
-        self, stream_id: int, allowed_ids: h2.connection.AllowedStreamIDs
-    ) -> h2.stream.H2Stream:
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
-        stream._track_content_length = _untracked  # type: ignore[method-assign]
-        return stream
-
-    def _receive_headers_frame(
-        self, frame: HeadersFrame
-    ) -> tuple[list[Frame], list[h2.events.Event]]:
-        settings = self.local_settings
-        self.local_settings = _NoStreamLimit(settings)  # type: ignore[assignment]
-        try:
-            return super()._receive_headers_frame(frame)
-        finally:
-            self.local_settings = settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +175,7 @@ class Session:
             normalize_outbound_headers=False,
             split_outbound_cookies=False,
         )
-        conn = _Connection(h2_config)
+        conn = Connection(h2_config)
         header_list = config.max_header_list_size
         initial = {
             _SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
@@ -229,7 +186,7 @@ class Session:
             initial[_SettingCodes.MAX_HEADER_LIST_SIZE] = header_list
         conn.local_settings = h2.settings.Settings(client=False, initial_values=initial)
         conn.max_inbound_frame_size = config.max_frame_size
-        conn.decoder.max_header_list_size = header_list or UNLIMITED_HEADER_LIST
+        conn.decoder = CachingDecoder(header_list or UNLIMITED_HEADER_LIST)
         conn.encoder = ResponseEncoder()  # type: ignore[assignment]  # h2 asks encode() only
         self.h2 = conn
         self.guard = FrameGuard(header_list or UNLIMITED_HEADER_LIST, preface=preface)
