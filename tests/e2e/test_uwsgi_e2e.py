@@ -392,6 +392,47 @@ def test_uwsgi_allow_from_names_who_may_connect_and_unix_peers_always_may(tmp_pa
         shutil.rmtree(short, ignore_errors=True)
 
 
+@pytest.mark.parametrize("kind", ["sync", "gevent"])  # the handler's two ways to a head
+def test_the_packets_script_name_is_the_mount_point_the_path_is_held_to(tmp_path, kind):
+    """Mounted with the SCRIPT_NAME environment variable (/mnt), a packet that carries its
+    own SCRIPT_NAME (``uwsgi_param SCRIPT_NAME /app``) is held to that one, as its environ
+    is built with it: /app/x is served as ("/app", "/x"), and /mnt/x or /application (not
+    under /app) get 400. Without the variable the environment's /mnt applies. (gunicorn 27
+    ignores the packet's SCRIPT_NAME and answers 500 for a path outside the environment's.)
+    """
+    argv = ["-b", "127.0.0.1:0", "--protocol", "uwsgi", "-k", kind, "uwsgi_echo:wsgi"]
+    server = launch(argv, tmp_path / "s", env={"SCRIPT_NAME": "/mnt"}, cwd=tmp_path)
+    try:
+        port = int(server.wait_for_log(r"Listening at: http://127.0.0.1:(\d+)", 30)[0])
+
+        def get(path: str, script_name: str | None) -> bytes:
+            pairs = [(k, v) for k, v in GET if k not in ("REQUEST_URI", "PATH_INFO")]
+            pairs += [("REQUEST_URI", path), ("PATH_INFO", path)]
+            if script_name is not None:
+                pairs.append(("SCRIPT_NAME", script_name))
+            return uwsgi_exchange(port, packet(pairs))
+
+        def served(path: str, script_name: str | None) -> tuple[str, str]:
+            info = answer_json(get(path, script_name))
+            return info["SCRIPT_NAME"], info["PATH_INFO"]
+
+        assert served("/app/x", "/app") == ("/app", "/x")
+        assert served("/mnt/x", None) == ("/mnt", "/x")
+        for path, script_name, mount in [
+            ("/mnt/x", "/app", "/app"),
+            ("/application", "/app", "/app"),
+            ("/other", None, "/mnt"),
+        ]:
+            answer = get(path, script_name)
+            assert answer.startswith(b"HTTP/1.1 400 "), (path, script_name, answer[:200])
+            assert f"is not under SCRIPT_NAME '{mount}'".encode() in answer, answer
+        pid = answer_json(get("/app/y", "/app"))["pid"]
+        assert server.worker_pids() == [pid]
+    finally:
+        server.stop(signal.SIGTERM, timeout=15)
+        server.kill_group()
+
+
 # -- bad packets on a raw socket: logged, the connection closed, the worker lives -----------
 
 OK_BLOCK_SIZE = len(packet(GET)) - 4

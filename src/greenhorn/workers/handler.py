@@ -243,7 +243,8 @@ class Handler:
             except errors.HTTPError as exc:
                 self.reject(conn, exc)
                 return False
-        if self.mounted or req.forwarded is not None:  # SCRIPT_NAME: only its paths
+        # SCRIPT_NAME (the environment's, a trusted proxy's, a uwsgi packet's): only its paths
+        if self.mounted or self.uwsgi or req.forwarded is not None:
             outside = outside_mount(req, self.base["SCRIPT_NAME"])
             if outside is not None:
                 self.reject(conn, outside)

@@ -323,11 +323,16 @@ def _path_info(path: str, script_name: str, forwarded: list[tuple[str, str]] | N
 def outside_mount(req: Request, script_name: str) -> errors.OutsideScriptName | None:
     """The refusal for a request whose path is not under the application's mount point:
     ``script_name`` (the ``SCRIPT_NAME`` environment variable), or the SCRIPT_NAME a
-    trusted proxy sent. The application is mounted there and nothing else of it exists;
-    gunicorn refuses these requests too. At a segment boundary: ``/appx`` is outside
+    trusted proxy sent: as a header, or for a uwsgi request the packet's SCRIPT_NAME
+    variable (``uwsgi_param``; the environ is built with it, so the path it is checked
+    against is PATH_INFO, nginx's whole path). The application is mounted there and
+    nothing else of it exists; gunicorn refuses these requests too (with 500; in uwsgi mode
+    it ignores the packet's SCRIPT_NAME). At a segment boundary: ``/appx`` is outside
     ``/app``. None when the path is inside (or there is no mount point)."""
     if req.forwarded is not None:
         script_name = dict(req.forwarded).get("SCRIPT_NAME", script_name)
+    elif isinstance(req, UwsgiRequest):
+        script_name = req.vars.get("SCRIPT_NAME", script_name)
     script_name = script_name.rstrip("/")
     if not script_name:
         return None
