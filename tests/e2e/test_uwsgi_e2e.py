@@ -33,7 +33,7 @@ NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
 )
 KINDS = ("sync", "gthread", "gevent", "eventlet", "asgi")
-RAW_KINDS = ("sync", "gthread", "asgi")  # bad packets: the handler's two request cycles
+RAW_KINDS = ("sync", "gthread", "gevent", "eventlet", "asgi")  # bad packets
 CLIENT = "127.0.0.3"  # where the test's HTTP clients connect to nginx from
 DENIED = "127.0.0.2"  # where nginx connects to greenhorn from for /denied/
 
