@@ -388,6 +388,31 @@ def test_h2c_upgrade_prior_knowledge_and_http11_on_one_port(tmp_path, worker):
         _stop(server)
 
 
+@pytest.mark.skipif(CURL is None, reason="no curl with HTTP/2 (nghttp2) here")
+@pytest.mark.parametrize("worker", WORKERS)
+def test_an_upgraded_request_counts_once_toward_max_requests(tmp_path, worker):
+    """--max-requests 4: one request with prior knowledge and three ``Upgrade: h2c`` ones
+    are served by the first worker, which then leaves. (The upgrade request was counted
+    twice: as the HTTP/1.1 request that asked for it and as HTTP/2's stream 1.)"""
+    if worker == "gevent":
+        pytest.importorskip("gevent")
+    server = _start(
+        tmp_path / "server", "--http2-cleartext", "both", "--max-requests", "4", worker=worker
+    )
+    try:
+        wait_until(lambda: _served(server), 20)  # request 1 of 4
+        first = server.worker_pids()
+        pids = []
+        for i in range(3):
+            code, version, body = _curl(server, None, f"/echo?u={i}", "--http2")
+            assert (code, version) == ("200", "2"), body
+            pids.append(json.loads(body)["pid"])
+        assert pids == first * 3
+        server.wait_for_log(rf"Worker exited \(pid: {first[0]}\) \[max-requests\]")
+    finally:
+        _stop(server)
+
+
 def test_http2_settings_are_advertised_and_enforced(tmp_path):
     server = _start(
         tmp_path / "server", "--http2-cleartext", "prior-knowledge",

@@ -482,6 +482,24 @@ def test_last_response_before_max_requests_says_close(greenhorn, kind):
     assert seen == [None, None, "close"]
 
 
+@pytest.mark.parametrize("kind", KEEPALIVE_KINDS)
+def test_a_kept_alive_connection_counts_its_requests_not_its_end(greenhorn, kind):
+    """--max-requests 3: two requests on a kept-alive connection the client then closes,
+    and a third on a new connection, all served by the first worker, which then leaves.
+    (The gevent and eventlet workers counted the client's close as a request too.)"""
+    s = greenhorn(app(kind, "echo:app"), *flags(kind), "--max-requests", "3", ready_path=None)
+    first = s.wait_workers(1)[0]
+    with s.connect() as c:
+        reader = Reader(c)
+        for i in range(2):
+            c.sendall(get(f"/{i}"))
+            resp = reader.response()
+            assert resp is not None and resp.info["pid"] == first
+    time.sleep(0.2)  # the worker sees the close before the next connection
+    assert exchange(s, get("/2", close=True)).info["pid"] == first
+    s.wait_for_log(rf"Worker exited \(pid: {first}\) \[max-requests\]")
+
+
 # A spinning request stops the loop of these worker types (the sync worker's loop is the
 # request; a green or asyncio worker's hub never gets control back). A gthread worker's loop
 # keeps beating beside a spinning thread: gunicorn's meaning of the timeout, tested with a

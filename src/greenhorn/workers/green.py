@@ -152,9 +152,10 @@ class GreenLoop:
                 # stopping: the last response said keep-alive, so wait a little for a
                 # request the client may be sending already (answered with close)
                 idle = self.keepalive if worker.alive else min(self.keepalive, STOP_KEEPALIVE)
+                requests = conn.requests
                 keep = self.handler.serve(conn, slot, idle=idle)
-                if conn.requests or self.http2 is None:  # not a connection that spoke HTTP/2
-                    worker.count_request()
+                if conn.requests != requests:  # a request was served (not: the client left,
+                    worker.count_request()  # a bad head, HTTP/2, which counts its streams)
                 if not keep:
                     break
         except BaseException as exc:  # the handler contains what a request raises: a bug

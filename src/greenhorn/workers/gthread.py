@@ -457,14 +457,17 @@ class ThreadWorker(Worker):
         """Serve the connection's requests while they are ready; True to park it."""
         if blocking or conn.__class__ is not Connection:  # TLS
             while True:
+                requests = conn.requests
                 keep = handler.serve(conn, slot)
-                if conn.requests or self.http2 is None:  # not handed to HTTP/2
+                if conn.requests != requests:  # a request was served (see green.py)
                     self.count_request()
                 if not keep or not conn.parser.buffered:
                     return keep
         while True:
+            requests = conn.requests  # its head is in: run() gives it back to HTTP/2 (h2c)
             keep = handler.run(conn, slot)
-            self.count_request()
+            if conn.requests == requests:
+                self.count_request()
             # pipelined requests are served now, also while stopping (then with
             # Connection: close): epoll does not see what the parser already holds
             if not keep or not conn.parser.buffered:

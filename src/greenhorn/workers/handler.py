@@ -375,7 +375,10 @@ class Handler:
         req: Request = conn.request  # type: ignore[assignment]
         conn.request = None
         if req.upgrade and self.http2 is not None and self.http2.upgrade(conn, req):
-            return False  # Upgrade: h2c, answered 101: the request is served as HTTP/2
+            # Upgrade: h2c, answered 101: the request is HTTP/2's stream 1, counted (toward
+            # max_requests) there, so not as this connection's
+            conn.requests -= 1
+            return False
         now = _monotonic()
         req.started_at = now
         board = self.board
