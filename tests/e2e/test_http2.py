@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import signal
 import socket
@@ -409,6 +410,30 @@ def test_an_upgraded_request_counts_once_toward_max_requests(tmp_path, worker):
             pids.append(json.loads(body)["pid"])
         assert pids == first * 3
         server.wait_for_log(rf"Worker exited \(pid: {first[0]}\) \[max-requests\]")
+    finally:
+        _stop(server)
+
+
+def test_gevent_streams_past_the_scoreboard_slots_are_timed_too(tmp_path):
+    """gevent with --worker-connections 2 has two scoreboard slots: the connection's
+    greenlet holds one and stream 1 the other, so stream 3 runs past the slots. Both streams
+    outlive --timeout 1: each is logged once as late, with its request line."""
+    pytest.importorskip("gevent")
+    server = _start(
+        tmp_path / "server", "--http2-cleartext", "prior-knowledge", "--timeout", "1",
+        "--worker-connections", "2", worker="gevent",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _served(server), 20)
+        with Raw(server) as c:
+            c.request(1, "/slow?t=2&s=1")
+            c.request(3, "/slow?t=2&s=3")
+            frames = c.read(lambda fs: stream_done(1, False)(fs) and stream_done(3, False)(fs))
+            assert status_of(frames, 1) == status_of(frames, 3) == "200"
+        for sid in (1, 3):
+            late = rf"Request running for [\d.]+s, past the 1s timeout: GET /slow\?t=2&s={sid}"
+            server.wait_for_log(late, 5)
+            assert len(re.findall(late, server.log)) == 1
     finally:
         _stop(server)
 

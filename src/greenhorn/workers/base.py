@@ -203,6 +203,9 @@ class Worker:
         self.in_flight: InFlight | None = None  # the handler, once the worker type built it
         self.stack_of: Callable[[int], str | None] = _no_stack  # a slot's stack (late warning)
         self._warned: dict[int, float] = {}  # slot -> start of the late request logged
+        # requests served past the scoreboard's slots (a green worker's HTTP/2 streams),
+        # under negative ids: id -> (started, "METHOD target"), timed like the slots
+        self.off_board: dict[int, tuple[float, str]] = {}
         self.accept_paused_until = 0.0  # accept() failed for want of resources: not before
         self.refused = 0  # such failures since accepting last worked (logged once)
 
@@ -348,9 +351,9 @@ class Worker:
             faulthandler.enable(file=error_stream(self.log), all_threads=True)
         elif sig == signal.SIGABRT:
             self.alive = False
-            stuck = self.tmp.board.oldest_request()
-            if stuck is not None:
-                started, line = stuck
+            current = self.requests_in_flight()
+            if current:
+                _, started, line = min(current, key=lambda request: request[1])
                 self.log.critical(
                     "Worker timeout: aborting while serving %s (for %.1fs)",
                     line,
@@ -565,7 +568,7 @@ class Worker:
         stack. It runs on: the master aborts a worker only when its loop stops beating."""
         warned = self._warned
         timeout = self.timeout
-        for slot, started, line in self.tmp.board.current():
+        for slot, started, line in self.requests_in_flight():
             if now - started <= timeout or warned.get(slot) == started:
                 continue
             warned[slot] = started
@@ -577,6 +580,14 @@ class Worker:
                 line,
                 f"\n{stack.rstrip()}" if stack else "",
             )
+
+    def requests_in_flight(self) -> list[tuple[int, float, str]]:
+        """(slot, started, "METHOD target") of each request in flight: the scoreboard's,
+        and those served past its slots (``off_board``, negative ids)."""
+        current = self.tmp.board.current()
+        if self.off_board:
+            current += [(slot, *request) for slot, request in list(self.off_board.items())]
+        return current
 
     def count_request(self) -> None:
         self.nr += 1

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
-from greenhorn.ipc.scoreboard import BEAT_PERIOD
+from greenhorn.ipc.scoreboard import BEAT_PERIOD, IN_FLIGHT
 from greenhorn.workers.base import ACCEPT_PAUSE, NO_RESOURCES, STOP_KEEPALIVE
 from greenhorn.workers.connection import TimeoutConnection
 from greenhorn.workers.handler import Handler
@@ -82,6 +82,7 @@ class GreenLoop:
         self.pool = backend.pool(self.size)
         self.slots: deque[int] = deque(range(worker.tmp.board.slots))
         self.greenlets: dict[int, object] = {}  # slot -> the greenlet serving it
+        self.off_board_ids: list[int] = []  # ids of finished streams past the slots, free
         worker.stack_of = self.stack_of
         self.http2: Http2 | None = None
         if worker.speaks_http2 and http2_wanted(cfg):
@@ -172,18 +173,30 @@ class GreenLoop:
 
     def _run_stream(self, conn: H2Connection, stream: Stream) -> None:
         """One HTTP/2 stream in a greenlet of its own, on a scoreboard slot while one is
-        free (past ``worker_connections`` streams it runs off the scoreboard)."""
+        free. Past ``worker_connections`` slots it runs under a negative id, timed in the
+        worker's ``off_board`` (the late-request warning and the abort see it, as a slot)
+        and counted in the scoreboard's IN_FLIGHT gauge (the master cannot name it)."""
         slots = self.slots
-        slot = slots.popleft() if slots else -1
-        if slot >= 0:
-            self.greenlets[slot] = _current_greenlet()
+        worker = self.worker
+        if slots:
+            slot = slots.popleft()
+        else:  # an id of a stream past the slots that finished, or a new one
+            slot = self.off_board_ids.pop() if self.off_board_ids else -1 - len(worker.off_board)
+            req = stream.req
+            worker.off_board[slot] = (time.monotonic(), req.method + " " + req.uri)
+            worker.tmp.board.counters[IN_FLIGHT] += 1
+        self.greenlets[slot] = _current_greenlet()
         try:
             self.serve_stream(conn, stream, slot)
-            self.worker.count_request()
+            worker.count_request()
         finally:
+            self.greenlets.pop(slot, None)
             if slot >= 0:
-                self.greenlets.pop(slot, None)
                 slots.append(slot)
+            else:
+                del worker.off_board[slot]
+                self.off_board_ids.append(slot)
+                worker.tmp.board.counters[IN_FLIGHT] -= 1
 
     def stack_of(self, slot: int) -> str | None:
         """The stack of the greenlet serving ``slot`` (the late-request warning)."""

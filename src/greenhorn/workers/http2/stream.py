@@ -66,8 +66,8 @@ def _serve(handler: Handler, conn: H2Connection, stream: Stream, slot: int) -> N
         return
     now = _monotonic()
     req.accepted_at = req.started_at = now
-    board = handler.board if slot >= 0 else None  # -1: a stream beyond the slots
-    if board is not None:
+    board = handler.board
+    if board is not None and slot >= 0:  # (< 0: past the slots, timed by its worker type)
         board.start(slot, req.method, req.uri, now)
     body = Body(io.read) if not stream.ended or stream.buffered else handler.no_body
     environ: dict[str, Any] = {}
@@ -95,7 +95,10 @@ def _serve(handler: Handler, conn: H2Connection, stream: Stream, slot: int) -> N
     finally:
         duration = _monotonic() - now
         if board is not None:
-            board.finish(slot, resp.status_code or 500, duration, resp.sent)
+            if slot >= 0:
+                board.finish(slot, resp.status_code or 500, duration, resp.sent)
+            else:
+                board.count(resp.status_code or 500, duration, resp.sent)
         if handler.post_request:
             hooks.call_hook(
                 handler.cfg, "post_request", handler.worker, req, environ, resp, log=handler.log
