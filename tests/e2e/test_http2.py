@@ -780,6 +780,7 @@ def _varint(n: int) -> bytes:
         ("gthread", "HUP"),
         ("gthread", "max_requests"),
         ("gevent", "TERM"),
+        ("gevent", "HUP"),
         ("gevent", "max_requests"),  # counts streams, not the connection that carries them
     ],
 )
