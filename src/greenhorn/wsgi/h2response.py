@@ -17,12 +17,11 @@ after the body, ending the stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from greenhorn.http.http2.response import Fields, informational, prepare, trailer_fields
 from greenhorn.http.response import Framing
-from greenhorn.wsgi.response import SERVER, ExcInfo
+from greenhorn.wsgi.response import SERVER, Started
 
 if TYPE_CHECKING:
     from greenhorn.config import HookResponse
@@ -47,19 +46,17 @@ class StreamSender(Protocol):
     def reset(self, code: int) -> None: ...
 
 
-class H2Response:
-    """The response being sent on one stream (hooks and the access log read it)."""
+class H2Response(Started):
+    """The response being sent on one stream (hooks and the access log read it);
+    ``start_response`` is ``Started``'s, as for HTTP/1.1."""
 
     __slots__ = (
         "_io",
         "_method",
-        "app_headers",
         "ended",
         "framing",
-        "head_sent",
         "headers",
         "sent",
-        "status",
         "status_code",
         "trailers",
     )
@@ -76,24 +73,6 @@ class H2Response:
         self.ended = False  # END_STREAM went out (or the stream was reset)
         self.framing: Framing | None = None
         self.trailers: list[tuple[str, str]] | None = None
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-    ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``."""
-        if exc_info:
-            try:
-                if self.head_sent and exc_info[1] is not None:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise AssertionError("start_response() called twice without exc_info")
-        if type(headers) is not list:
-            raise TypeError("response headers must be a list")
-        self.status = status
-        self.app_headers = headers
-        return self.write
 
     def send_head(self, first: bytes, known_length: int | None, end: bool) -> None:
         """Validate and send the head with ``first`` body bytes; ``end``: they are all."""

@@ -23,7 +23,7 @@ from greenhorn.http.response import CONTINUE, LAST_CHUNK, Framing, chunk, inform
 if TYPE_CHECKING:
     from greenhorn.config import HookResponse
 
-__all__ = ["Response", "Sender"]
+__all__ = ["Response", "Sender", "Started"]
 
 SERVER = "greenhorn"
 # What sys.exc_info() returns, as an application passes it to start_response.
@@ -43,20 +43,52 @@ class Sender(Protocol):
     def sendv_last(self, buffers: tuple[bytes, ...], deadline: float | None = None) -> int: ...
 
 
-class Response:
+class Started:
+    """What PEP 3333's ``start_response`` records, the same for every protocol: the
+    application's status and headers, checked against a head already sent. The HTTP/1.1
+    ``Response`` and the HTTP/2 ``wsgi.h2response.H2Response`` add the framing; each sets
+    these attributes in its own ``__init__`` (no chained call on the hot path)."""
+
+    __slots__ = ("app_headers", "head_sent", "status")
+
+    status: str | None
+    app_headers: list[tuple[str, str]]
+    head_sent: bool
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        """PEP 3333 ``start_response``."""
+        if exc_info:
+            try:
+                if self.head_sent and exc_info[1] is not None:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called twice without exc_info")
+        if type(headers) is not list:
+            raise TypeError("response headers must be a list")
+        self.status = status
+        self.app_headers = headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The ``write()`` callable ``start_response`` returns (the protocol's)."""
+        raise NotImplementedError
+
+
+class Response(Started):
     """The response being sent for one request (hooks and the access log read it)."""
 
     __slots__ = (
         "_conn",
         "_deadline",
         "_req",
-        "app_headers",
         "framing",
-        "head_sent",
         "headers",
         "keep_alive",
         "sent",
-        "status",
         "status_code",
     )
 
@@ -86,24 +118,6 @@ class Response:
         """The Content-Length sent, if any."""
         framing = self.framing
         return None if framing is None else framing.length
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-    ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``."""
-        if exc_info:
-            try:
-                if self.head_sent and exc_info[1] is not None:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise AssertionError("start_response() called twice without exc_info")
-        if type(headers) is not list:
-            raise TypeError("response headers must be a list")
-        self.status = status
-        self.app_headers = headers
-        return self.write
 
     def send_head(self, first: bytes, known_length: int | None) -> None:
         """Validate and send the head, with ``first`` body bytes in the same system call."""
