@@ -226,3 +226,16 @@ def test_closed_streams_are_forgotten_as_streams_come_and_go():
         client.receive_data(server.output())
         seen = max(seen, len(server.h2.streams))
     assert seen <= 128
+
+
+def test_what_a_connection_remembers_is_bounded():
+    from greenhorn.http.http2 import hpack_in
+
+    dec = CachingDecoder()
+    dec.decode(b"\x40\x03x-a\x01v", raw=True)  # entry 62: x-a: v
+    many = b"\xbe" * (hpack_in.CACHE_BLOCK_FIELDS + 1)  # one short block, 65 fields
+    assert len(dec.decode(many, raw=True)) == hpack_in.CACHE_BLOCK_FIELDS + 1
+    assert many not in dec._blocks
+    for n in range(3 * hpack_in.CACHE_BLOCKS):
+        dec.decode(b"\x82\x04\x02/" + bytes([48 + n % 75]), raw=True)  # :path literal
+        assert len(dec._blocks) <= hpack_in.CACHE_BLOCKS

@@ -15,7 +15,10 @@ table, a bad Huffman string, a size update over the allowed maximum, a header li
 ``max_header_list_size``) is hpack's own decoding, unchanged, so the errors h2 turns into
 connection errors (COMPRESSION_ERROR, or ENHANCE_YOUR_CALM for a header list too large) are
 the same. A remembered block decoded within ``max_header_list_size`` once; it is reused
-only while that limit and the table's size limits are unchanged.
+only while that limit and the table's size limits are unchanged. What a connection keeps
+is small and bounded: at most ``CACHE_BLOCKS`` blocks of ``CACHE_BLOCK_BYTES`` bytes and
+``CACHE_BLOCK_FIELDS`` fields (a short block may name a large entry many times: such
+blocks are decoded every time, as before).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from hpack.table import HeaderTable
 
 __all__ = ["CachingDecoder"]
 
-CACHE_BLOCKS = 64  # remembered blocks per connection...
-CACHE_BLOCK_BYTES = 1024  # ...each at most this long
+CACHE_BLOCKS = 16  # remembered blocks per connection...
+CACHE_BLOCK_BYTES = 512  # ...each at most this long...
+CACHE_BLOCK_FIELDS = 64  # ...and this many fields (what a connection keeps stays small)
 
 
 class _Table(HeaderTable):
@@ -80,11 +84,12 @@ class CachingDecoder(Decoder):
         before = self._table.version
         headers = super().decode(data, raw)
         if self._table.version == before and len(data) <= CACHE_BLOCK_BYTES:
-            state = self._state()
-            if state != self._at or len(blocks) >= CACHE_BLOCKS:
-                blocks.clear()
-                self._at = state
             if not isinstance(headers, list):
                 headers = list(headers)
-            blocks[bytes(data)] = headers
+            if len(headers) <= CACHE_BLOCK_FIELDS:
+                state = self._state()
+                if state != self._at or len(blocks) >= CACHE_BLOCKS:
+                    blocks.clear()
+                    self._at = state
+                blocks[bytes(data)] = headers
         return headers

@@ -357,7 +357,8 @@ class Session:
         if (self.goaway_at is not None and sid > self.goaway_at) or self.peer_going:
             self._reset(sid, REFUSED_STREAM)
             return None
-        if self._open_streams() >= self.config.max_concurrent_streams:
+        limit = self.config.max_concurrent_streams
+        if len(self.streams) >= limit and self._open_streams() >= limit:  # (no walk below it)
             self._reset(sid, REFUSED_STREAM)  # RFC 9113 §5.1.2: a stream error
             if not self.guard.refused(self._now):  # opening and opening: rapid reset's twin
                 self._calm("flood of streams past SETTINGS_MAX_CONCURRENT_STREAMS")
