@@ -71,11 +71,14 @@ CURL = _curl_with_http2()
 # -- servers ----------------------------------------------------------------------------------
 
 
-def _start(stem: Path, *args: str, worker: str = "gthread") -> Server:
+def _start(
+    stem: Path, *args: str, worker: str = "gthread", env: dict[str, str] | None = None
+) -> Server:
     server = launch(
         ["-b", "127.0.0.1:0", "-k", worker, "--threads", "4", "--http-protocols", "h2,h1",
          "--access-logfile", "-", *args, "h2app:app"],
         stem,
+        env=env,
     )  # fmt: skip
     m = server.wait_for_log(r"Listening at: https?://[^\s:]+:(\d+)", 20)
     server.port = int(m[0])
@@ -434,6 +437,27 @@ def test_gevent_streams_past_the_scoreboard_slots_are_timed_too(tmp_path):
             late = rf"Request running for [\d.]+s, past the 1s timeout: GET /slow\?t=2&s={sid}"
             server.wait_for_log(late, 5)
             assert len(re.findall(late, server.log)) == 1
+    finally:
+        _stop(server)
+
+
+def test_a_path_outside_script_name_gets_400_as_on_http11(tmp_path):
+    """SCRIPT_NAME=/mnt in the server's environment: a stream for /mnt/echo is served with
+    PATH_INFO /echo; one for /other or /mntx is refused with 400, as HTTP/1.1 refuses it."""
+    server = _start(
+        tmp_path / "server", "--http2-cleartext", "prior-knowledge", env={"SCRIPT_NAME": "/mnt"}
+    )
+    try:
+        with Raw(server) as c:
+            c.request(1, "/mnt/echo")
+            c.request(3, "/other")
+            c.request(5, "/mntx/echo")
+            frames = c.read(lambda fs: all(stream_done(s, False)(fs) for s in (1, 3, 5)), 20)
+        assert status_of(frames, 1) == "200"
+        assert json.loads(body_of(frames, 1))["PATH_INFO"] == "/echo"
+        assert status_of(frames, 3) == status_of(frames, 5) == "400"
+        assert b"is not under SCRIPT_NAME '/mnt'" in body_of(frames, 3)
+        server.wait_for_log(r"Invalid request from ip=127\.0\.0\.1: request path '/other'")
     finally:
         _stop(server)
 

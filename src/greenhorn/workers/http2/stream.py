@@ -32,7 +32,12 @@ from greenhorn.http.parser import Request
 from greenhorn.http.response import InvalidResponse
 from greenhorn.ipc.scoreboard import REJECTED
 from greenhorn.workers.http2.connection import H2Connection, StreamIO
-from greenhorn.wsgi.environ import ConflictingSchemeHeaders, build_environ, settle_forwarded
+from greenhorn.wsgi.environ import (
+    ConflictingSchemeHeaders,
+    build_environ,
+    outside_mount,
+    settle_forwarded,
+)
 from greenhorn.wsgi.h2response import H2Response
 from greenhorn.wsgi.input import Body
 from greenhorn.wsgi.response import SERVER
@@ -75,6 +80,10 @@ def _serve(handler: Handler, conn: H2Connection, stream: Stream, slot: int) -> N
         client = conn.conn
         if req.forwarded is not None:
             settle_forwarded(req, conn.trusted(handler.trust), handler.cfg.header_map)
+        if handler.mounted or req.forwarded is not None:  # SCRIPT_NAME: only its paths
+            outside = outside_mount(req, handler.base["SCRIPT_NAME"])
+            if outside is not None:
+                raise outside  # 400, as for HTTP/1.1 (``Handler._admit``)
         environ = build_environ(handler.base, req, client, body, handler.trust)
         if stream.scheme in ("http", "https") and conn.trusted(handler.trust):
             environ["wsgi.url_scheme"] = stream.scheme  # a trusted proxy's :scheme
