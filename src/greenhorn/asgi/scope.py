@@ -27,6 +27,7 @@ from greenhorn.http.uwsgi import UwsgiRequest
 
 __all__ = [
     "ASGI_VERSION",
+    "HTTP2_EXTENSIONS",
     "header_list",
     "http_scope",
     "template",
@@ -37,6 +38,8 @@ __all__ = [
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 # What the worker supports beyond the core messages (ASGI extensions).
 HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {"http.response.informational": {}}
+# over HTTP/2 a response may end with trailers as well (``http.response.trailers``)
+HTTP2_EXTENSIONS: dict[str, dict[str, Any]] = {**HTTP_EXTENSIONS, "http.response.trailers": {}}
 WEBSOCKET_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 
 _PAIRS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
@@ -65,7 +68,8 @@ def template(
     secure: bool,
     root_path: str,
 ) -> dict[str, Any]:
-    """The keys a connection's scopes share (``kind``: ``http`` or ``websocket``)."""
+    """The keys a connection's scopes share (``kind``: ``http`` or ``websocket``; an
+    HTTP/2 connection changes ``http_version`` and ``extensions`` in a copy)."""
     if kind == "http":
         scheme = "https" if secure else "http"
         extensions = HTTP_EXTENSIONS
@@ -119,7 +123,7 @@ def http_scope(
     query = req.query
     scope["query_string"] = query.encode("latin-1") if query else b""
     scope["headers"] = header_list(req.headers)
-    if req.version != (1, 1):
+    if req.version < (1, 1):  # (an HTTP/2 connection's template says "2")
         scope["http_version"] = "1.0"
     if scheme is not None:
         scope["scheme"] = scheme

@@ -328,7 +328,7 @@ class Arbiter:
             if not getattr(self.worker_class, "speaks_http2", False):
                 self.log.warning(
                     "The %s worker serves HTTP/1.1 only: --http-protocols h2 needs "
-                    "-k gthread or -k gevent; serving HTTP/1.1",
+                    "-k gthread, -k gevent or -k asgi; serving HTTP/1.1",
                     self.worker_class_name,
                 )
         if cfg.certfile:

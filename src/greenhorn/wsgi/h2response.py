@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from greenhorn.http.http2.response import Fields, informational, prepare, trailer_fields
+from greenhorn.http.http2.response import (
+    Fields,
+    informational,
+    prepare,
+    prepare_int,
+    trailer_fields,
+)
 from greenhorn.http.response import Framing
 from greenhorn.wsgi.response import SERVER, Started
 
@@ -30,6 +36,7 @@ __all__ = ["H2Response", "StreamSender"]
 
 INTERNAL_ERROR = 0x2  # RST_STREAM code for a response cut short
 _CONTINUE = [(b":status", b"100")]
+_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
 
 class StreamSender(Protocol):
@@ -53,6 +60,7 @@ class H2Response(Started):
     __slots__ = (
         "_io",
         "_method",
+        "awaiting_trailers",
         "ended",
         "framing",
         "headers",
@@ -73,6 +81,8 @@ class H2Response(Started):
         self.ended = False  # END_STREAM went out (or the stream was reset)
         self.framing: Framing | None = None
         self.trailers: list[tuple[str, str]] | None = None
+        # announced and still to come (ASGI's ``trailers``): the owner calls finish()
+        self.awaiting_trailers = False
 
     def send_head(self, first: bytes, known_length: int | None, end: bool) -> None:
         """Validate and send the head with ``first`` body bytes; ``end``: they are all."""
@@ -94,11 +104,16 @@ class H2Response(Started):
                 first = first[:length]
             if len(first) == length:
                 end = True
-        end_now = end and not self.trailers and (length is None or len(first) == length)
+        end_now = (
+            end
+            and not self.trailers
+            and not self.awaiting_trailers
+            and (length is None or len(first) == length)
+        )
         self._io.head(fields, first, end_now)
         self.sent = len(first)
         self.ended = end_now
-        if end and not end_now:
+        if end and not end_now and not self.awaiting_trailers:
             self.finish()
 
     def write(self, data: bytes) -> None:
@@ -118,7 +133,7 @@ class H2Response(Started):
                 return
             if len(data) >= room:
                 data = data[:room]
-                end = not self.trailers
+                end = not self.trailers and not self.awaiting_trailers
         self._io.body(data, end)
         self.sent += len(data)
         self.ended = end
@@ -162,6 +177,20 @@ class H2Response(Started):
             self._io.trailers(trailer_fields(self.trailers))
         else:
             self._io.body(b"", True)
+
+    def error(self, code: int, reason: str, message: str) -> None:
+        """Answer ``code`` with a short text body if the head has not gone out; else cut
+        the stream (an error after the head)."""
+        if self.head_sent:
+            self.cut()
+            return
+        body = f"{code} {reason}\n{message}\n".encode("latin-1", "replace")
+        fields, _, self.headers = prepare_int(code, _TEXT, "GET", SERVER, len(body))
+        self.status = f"{code} {reason}"
+        self.status_code = code
+        self.head_sent = self.ended = True
+        self._io.head(fields, body, True)
+        self.sent = len(body)
 
     def cut(self) -> None:
         """The response cannot be completed (an error after the head): reset the stream."""

@@ -36,10 +36,11 @@ from __future__ import annotations
 import asyncio
 import time
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenhorn.asgi.scope import template
 from greenhorn.http import errors
+from greenhorn.http.http2 import MATCH, PARTIAL, preface
 from greenhorn.http.parser import EOF, NEED_DATA, Data, Parser, Request
 from greenhorn.http.proxy import ProxyHeader
 from greenhorn.http.response import error_response
@@ -59,10 +60,13 @@ from greenhorn.workers.connection import RequestParser
 from greenhorn.wsgi.environ import ConflictingSchemeHeaders, settle_forwarded
 from greenhorn.wsgi.response import SERVER
 
+if TYPE_CHECKING:
+    from greenhorn.workers.asgi.http2 import H2Link
+
 __all__ = ["HttpConnection"]
 
 # connection phases
-NEW, HEAD, IDLE, BUSY, DRAIN, LINGER, UPGRADED = range(7)
+NEW, HEAD, IDLE, BUSY, DRAIN, LINGER, UPGRADED, HTTP2 = range(8)
 
 _monotonic = time.monotonic
 _name = itemgetter(0)
@@ -78,6 +82,8 @@ class HttpConnection(asyncio.Protocol):
         "deadline",
         "drain_waiters",
         "eof",
+        "h2",
+        "h2_sniff",
         "head_started",
         "parser",
         "peer",
@@ -111,6 +117,8 @@ class HttpConnection(asyncio.Protocol):
         )
         self.cycle: RequestCycle | None = None
         self.ws: Any = None  # the WebSocketSession after an upgrade
+        self.h2: H2Link | None = None  # once the connection speaks HTTP/2
+        self.h2_sniff: bytes | None = None  # the first bytes, while they may be the preface
         self.phase = NEW
         self.deadline: float | None = None
         self.head_started = 0.0
@@ -166,6 +174,13 @@ class HttpConnection(asyncio.Protocol):
         shared.worker.connection_opened()
         if shared.uwsgi and not shared.uwsgi_peers.trusts(self.peer):
             self.refuse_uwsgi()
+        elif shared.http2 is not None:
+            if secure:
+                ssl_object = get("ssl_object")
+                if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                    self.start_http2(b"")
+            elif shared.http2.wants_preface(self.peer):
+                self.h2_sniff = b""
 
     def data_received(self, data: bytes) -> None:
         if self.proxy_buf is not None:
@@ -174,6 +189,15 @@ class HttpConnection(asyncio.Protocol):
                 return
             data = rest
         phase = self.phase
+        if phase == HTTP2:
+            assert self.h2 is not None
+            self.h2.data_received(data)
+            return
+        if self.h2_sniff is not None:
+            rest = self._sniff(data)
+            if rest is None:
+                return
+            data = rest
         if phase == BUSY:
             parser = self.parser
             parser.feed(data)
@@ -215,6 +239,10 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         phase = self.phase
+        if phase == HTTP2:
+            assert self.h2 is not None
+            self.h2.eof()
+            return None  # close
         if phase == UPGRADED:
             assert self.ws is not None
             self.ws.data_received(b"")
@@ -248,6 +276,8 @@ class HttpConnection(asyncio.Protocol):
             cycle.disconnected()
         if self.ws is not None:
             self.ws.connection_lost()
+        if self.h2 is not None:
+            self.h2.connection_lost()
         shared.worker.connection_closed()
 
     def pause_writing(self) -> None:
@@ -261,6 +291,8 @@ class HttpConnection(asyncio.Protocol):
         if self.phase == BUSY:
             cycle = self.cycle
             self.deadline = cycle.body_deadline() if cycle is not None else None
+        elif self.phase == HTTP2 and self.h2 is not None:
+            self.h2.settle()
         waiters, self.drain_waiters = self.drain_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -482,9 +514,14 @@ class HttpConnection(asyncio.Protocol):
         """The phase's deadline passed (the worker's sweep calls this)."""
         phase = self.phase
         self.deadline = None
-        if self.write_paused and phase in (BUSY, DRAIN):  # the client stopped reading
+        if self.write_paused and phase in (BUSY, DRAIN, HTTP2):  # the client stopped reading
             self.shared.log.debug("Client %s does not read its response: closing", self.remote_addr)
             self.abort()
+        elif phase == HTTP2:
+            if self.h2 is not None:
+                self.h2.expire()
+        elif phase == NEW and self.h2_sniff:  # a preface begun and never finished: 400
+            self.reject(_no_preface())
         elif phase == HEAD or (phase == NEW and self.parser.buffered):
             self.reject(errors.HeadTimeout("request head not received in time"))
         elif phase == BUSY and self.cycle is not None and self.cycle.body_open:
@@ -501,11 +538,49 @@ class HttpConnection(asyncio.Protocol):
         """The worker stops: a connection waiting for a request (new, or kept alive) closes
         within ``STOP_KEEPALIVE`` seconds, not at once: its client may be sending one
         already, which is answered with ``Connection: close``. Busy ones close after their
-        response."""
+        response. An HTTP/2 connection says GOAWAY: its streams finish, new ones are
+        refused."""
+        if self.phase == HTTP2:
+            if self.h2 is not None:
+                self.h2.goaway()
+            return
         if self.phase in (NEW, IDLE) and not self.parser.buffered:
             cap = _monotonic() + STOP_KEEPALIVE
             if self.deadline is None or self.deadline > cap:
                 self.deadline = cap
+
+    # -- HTTP/2 -----------------------------------------------------------------------------
+
+    def start_http2(self, initial: bytes) -> None:
+        """Serve this connection as HTTP/2 from here on (``initial``: bytes read so far)."""
+        from greenhorn.workers.asgi.http2 import H2Link
+
+        policy = self.shared.http2
+        assert policy is not None
+        self.h2_sniff = None
+        self.phase = HTTP2
+        self.h2 = H2Link(self, policy)
+        self.h2.start(initial)
+
+    def _sniff(self, data: bytes) -> bytes | None:
+        """A trusted cleartext peer's first bytes (``http2_cleartext``): the h2c preface
+        starts HTTP/2; anything else is HTTP/1.1 (``both``) or refused with 400
+        (``prior-knowledge``, as gunicorn: a silent downgrade would hide a
+        misconfiguration). None: nothing for HTTP/1.1 (wait, or it was taken)."""
+        seen = (self.h2_sniff or b"") + data
+        verdict = preface(seen)
+        if verdict == PARTIAL:
+            self.h2_sniff = seen
+            return None
+        self.h2_sniff = None
+        if verdict == MATCH:
+            self.start_http2(seen)
+            return None
+        policy = self.shared.http2
+        if policy is not None and policy.cleartext == "prior-knowledge":
+            self.reject(_no_preface())
+            return None
+        return seen
 
     # -- PROXY protocol -------------------------------------------------------------------
 
@@ -543,6 +618,12 @@ class HttpConnection(asyncio.Protocol):
             family = "TCP6" if ":" in header.src_addr else "TCP4"
             self.proxy = (family, header.dst_addr, str(header.dst_port))
             self.template["client"] = self.client
+
+
+def _no_preface() -> errors.HTTPError:
+    return errors.HTTPError(
+        "expected the HTTP/2 connection preface (http2_cleartext is prior-knowledge)"
+    )
 
 
 class _NeedMore(Exception):

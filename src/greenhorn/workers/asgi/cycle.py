@@ -371,10 +371,7 @@ class RequestCycle:
         shared = conn.shared
         req = self.req
         try:
-            if shared.uwsgi and isinstance(req, UwsgiRequest):
-                scope = uwsgi_scope(conn.template, req, shared.state, conn.scheme_for(req))
-            else:
-                scope = http_scope(conn.template, req, shared.state, conn.scheme_for(req))
+            scope = self.scope()
             if shared.pre_request:
                 self.hook_req = hook_request(conn, req)
                 if not hooks.call_request_hook(
@@ -403,11 +400,25 @@ class RequestCycle:
                         req.uri,
                     )
                     if self.head_sent:
-                        conn.abort()
+                        self.cut()
                     else:
                         self._error(500, "Internal Server Error")
         finally:
             self._account()
+
+    def scope(self) -> dict[str, Any]:
+        """The application's ``http`` scope for this request."""
+        conn = self.conn
+        shared = conn.shared
+        req = self.req
+        if shared.uwsgi and isinstance(req, UwsgiRequest):
+            return uwsgi_scope(conn.template, req, shared.state, conn.scheme_for(req))
+        return http_scope(conn.template, req, shared.state, conn.scheme_for(req))
+
+    def cut(self) -> None:
+        """End a response that cannot be completed (an error after its head): the client
+        must not take it for a whole one. HTTP/1.1: drop the connection."""
+        self.conn.abort()
 
     def _failed(self, exc: BaseException) -> None:
         conn = self.conn
@@ -434,7 +445,7 @@ class RequestCycle:
         if self.gone:
             return
         if self.head_sent:
-            conn.abort()  # a truncated response rather than a wrong one
+            self.cut()  # a truncated response rather than a wrong one
         else:
             self._error(500, "Internal Server Error")
 

@@ -15,10 +15,12 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from greenhorn.config import hooks
+from greenhorn.http.http2 import available
 from greenhorn.http.parser import Limits, Request
 from greenhorn.ipc.scoreboard import Scoreboard
 from greenhorn.workers.connection import RequestParser
 from greenhorn.workers.hook_request import RequestView
+from greenhorn.workers.http2 import Policy, wanted
 from greenhorn.workers.proxy_gate import ProxyGate
 from greenhorn.wsgi.environ import Client
 from greenhorn.wsgi.input import Body
@@ -153,6 +155,10 @@ class Shared:
         self.uwsgi = cfg.protocol == "uwsgi"  # requests come as uwsgi packets
         self.uwsgi_peers = ProxyTrust(list(cfg.uwsgi_allow_ips), {})  # who may send them
         self.max_message_size = int(cfg.websocket_max_message_size)
+        # HTTP/2 (``--http-protocols h2``, the h2 library installed): workers/asgi/http2.py
+        self.http2: Policy | None = None
+        if wanted(cfg) and available():
+            self.http2 = Policy(cfg, worker.limits)
         self.cfg = cfg
         # default (no-op) hooks are skipped on the hot path
         self.pre_request = not hooks.is_default(cfg, "pre_request")

@@ -83,6 +83,7 @@ class AsgiWorker(Worker):
     """Serve an ASGI application from an event loop. See the module docstring."""
 
     slot_holds_loop = True  # its slot is written only when the loop is blocked (the watchdog)
+    speaks_http2 = True  # each stream a task (workers/asgi/http2.py)
 
     @classmethod
     def slots_for(cls, cfg: Config) -> int:

@@ -36,6 +36,7 @@ from greenhorn.wsgi.trust import ProxyTrust
 if TYPE_CHECKING:  # the h2 library is imported only once a connection speaks HTTP/2
     from greenhorn.config import Config
     from greenhorn.http.http2.session import H2Config, Stream
+    from greenhorn.http.limits import Limits
     from greenhorn.http.parser import Request
     from greenhorn.observe.logger import Logger
     from greenhorn.workers.base import Worker
@@ -43,7 +44,16 @@ if TYPE_CHECKING:  # the h2 library is imported only once a connection speaks HT
     from greenhorn.workers.handler import Handler
     from greenhorn.workers.http2.connection import H2Connection
 
-__all__ = ["MATCH", "MISMATCH", "PARTIAL", "Http2", "h2_config", "serve_stream_on", "wanted"]
+__all__ = [
+    "MATCH",
+    "MISMATCH",
+    "PARTIAL",
+    "Http2",
+    "Policy",
+    "h2_config",
+    "serve_stream_on",
+    "wanted",
+]
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -54,12 +64,12 @@ def wanted(cfg: Config) -> bool:
     return "h2" in cfg.http_protocols
 
 
-def h2_config(cfg: Config, worker: Worker) -> H2Config:
+def h2_config(cfg: Config, limits: Limits) -> H2Config:
     """The sessions' settings: the HTTP/2 ones and the worker's HTTP/1.1 limits."""
     from greenhorn.http.http2.session import H2Config
 
     return H2Config(
-        limits=worker.limits,
+        limits=limits,
         max_concurrent_streams=int(cfg.http2_max_concurrent_streams),
         initial_window_size=int(cfg.http2_initial_window_size),
         max_frame_size=int(cfg.http2_max_frame_size),
@@ -68,7 +78,30 @@ def h2_config(cfg: Config, worker: Worker) -> H2Config:
     )
 
 
-class Http2:
+class Policy:
+    """How a worker's HTTP/2 connections are run, from the settings: the sessions' config,
+    the waits, and which cleartext peers speak h2c. Shared by the WSGI workers (``Http2``)
+    and the asgi worker (``workers/asgi/http2.py``)."""
+
+    def __init__(self, cfg: Config, limits: Limits) -> None:
+        self.config = h2_config(cfg, limits)
+        timeout = float(cfg.timeout)
+        # a stream waiting on its client gives up well before the worker timeout would
+        # count it as a stuck request
+        self.stall = max(1.0, timeout / 2.0) if timeout else 30.0
+        self.idle: float | None = float(cfg.keepalive) or None
+        self.first: float | None = float(cfg.header_timeout) or 30.0
+        self.cleartext = cfg.http2_cleartext
+        self.prior_knowledge = cfg.http2_cleartext in ("prior-knowledge", "both")
+        self.upgrades = cfg.http2_cleartext in ("upgrade", "both")
+        self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), {})
+
+    def wants_preface(self, peer: str) -> bool:
+        """Whether a new cleartext connection from ``peer`` may open with the h2c preface."""
+        return self.prior_knowledge and self.trust.trusts(peer)
+
+
+class Http2(Policy):
     """A worker's HTTP/2 connections: which connections are HTTP/2, and stopping them."""
 
     def __init__(
@@ -78,22 +111,11 @@ class Http2:
         run: Callable[[H2Connection], None],
         dispatch: Callable[[H2Connection, Stream], None],
     ) -> None:
-        cfg = worker.cfg
+        super().__init__(worker.cfg, worker.limits)
         self.worker = worker
         self.handler = handler
         self.log: Logger = worker.log
-        self.config = h2_config(cfg, worker)
-        timeout = float(cfg.timeout)
-        # a stream waiting on its client gives up well before the worker timeout would
-        # count it as a stuck request
-        self.stall = max(1.0, timeout / 2.0) if timeout else 30.0
-        self.idle: float | None = float(cfg.keepalive) or None
-        self.first: float | None = float(cfg.header_timeout) or 30.0
         self.stopping = False
-        self.cleartext = cfg.http2_cleartext
-        self.prior_knowledge = cfg.http2_cleartext in ("prior-knowledge", "both")
-        self.upgrades = cfg.http2_cleartext in ("upgrade", "both")
-        self.trust = ProxyTrust(list(cfg.forwarded_allow_ips), {})
         self._run = run
         self._dispatch = dispatch
         self._lock = threading.Lock()
@@ -111,7 +133,7 @@ class Http2:
                 return False
             initial = b""
         else:
-            if not self.prior_knowledge or not self.trust.trusts(conn.peer):
+            if not self.wants_preface(conn.peer):
                 return False
             got = self._sniff(conn, deadline or time.monotonic() + 30.0)
             if got is None:
@@ -130,7 +152,7 @@ class Http2:
         """For a worker that reads heads without waiting (gthread): the preface verdict on
         what a new plain connection has sent so far, left in the socket, and how many bytes
         that was; None when h2c is not for this peer."""
-        if not self.prior_knowledge or not self.trust.trusts(conn.peer):
+        if not self.wants_preface(conn.peer):
             return None
         try:
             seen = conn.sock.recv(len(PREFACE), _PEEK)

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from greenhorn.config import hooks
 from greenhorn.http import errors
-from greenhorn.http.http2.response import prepare_int
 from greenhorn.http.http2.session import Stream, StreamGone
 from greenhorn.http.parser import Request
 from greenhorn.http.response import InvalidResponse
@@ -40,7 +39,6 @@ from greenhorn.wsgi.environ import (
 )
 from greenhorn.wsgi.h2response import H2Response
 from greenhorn.wsgi.input import Body
-from greenhorn.wsgi.response import SERVER
 
 if TYPE_CHECKING:
     from greenhorn.workers.handler import Handler
@@ -48,7 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["serve_stream"]
 
 _monotonic = time.monotonic
-_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
 
 def serve_stream(handler: Handler, conn: H2Connection, stream: Stream, slot: int) -> None:
@@ -160,16 +157,7 @@ def _call_app(
 def _error(resp: H2Response, code: int, reason: str, message: str) -> None:
     """Answer ``code`` if the head has not gone out; else cut the stream."""
     try:
-        if resp.head_sent:
-            resp.cut()
-            return
-        body = f"{code} {reason}\n{message}\n".encode("latin-1", "replace")
-        fields, _, resp.headers = prepare_int(code, _TEXT, "GET", SERVER, len(body))
-        resp.status = f"{code} {reason}"
-        resp.status_code = code
-        resp.head_sent = resp.ended = True
-        resp._io.head(fields, body, True)
-        resp.sent = len(body)
+        resp.error(code, reason, message)
     except StreamGone:
         pass
 
