@@ -7,7 +7,8 @@
 - ``/trailers``: a body, then trailers (``environ['gunicorn.http2.send_trailers']``);
 - ``/hints``: a 103 Early Hints before the answer;
 - ``/linger?t=S``: answers at once; the iterable's ``close()`` then takes S seconds;
-- ``/longhead?n=N``: a response header N bytes long (past one frame: CONTINUATION).
+- ``/longhead?n=N``: a response header N bytes long (past one frame: CONTINUATION);
+- ``/lazy?t=S``: waits S seconds before it reads the body, then answers as ``/echo``.
 """
 
 import hashlib
@@ -40,6 +41,8 @@ def app(environ, start_response):
     if path == "/hints":
         environ["wsgi.early_hints"]([("Link", "</style.css>; rel=preload; as=style")])
         return _text(start_response, b"after hints\n")
+    if path == "/lazy":
+        time.sleep(float(qs.get("t", ["1"])[0]))
     body = environ["wsgi.input"].read()
     keys = (
         "REQUEST_METHOD",

@@ -1,12 +1,14 @@
-"""The HTTP/2 tests' ASGI application (``-k asgi``), with h2app.py's paths:
+"""The HTTP/2 tests' ASGI application (``-k asgi``), with h2app.py's paths and answers:
 
-- ``/echo``: the scope (http_version, scheme, path, query, client port...) as JSON, with the
-  request body's length and sha256 (read message by message);
+- ``/echo``: the request as JSON under h2app.py's (WSGI) names, from the scope
+  (``SERVER_PROTOCOL`` from ``http_version``...), with the body's length and sha256 (read
+  message by message), and the scope's ``http_version`` and ``extensions``;
 - ``/slow?t=S``: answers after S seconds;
 - ``/big?n=N``: N bytes, in 64 KiB messages (a client that never opens its window stalls it);
-- ``/trailers``: a body, then trailers (``http.response.trailers``), when the scope offers
-  the extension;
+- ``/trailers``: a body, then trailers (``http.response.trailers``, in two messages), when
+  the scope offers the extension;
 - ``/hints``: a 103 Early Hints before the answer;
+- ``/longhead?n=N``: a response header N bytes long (past one frame: CONTINUATION);
 - ``/lazy?t=S``: waits S seconds before it reads the body, then answers as ``/echo``;
 - any WebSocket path: echoes text, prefixed with the scope's http_version.
 """
@@ -18,15 +20,7 @@ import os
 from urllib.parse import parse_qs
 
 
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+async def app(scope, receive, send):  # (served with --asgi-lifespan off)
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
@@ -62,14 +56,13 @@ async def app(scope, receive, send):
         )
         await send({"type": "http.response.body", "body": b"body before trailers\n"})
         if trailers:
-            await send(
-                {
-                    "type": "http.response.trailers",
-                    "headers": [(b"x-checksum", b"abc123")],
-                    "more_trailers": True,
-                }
-            )
-            await send({"type": "http.response.trailers", "headers": [(b"x-n", b"2")]})
+            await send({"type": "http.response.trailers", "headers": [], "more_trailers": True})
+            await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc123")]})
+        return None
+    if path == "/longhead":
+        long = b"v" * int(qs.get("n", ["20000"])[0])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-long", long)]})
+        await send({"type": "http.response.body", "body": b"long head\n"})
         return None
     if path == "/hints":
         await send(
@@ -91,13 +84,19 @@ async def app(scope, receive, send):
         size += len(body)
         if not message.get("more_body"):
             break
+    version = scope["http_version"]
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length")
     info = {
-        "http_version": scope["http_version"],
-        "method": scope["method"],
-        "scheme": scope["scheme"],
-        "path": scope["path"],
-        "query_string": scope["query_string"].decode(),
-        "client_port": scope["client"][1] if scope.get("client") else None,
+        "REQUEST_METHOD": scope["method"],
+        "PATH_INFO": scope["path"],
+        "QUERY_STRING": scope["query_string"].decode(),
+        "SERVER_PROTOCOL": "HTTP/2.0" if version == "2" else f"HTTP/{version}",
+        "REMOTE_PORT": str(scope["client"][1]) if scope.get("client") else None,
+        "HTTP_HOST": (headers.get(b"host") or b"").decode() or None,
+        "CONTENT_LENGTH": length.decode() if length else None,
+        "wsgi.url_scheme": scope["scheme"],
+        "http_version": version,
         "extensions": sorted(scope.get("extensions", {})),
         "body_len": size,
         "sha256": digest.hexdigest(),

@@ -1,12 +1,14 @@
-"""HTTP/2 end to end on the gthread worker: TLS with ALPN (curl --http2, httpx with 100
-streams on one connection, HTTP/1.1 clients on the same port), h2c with prior knowledge
-(curl --http2-prior-knowledge), the wire rules, trailers and 103 Early Hints, GOAWAY on
+"""HTTP/2 end to end on the gthread, gevent and asgi workers: TLS with ALPN (curl --http2,
+httpx with 100 streams on one connection, HTTP/1.1 clients on the same port), h2c with
+prior knowledge (curl --http2-prior-knowledge) and by Upgrade, the wire rules, request
+bodies credited as the application reads them, trailers and 103 Early Hints, GOAWAY on
 TERM, HUP and max_requests, and the attacks (rapid reset, CONTINUATION flood, SETTINGS and
 PING floods, HPACK bomb, a zero-window stall), each followed by a request from another
 client that must be served while the worker's memory stays bounded.
 
-Two servers are shared by the module (one TLS, one h2c); the graceful tests start their
-own. Raw clients build frames with hyperframe and hpack (the h2 library's own parts), so
+Two servers per worker type are shared by the module (one TLS, one h2c); the graceful
+tests start their own. The WSGI workers serve tests/apps/h2app.py, the asgi worker
+tests/apps/h2asgiapp.py: the same paths, the same answers. Raw clients build frames with hyperframe and hpack (the h2 library's own parts), so
 they can send what a well-behaved client library never would.
 """
 
@@ -44,6 +46,7 @@ from hyperframe.frame import (  # noqa: E402
     PingFrame,
     RstStreamFrame,
     SettingsFrame,
+    WindowUpdateFrame,
 )
 
 pytestmark = pytest.mark.e2e
@@ -74,9 +77,13 @@ CURL = _curl_with_http2()
 def _start(
     stem: Path, *args: str, worker: str = "gthread", env: dict[str, str] | None = None
 ) -> Server:
+    if worker == "asgi":  # the same paths and answers as an ASGI application
+        args = (*args, "--asgi-lifespan", "off", "h2asgiapp:app")
+    else:
+        args = (*args, "--threads", "4", "h2app:app")
     server = launch(
-        ["-b", "127.0.0.1:0", "-k", worker, "--threads", "4", "--http-protocols", "h2,h1",
-         "--access-logfile", "-", *args, "h2app:app"],
+        ["-b", "127.0.0.1:0", "-k", worker, "--http-protocols", "h2,h1",
+         "--access-logfile", "-", *args],
         stem,
         env=env,
     )  # fmt: skip
@@ -93,7 +100,7 @@ def _stop(server: Server) -> None:
         server.kill_group()
 
 
-WORKERS = ["gthread", "gevent"]
+WORKERS = ["gthread", "gevent", "asgi"]  # asgi: each stream a task of tests/apps/h2asgiapp.py
 
 
 @pytest.fixture(scope="module", params=WORKERS)
@@ -387,6 +394,9 @@ def test_h2c_upgrade_prior_knowledge_and_http11_on_one_port(tmp_path, worker):
         assert (code, version) == ("200", "2")
         code, version, _ = _curl(server, None, "/echo", "--http1.1")
         assert (code, version) == ("200", "1.1")
+        if worker == "asgi":  # and a WebSocket (HTTP/1.1) on the same port
+            assert json.loads(_curl(server, None, "/echo", "--http2")[2])["http_version"] == "2"
+            assert asyncio.run(_websocket_echo(server, "hi")) == "1.1:hi"
         wait_until(lambda: '"GET /echo?u=1 HTTP/2.0" 200' in server.out, 10, what="access log")
     finally:
         _stop(server)
@@ -460,6 +470,13 @@ def test_a_path_outside_script_name_gets_400_as_on_http11(tmp_path):
         server.wait_for_log(r"Invalid request from ip=127\.0\.0\.1: request path '/other'")
     finally:
         _stop(server)
+
+
+async def _websocket_echo(server: Server, text: str) -> str:
+    websockets = pytest.importorskip("websockets")
+    async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        await ws.send(text)
+        return await asyncio.wait_for(ws.recv(), 10)
 
 
 def test_http2_settings_are_advertised_and_enforced(tmp_path):
@@ -683,6 +700,29 @@ def test_body_limit_and_100_continue(h2c):
     assert json.loads(body_of(frames, 5))["body_len"] == len(b"after continue")
 
 
+def test_request_body_window_is_credited_as_the_app_reads(h2c):
+    """A stream's window is given back only as the application takes the body: a client
+    that sent part of it gets no WINDOW_UPDATE for the stream while the application
+    waits (the connection's window is credited as DATA arrives, on stream 0)."""
+    with Raw(h2c) as c:
+        c.request(1, "/lazy?t=1", method="POST", end=False)
+        for size in (16384, 16384, 7232):  # 40000 bytes (--limit-request-body 50000)
+            c.send(DataFrame(1, b"w" * size).serialize())
+        started = time.monotonic()
+
+        def credited(frames: list[Frame]) -> bool:
+            return any(isinstance(f, WindowUpdateFrame) and f.stream_id == 1 for f in frames)
+
+        c.read(credited, 10)
+        assert time.monotonic() - started > 0.7  # not before the application read
+        end = DataFrame(1, b"")
+        end.flags.add("END_STREAM")
+        c.send(end.serialize())
+        frames = c.read(stream_done(1), 10)
+    assert status_of(frames, 1) == "200"
+    assert json.loads(body_of(frames, 1))["body_len"] == 40000
+
+
 def test_zero_window_stall_frees_the_thread(h2c):
     """A client that never opens its window: the stream is reset after the stall bound
     (timeout/2 = 2 s) and its thread serves others; the worker's memory does not grow."""
@@ -806,6 +846,8 @@ def _varint(n: int) -> bytes:
         ("gevent", "TERM"),
         ("gevent", "HUP"),
         ("gevent", "max_requests"),  # counts streams, not the connection that carries them
+        ("asgi", "TERM"),
+        ("asgi", "max_requests"),  # (HUP stops an asgi worker as TERM does)
     ],
 )
 def test_goaway_lets_in_flight_streams_finish(tmp_path, worker, sig):

@@ -57,6 +57,7 @@ from greenhorn.workers.asgi.shared import (
 )
 from greenhorn.workers.base import STOP_KEEPALIVE
 from greenhorn.workers.connection import RequestParser
+from greenhorn.workers.http2 import SWITCHING
 from greenhorn.wsgi.environ import ConflictingSchemeHeaders, settle_forwarded
 from greenhorn.wsgi.response import SERVER
 
@@ -347,6 +348,8 @@ class HttpConnection(asyncio.Protocol):
         self.requests += 1
         self.phase = BUSY
         self.deadline = None
+        if shared.http2 is not None and shared.http2.upgrades and self._upgrade_h2c(req):
+            return
         if req.upgrade and req.method == "GET":
             from greenhorn.http.websocket import is_websocket_upgrade
 
@@ -561,6 +564,29 @@ class HttpConnection(asyncio.Protocol):
         self.phase = HTTP2
         self.h2 = H2Link(self, policy)
         self.h2.start(initial)
+
+    def _upgrade_h2c(self, req: Request) -> bool:
+        """An HTTP/1.1 request with ``Upgrade: h2c`` that may have it (``Policy``): 101,
+        then it is stream 1 of an HTTP/2 connection (RFC 7540 §3.2); True when it was."""
+        policy = self.shared.http2
+        assert policy is not None
+        settings = policy.upgrade_settings(req, self.scheme, self.peer)
+        if settings is None:
+            return False
+        from greenhorn.workers.asgi.http2 import H2Link
+
+        link = H2Link(self, policy)
+        try:
+            stream = link.session.upgrade(settings, req)
+        except ValueError as exc:
+            self.shared.log.debug("Upgrade: h2c refused (%s): serving HTTP/1.1", exc)
+            return False
+        self.transport.write(SWITCHING)
+        self.requests -= 1  # (counted again as stream 1)
+        self.phase = HTTP2
+        self.h2 = link
+        link.start(self.parser.take_buffered(), stream)
+        return True
 
     def _sniff(self, data: bytes) -> bytes | None:
         """A trusted cleartext peer's first bytes (``http2_cleartext``): the h2c preface

@@ -98,11 +98,15 @@ class H2Link:
 
     # -- the connection's side ----------------------------------------------------------------
 
-    def start(self, initial: bytes) -> None:
-        """Send the server's preface and take ``initial`` (bytes already read)."""
-        self.session.initiate()
+    def start(self, initial: bytes, upgraded: Stream | None = None) -> None:
+        """Send the server's preface and take ``initial`` (bytes already read); after an
+        ``Upgrade: h2c`` (its preface queued already), serve its request as ``upgraded``."""
+        if upgraded is None:
+            self.session.initiate()
         if self.conn.shared.stopping:
             self.session.goaway()
+        if upgraded is not None:
+            self._spawn(upgraded)
         if initial:
             self.data_received(initial)
         else:

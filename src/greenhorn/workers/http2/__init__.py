@@ -48,6 +48,7 @@ __all__ = [
     "MATCH",
     "MISMATCH",
     "PARTIAL",
+    "SWITCHING",
     "Http2",
     "Policy",
     "h2_config",
@@ -99,6 +100,26 @@ class Policy:
     def wants_preface(self, peer: str) -> bool:
         """Whether a new cleartext connection from ``peer`` may open with the h2c preface."""
         return self.prior_knowledge and self.trust.trusts(peer)
+
+    def upgrade_settings(self, req: Request, scheme: str, peer: str) -> bytes | None:
+        """The ``HTTP2-Settings`` of an HTTP/1.1 request that asks for ``Upgrade: h2c`` and
+        may have it (``http2_cleartext`` upgrade or both, clear text, a trusted peer, no
+        request body); None: serve it as HTTP/1.1 (a server may ignore an Upgrade)."""
+        if not self.upgrades or scheme == "https" or req.chunked or req.content_length:
+            return None
+        upgrade = settings = None
+        for name, value in req.headers:
+            if name == "UPGRADE":
+                upgrade = value
+            elif name == "HTTP2-SETTINGS":
+                if settings is not None:
+                    return None
+                settings = value
+        if upgrade is None or settings is None or not self.trust.trusts(peer):
+            return None
+        if "h2c" not in (token.strip().lower() for token in upgrade.split(",")):
+            return None
+        return settings.encode("latin-1")
 
 
 class Http2(Policy):
@@ -178,24 +199,13 @@ class Http2(Policy):
         a trusted peer, no request body): answer 101 and serve it, and the connection, as
         HTTP/2; True when it did. Anything else is served as HTTP/1.1 (a server may ignore
         an Upgrade)."""
-        if not self.upgrades or conn.scheme == "https" or req.chunked or req.content_length:
-            return False
-        upgrade = settings = None
-        for name, value in req.headers:
-            if name == "UPGRADE":
-                upgrade = value
-            elif name == "HTTP2-SETTINGS":
-                if settings is not None:
-                    return False
-                settings = value
-        if upgrade is None or settings is None or not self.trust.trusts(conn.peer):
-            return False
-        if "h2c" not in (token.strip().lower() for token in upgrade.split(",")):
+        settings = self.upgrade_settings(req, conn.scheme, conn.peer)
+        if settings is None:
             return False
         from greenhorn.workers.http2.connection import H2Connection
 
         try:
-            h2conn = H2Connection(self, conn, b"", (settings.encode("latin-1"), req))
+            h2conn = H2Connection(self, conn, b"", (settings, req))
         except ValueError as exc:
             self.log.debug("Upgrade: h2c refused (%s): serving HTTP/1.1", exc)
             return False
