@@ -143,7 +143,7 @@ class Worker:
     # request of theirs running past ``timeout`` is logged as a warning instead.
     slot_holds_loop: ClassVar[bool] = False
 
-    # Serves HTTP/2 when ``http_protocols`` asks for it (gthread, gevent); other types offer
+    # Serves HTTP/2 when ``http_protocols`` asks for it (gthread, gevent, asgi); others offer
     # only HTTP/1.1, and the master warns when h2 is asked of them.
     speaks_http2: ClassVar[bool] = False
 

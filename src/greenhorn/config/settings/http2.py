@@ -23,7 +23,8 @@ ROWS: tuple[Setting, ...] = (
         "this order and a client that does not pick it gets HTTP/1.1; in clear text it is "
         "spoken only as http2_cleartext says. HTTP/2 needs the h2 library (`pip install "
         "'greenhorn[http2]'`: without it, asking for h2 is an error at start) and the "
-        "gthread or gevent worker; other worker types log a warning and serve HTTP/1.1.",
+        "gthread, gevent or asgi worker; other worker types log a warning and serve "
+        "HTTP/1.1.",
         flags=("--http-protocols",), metavar="STRING", default_doc="`h1`", help_default="h1",
     ),
     Setting(

@@ -1,4 +1,5 @@
-"""HTTP/2 for the WSGI workers that serve many requests at once (gthread, gevent, eventlet).
+"""HTTP/2 for the WSGI workers that serve many requests at once (gthread, gevent, eventlet);
+``Policy`` (the settings, the waits, who may speak h2c) is the asgi worker's too.
 
 Why a package of its own: the protocol rules are ``http/http2/``'s (no IO); the waits and
 the socket of one connection are ``connection.py``'s; one stream's WSGI cycle is
