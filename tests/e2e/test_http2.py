@@ -54,6 +54,7 @@ pytestmark = pytest.mark.e2e
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 NO_ERROR, PROTOCOL_ERROR, CANCEL, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x8, 0xB
 REFUSED_STREAM = 0x7
+COMPRESSION_ERROR = 0x9
 
 
 def _curl_with_http2() -> str | None:
@@ -823,6 +824,17 @@ def test_hpack_bomb(h2c):
     assert g.error_code != NO_ERROR
     assert _served(h2c)
     assert worker_rss(h2c) - before < 20_000
+
+
+def test_an_undecodable_header_block_is_a_compression_error(h2c):
+    """RFC 9113 §4.3: a field block that cannot be decoded (here an index past both tables)
+    ends the connection with COMPRESSION_ERROR; other clients are served."""
+    frame = HeadersFrame(1)
+    frame.data = b"\x82\x86\xff\xff\xff\xff\xff\x0f"
+    frame.flags.add("END_HEADERS")
+    frame.flags.add("END_STREAM")
+    assert _calm(h2c, frame.serialize()).error_code == COMPRESSION_ERROR
+    assert _served(h2c)
 
 
 def _varint(n: int) -> bytes:

@@ -12,9 +12,11 @@ remembered block is forgotten as soon as the table changes: ``_Table`` counts it
 (``version``), and a block's fields are reused only at the version they were decoded at.
 Everything else (a miss, a block that changes the table, every error: an index past the
 table, a bad Huffman string, a size update over the allowed maximum, a header list over
-``max_header_list_size``) is hpack's own decoding, unchanged, so the errors h2 turns into
-connection errors (COMPRESSION_ERROR, or ENHANCE_YOUR_CALM for a header list too large) are
-the same. A remembered block decoded within ``max_header_list_size`` once; it is reused
+``max_header_list_size``) is hpack's own decoding. A block that cannot be decoded is a
+connection error of type COMPRESSION_ERROR (RFC 9113 §4.3; h2 would say PROTOCOL_ERROR):
+``CompressionError``, an h2 ``ProtocolError`` carrying that code, which h2 passes through
+to its GOAWAY. A header list over the limit stays hpack's ``OversizedHeaderListError``,
+which h2 answers with ENHANCE_YOUR_CALM. A remembered block decoded within ``max_header_list_size`` once; it is reused
 only while that limit and the table's size limits are unchanged. What a connection keeps
 is small and bounded: at most ``CACHE_BLOCKS`` blocks of ``CACHE_BLOCK_BYTES`` bytes and
 ``CACHE_BLOCK_FIELDS`` fields (a short block may name a large entry many times: such
@@ -25,14 +27,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
 from hpack import Decoder, HeaderTuple
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hpack.table import HeaderTable
 
-__all__ = ["CachingDecoder"]
+__all__ = ["CachingDecoder", "CompressionError"]
 
 CACHE_BLOCKS = 16  # remembered blocks per connection...
 CACHE_BLOCK_BYTES = 512  # ...each at most this long...
 CACHE_BLOCK_FIELDS = 64  # ...and this many fields (what a connection keeps stays small)
+
+
+class CompressionError(ProtocolError):
+    """A header block that cannot be decoded (RFC 9113 §4.3: COMPRESSION_ERROR)."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
 
 
 class _Table(HeaderTable):
@@ -75,14 +86,14 @@ class CachingDecoder(Decoder):
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
         if not raw:
-            return super().decode(data, raw)
+            return self._decode(data, raw)
         blocks = self._blocks
         if blocks:
             known = blocks.get(data)
             if known is not None and self._at == self._state():
                 return known
         before = self._table.version
-        headers = super().decode(data, raw)
+        headers = self._decode(data, raw)
         if self._table.version == before and len(data) <= CACHE_BLOCK_BYTES:
             if not isinstance(headers, list):
                 headers = list(headers)
@@ -93,3 +104,11 @@ class CachingDecoder(Decoder):
                     self._at = state
                 blocks[bytes(data)] = headers
         return headers
+
+    def _decode(self, data: bytes, raw: bool) -> Iterable[HeaderTuple]:
+        try:
+            return super().decode(data, raw)
+        except OversizedHeaderListError:
+            raise  # h2: ENHANCE_YOUR_CALM
+        except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise CompressionError(f"Error decoding header block: {exc}") from exc
