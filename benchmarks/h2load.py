@@ -1,5 +1,6 @@
 """HTTP/2 against gunicorn: h2load on greenhorn and on gunicorn 27, both ``-k gthread
---http-protocols h2``, in the same run; requests per second and server CPU per request.
+--http-protocols h2`` (or both ``-k asgi``: ``--worker-class asgi``), in the same run;
+requests per second and server CPU per request.
 
 Why its own script: wrk speaks HTTP/1.1 only. h2load (``apt-get install nghttp2-client``)
 opens ``-c`` connections with ``-m`` streams in flight on each, so what it measures is the
@@ -10,6 +11,7 @@ share included). Rounds alternate greenhorn and gunicorn; CPU is the server's pr
 tree from /proc (``procstat.py``), so the load generator's share never counts.
 
     python benchmarks/h2load.py [--rounds 3] [--requests 20000] [--workers 1] [--threads 4]
+                                [--worker-class gthread|asgi]
 
 Prints a markdown table (docs/performance.md has the last one) and, with ``--out``, JSON.
 """
@@ -39,6 +41,7 @@ _DONE = re.compile(
     r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed"
 )
 _RPS = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
+APP = {"gthread": "benchapp:hello", "asgi": "asgiapp:hello"}  # the same bytes either way
 
 
 class H2Server(Server):
@@ -87,7 +90,7 @@ def make_cert(directory: str) -> tuple[str, str]:
 def measure(
     kind: ServerKind, flags: list[str], scheme: str, args: argparse.Namespace
 ) -> dict[str, Any]:
-    server = H2Server(kind, "benchapp:hello", APPS, flags)
+    server = H2Server(kind, APP[args.worker_class], APPS, flags)
     server.h2load = args.h2load
     server.scheme = scheme
     try:
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", type=int, default=10, help="h2load -m (default 10)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--worker-class", choices=sorted(APP), default="gthread")
     ap.add_argument("--scenarios", default="h2c,tls")
     ap.add_argument("--gunicorn-python", help="a Python that imports gunicorn 27 and h2")
     ap.add_argument("--h2load", default=shutil.which("h2load"))
@@ -136,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     kinds.append(
         ServerKind("gunicorn", found[0], ("-m", "gunicorn"), found[1], import_path(found[0]))
     )
-    common = ["-k", "gthread", "-w", str(args.workers), "--threads", str(args.threads),
-              "--http-protocols", "h2"]  # fmt: skip
+    common = ["-k", args.worker_class, "-w", str(args.workers), "--http-protocols", "h2"]
+    if args.worker_class == "gthread":
+        common += ["--threads", str(args.threads)]
     tmp = tempfile.mkdtemp(prefix="h2bench-")
     cert, key = make_cert(tmp)
     scenarios = {
@@ -165,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 def table(results: dict[str, Any], args: argparse.Namespace, kinds: list[ServerKind]) -> str:
     versions = ", ".join(f"{k.name} {k.version}" for k in kinds)
     lines = [
-        f"h2load -n {args.requests} -c {args.clients} -m {args.streams} -t 1; -k gthread "
-        f"-w {args.workers} --threads {args.threads} --http-protocols h2; benchapp:hello; "
+        f"h2load -n {args.requests} -c {args.clients} -m {args.streams} -t 1; "
+        f"-k {args.worker_class} -w {args.workers}"
+        f"{f' --threads {args.threads}' if args.worker_class == 'gthread' else ''} "
+        f"--http-protocols h2; {APP[args.worker_class]}; "
         f"median of {args.rounds} alternating rounds; {versions}",
         "",
         "| scenario | server | req/s | server CPU µs/request | failed | CPU ratio (rounds) |",
