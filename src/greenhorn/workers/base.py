@@ -401,8 +401,10 @@ class Worker:
         With ``final`` (a full stop: no other master shares the sockets) the port first
         stops taking new connections (``stop_new_connections``), so that the last accept
         empties the queue for good: a connection the kernel completed after it would be
-        reset by the close, under a request its client has already sent. Clients that
-        connect from then on are refused, as they would be a moment later anyway."""
+        reset by the close, under a request its client has already sent. Handshakes
+        already under way still complete: the accepts go on until none came for
+        ``HANDSHAKE_GRACE``. Clients that connect from then on are refused, as they would
+        be a moment later anyway."""
         with self._closing:
             if not self._listeners_open:
                 return
@@ -410,15 +412,21 @@ class Worker:
             for listener in self.listeners:
                 sock = listener.sock
                 if drain:
-                    if final:
-                        stop_new_connections(sock)
+                    grace = HANDSHAKE_GRACE if final and stop_new_connections(sock) else 0.0
                     sock.setblocking(False)  # green sockets would wait for a new client
+                    quiet_since = time.monotonic()
                     while True:
                         try:
                             client, addr = sock.accept()
+                        except BlockingIOError:
+                            if time.monotonic() - quiet_since >= grace:
+                                break
+                            time.sleep(0.002)
+                            continue
                         except OSError:
                             break
-                        self.pending.append((client, addr, listener, time.monotonic()))
+                        quiet_since = time.monotonic()
+                        self.pending.append((client, addr, listener, quiet_since))
                 self.forget_listener(sock)
                 try:
                     sock.close()
@@ -642,22 +650,35 @@ class Worker:
         os._exit(code)
 
 
-# A classic BPF program of one instruction, "return 0": drop the packet (SO_ATTACH_FILTER).
+# How long the final drain waits for handshakes that were under way when the port stopped
+# taking SYNs (the last ACK is one round trip away; on a LAN or loopback, far less).
+HANDSHAKE_GRACE = 0.025
+
+# A classic BPF program for the listening socket (SO_ATTACH_FILTER), which sees a packet
+# from its TCP header on: drop a SYN, keep the rest. A handshake's last ACK passes, so a
+# connection the kernel had already answered still completes (a drop-all filter lost it:
+# the client, connected, sent its request into a connection the close then reset).
 # Built at import, in an array whose address stays put: a worker that dropped privileges
 # (--user) may no longer be able to read the interpreter's library to import ctypes.
 _SO_ATTACH_FILTER = 26
-_DROP_ALL = array.array("B", struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET | BPF_K, k = 0
+_DROP_SYN = array.array(
+    "B",
+    struct.pack("HBBI", 0x30, 0, 0, 13)  # BPF_LD | BPF_B | BPF_ABS: the TCP flags byte
+    + struct.pack("HBBI", 0x45, 0, 1, 0x02)  # BPF_JMP | BPF_JSET | BPF_K: SYN? next : skip
+    + struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET: drop
+    + struct.pack("HBBI", 0x06, 0, 0, 0xFFFFFFFF),  # BPF_RET: keep the whole packet
+)
 
 
 def stop_new_connections(sock: socket.socket) -> bool:
-    """Make a listening TCP socket drop every incoming packet, so that the kernel completes
-    no new connection on it (a client's SYN goes unanswered, and its retry finds the port
-    closed). The filter stays on the socket for good: only for a full stop of sockets this
-    server bound itself (``Listeners.all_bound_here``). False where it cannot be done (not
-    Linux, not TCP); the stop then proceeds as before."""
+    """Make a listening TCP socket drop every SYN, so that the kernel starts no new
+    connection on it (a client's SYN goes unanswered, and its retry finds the port closed);
+    handshakes already answered complete. The filter stays on the socket for good: only for
+    a full stop of sockets this server bound itself (``Listeners.all_bound_here``). False
+    where it cannot be done (not Linux, not TCP); the stop then proceeds as before."""
     if sys.platform != "linux" or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return False
-    fprog = struct.pack("@HP", 1, _DROP_ALL.buffer_info()[0])  # struct sock_fprog
+    fprog = struct.pack("@HP", len(_DROP_SYN) // 8, _DROP_SYN.buffer_info()[0])
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     except OSError:
