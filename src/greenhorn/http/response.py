@@ -31,6 +31,7 @@ __all__ = [
     "Framing",
     "InvalidResponse",
     "error_response",
+    "field_pair",
     "http_date",
     "informational",
     "prepare",
@@ -84,6 +85,22 @@ def http_date(now: float | None = None) -> str:
 
 class InvalidResponse(ValueError):
     """The application produced a status or header that cannot be sent safely."""
+
+
+def field_pair(item: object) -> tuple[str, str]:
+    """One header an application gave, checked: a (name, value) pair of ``str``, the name a
+    token, the value without control characters. Raises ``InvalidResponse``. The one check
+    for every response head (HTTP/1.1, HTTP/2, the WebSocket handshake)."""
+    if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
+        raise InvalidResponse(f"header {item!r} is not a (name, value) pair")
+    name, value = item
+    if type(name) is not str or type(value) is not str:
+        raise InvalidResponse(f"header {item!r} is not a pair of str")
+    if NAME_RE.fullmatch(name) is None:
+        raise InvalidResponse(f"invalid header name {name!r}")
+    if BAD_VALUE_RE.search(value):
+        raise InvalidResponse(f"invalid value for header {name!r}")
+    return name, value
 
 
 class Framing:
@@ -303,15 +320,7 @@ def _build(
     lines = ["HTTP/1.1 ", status, "\r\n"]
     item: object
     for item in headers:
-        if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
-            raise InvalidResponse(f"header {item!r} is not a (name, value) pair")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise InvalidResponse(f"header {item!r} is not a pair of str")
-        if NAME_RE.fullmatch(name) is None:
-            raise InvalidResponse(f"invalid header name {name!r}")
-        if BAD_VALUE_RE.search(value):
-            raise InvalidResponse(f"invalid value for header {name!r}")
+        name, value = field_pair(item)
         lname = name.lower()
         if lname == "content-length":
             if not value.isdigit() or not value.isascii() or length is not None:

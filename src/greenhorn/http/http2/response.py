@@ -23,6 +23,7 @@ from greenhorn.http.response import (
     STATUS_RE,
     Framing,
     InvalidResponse,
+    field_pair,
     http_date,
 )
 
@@ -126,15 +127,7 @@ def _build(
     has_date = has_server = False
     item: object
     for item in headers:
-        if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
-            raise InvalidResponse(f"header {item!r} is not a (name, value) pair")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise InvalidResponse(f"header {item!r} is not a pair of str")
-        if NAME_RE.fullmatch(name) is None:
-            raise InvalidResponse(f"invalid header name {name!r}")
-        if BAD_VALUE_RE.search(value):
-            raise InvalidResponse(f"invalid value for header {name!r}")
+        name, value = field_pair(item)
         lname = name.lower()
         if lname == "content-length":
             if not value.isdigit() or not value.isascii() or length is not None:

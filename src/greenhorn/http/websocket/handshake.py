@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from greenhorn.http import errors
 from greenhorn.http.fields import TCHAR
-from greenhorn.http.response import BAD_VALUE_RE, HOP_BY_HOP, NAME_RE, InvalidResponse, http_date
+from greenhorn.http.response import HOP_BY_HOP, InvalidResponse, field_pair, http_date
 from greenhorn.http.websocket.deflate import DeflateOptions, PerMessageDeflate
 from greenhorn.http.websocket.errors import HandshakeError, UnsupportedWebSocketVersion
 
@@ -231,15 +231,7 @@ def accept_response(
         lines += ("Sec-WebSocket-Extensions: ", deflate.response_value(), "\r\n")
     has_date = has_server = False
     for item in headers:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise InvalidResponse(f"header {item!r} is not a (name, value) pair")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise InvalidResponse(f"header {item!r} is not a pair of str")
-        if NAME_RE.fullmatch(name) is None:
-            raise InvalidResponse(f"invalid header name {name!r}")
-        if BAD_VALUE_RE.search(value):
-            raise InvalidResponse(f"invalid value for header {name!r}")
+        name, value = field_pair(item)
         lname = name.lower()
         if lname in _OWNED:
             raise InvalidResponse(f"{name} is set by the WebSocket handshake, not the app")
