@@ -746,6 +746,18 @@ def test_zero_window_stall_frees_the_thread(h2c):
     assert worker_rss(h2c) - before < 20_000  # KiB: the 64 MiB response never queued
 
 
+def test_a_request_body_that_never_comes_is_reset(h2c):
+    """A POST whose DATA never comes: the app waits for the body, the stream is reset
+    (CANCEL) after the stall bound (timeout/2 = 2 s), and others are served meanwhile."""
+    with Raw(h2c) as c:
+        c.request(1, "/echo", method="POST", end=False)
+        started = time.monotonic()
+        assert _served(h2c)
+        frames = c.read(stream_done(1), 10)
+        assert status_of(frames, 1) == f"RST:{CANCEL}"
+        assert 1.5 < time.monotonic() - started < 8
+
+
 # -- attacks ----------------------------------------------------------------------------------
 
 
