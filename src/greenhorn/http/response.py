@@ -37,6 +37,7 @@ __all__ = [
     "prepare",
     "prepare_bytes",
     "reason_phrase",
+    "text_pair",
 ]
 
 STATUS_RE = re.compile(r"[1-9][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
@@ -101,6 +102,24 @@ def field_pair(item: object) -> tuple[str, str]:
     if BAD_VALUE_RE.search(value):
         raise InvalidResponse(f"invalid value for header {name!r}")
     return name, value
+
+
+def text_pair(item: object) -> tuple[str, str]:
+    """A header pair of ``str`` or of bytes-likes (ASGI headers, early hints) as ``str``
+    (latin-1), checked as ``field_pair`` checks. Raises ``InvalidResponse``."""
+    name: object
+    value: object
+    try:
+        name, value = item  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise InvalidResponse(f"header {item!r} is not a (name, value) pair") from None
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        name = bytes(name).decode("latin-1")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("latin-1")
+    if type(name) is not str or type(value) is not str:
+        raise InvalidResponse(f"header {item!r} is not a pair of str or bytes")
+    return field_pair((name, value))
 
 
 class Framing:
@@ -240,20 +259,7 @@ def informational(code: int, headers: object) -> bytes:
     except TypeError:
         raise InvalidResponse(f"headers {headers!r} are not a list of pairs") from None
     for item in items:
-        try:
-            name, value = item
-        except (TypeError, ValueError):
-            raise InvalidResponse(f"header {item!r} is not a (name, value) pair") from None
-        if isinstance(name, (bytes, bytearray)):
-            name = bytes(name).decode("latin-1")
-        if isinstance(value, (bytes, bytearray)):
-            value = bytes(value).decode("latin-1")
-        if type(name) is not str or type(value) is not str:
-            raise InvalidResponse(f"header {item!r} is not a pair of str or bytes")
-        if NAME_RE.fullmatch(name) is None:
-            raise InvalidResponse(f"invalid header name {name!r}")
-        if BAD_VALUE_RE.search(value):
-            raise InvalidResponse(f"invalid value for header {name!r}")
+        name, value = text_pair(item)
         lines += (name, ": ", value.strip(" \t"), "\r\n")
     lines.append("\r\n")
     try:

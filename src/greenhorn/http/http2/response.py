@@ -17,14 +17,13 @@ from __future__ import annotations
 import time
 
 from greenhorn.http.response import (
-    BAD_VALUE_RE,
     HOP_BY_HOP,
-    NAME_RE,
     STATUS_RE,
     Framing,
     InvalidResponse,
     field_pair,
     http_date,
+    text_pair,
 )
 
 __all__ = ["Fields", "informational", "prepare", "prepare_int", "trailer_fields"]
@@ -197,20 +196,7 @@ def _pairs(headers: object) -> list[tuple[str, str]]:
         raise InvalidResponse(f"headers {headers!r} are not a list of pairs") from None
     out: list[tuple[str, str]] = []
     for item in items:
-        try:
-            name, value = item
-        except (TypeError, ValueError):
-            raise InvalidResponse(f"header {item!r} is not a (name, value) pair") from None
-        if isinstance(name, (bytes, bytearray, memoryview)):
-            name = bytes(name).decode("latin-1")
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            value = bytes(value).decode("latin-1")
-        if type(name) is not str or type(value) is not str:
-            raise InvalidResponse(f"header {item!r} is not a pair of str or bytes")
-        if NAME_RE.fullmatch(name) is None:
-            raise InvalidResponse(f"invalid header name {name!r}")
-        if BAD_VALUE_RE.search(value):
-            raise InvalidResponse(f"invalid value for header {name!r}")
+        name, value = text_pair(item)
         try:
             value.encode("latin-1")
         except UnicodeEncodeError:
