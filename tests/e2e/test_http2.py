@@ -428,14 +428,17 @@ def test_an_upgraded_request_counts_once_toward_max_requests(tmp_path, worker):
         _stop(server)
 
 
-def test_gevent_streams_past_the_scoreboard_slots_are_timed_too(tmp_path):
-    """gevent with --worker-connections 2 has two scoreboard slots: the connection's
-    greenlet holds one and stream 1 the other, so stream 3 runs past the slots. Both streams
-    outlive --timeout 1: each is logged once as late, with its request line."""
-    pytest.importorskip("gevent")
+@pytest.mark.parametrize("worker", ["gthread", "gevent"])
+def test_streams_past_the_timeout_are_logged_each(tmp_path, worker):
+    """Two streams outlive --timeout 1: each is logged once as late, with its request line
+    (the timeout works per stream). gevent with --worker-connections 2 has two scoreboard
+    slots: the connection's greenlet holds one and stream 1 the other, so stream 3 runs
+    past the slots and is timed all the same."""
+    if worker == "gevent":
+        pytest.importorskip("gevent")
     server = _start(
         tmp_path / "server", "--http2-cleartext", "prior-knowledge", "--timeout", "1",
-        "--worker-connections", "2", worker="gevent",
+        "--worker-connections", "2", worker=worker,
     )  # fmt: skip
     try:
         wait_until(lambda: _served(server), 20)
